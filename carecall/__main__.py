@@ -1,0 +1,5 @@
+import sys
+
+from carecall.cli import main
+
+sys.exit(main())

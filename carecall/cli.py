@@ -1,0 +1,63 @@
+"""The ``carecall`` command.
+
+Global options come before the sub-command (``carecall --db URL import visits f.csv``).
+Each feature package adds its sub-commands through a ``register(subparsers)`` function
+in its ``commands`` module; a sub-command's handler takes ``(args, settings)`` and
+returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from carecall.config import ConfigError, load_settings
+
+COMMAND_MODULES = (
+    "carecall.commands",
+    "ivr.commands",
+    "agi.commands",
+    "scheduler.commands",
+    "billing.commands",
+    "web.commands",
+    "reports.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carecall", description="Electronic call monitoring for home care.")
+    parser.add_argument("--db", metavar="URL", help="database URL (default $CARECALL_DB or sqlite:///carecall.db)")
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default ./carecall.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, db_url=args.db)
+    except ConfigError as exc:
+        print(f"carecall: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings) or 0)
+    except ConfigError as exc:
+        print(f"carecall: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

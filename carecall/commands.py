@@ -1,0 +1,38 @@
+"""``carecall run``: the server (FastAGI, office web, alert scheduler) in one process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from carecall.config import Settings
+from ivr.db import upgrade
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from carecall.runtime import Runtime
+    from carecall.service import make_service
+
+    upgrade(settings.db_url)
+    if args.demo:
+        from ivr.commands import cmd_demo
+
+        if cmd_demo(args, settings) != 0:
+            return 1
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    runtime = Runtime.create(settings, reactor)
+    service = make_service(runtime)
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()  # type: ignore[attr-defined]
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the server: FastAGI, office web and alerts")
+    p.add_argument("--demo", action="store_true", help="load demo data (today's visits) before starting")
+    p.set_defaults(func=cmd_run)

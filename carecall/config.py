@@ -1,0 +1,151 @@
+"""Site configuration: one TOML file, a few environment variables, command-line flags.
+
+Precedence, highest first: ``--db``/flags, ``CARECALL_*`` environment variables, the
+TOML file (``--config``, ``CARECALL_CONFIG`` or ``./carecall.toml``), built-in defaults.
+Feature packages read their own table (``[alerts]``, ``[billing]``, ``[web]``) with
+:meth:`Settings.section`, so each keeps its options beside its rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ivr.clock import DEFAULT_ZONE
+
+DEFAULT_DB = "sqlite:///carecall.db"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompts:
+    """Asterisk sound names; the defaults ship in Debian's asterisk-core-sounds-en."""
+
+    phone_code: str = "telephone-number"  # sites should record "enter the home's phone code"
+    worker_number: str = "agent-user"  # "agent login, please enter your agent number"
+    pin: str = "agent-pass"  # "please enter your password"
+    invalid: str = "agent-incorrect"  # "login incorrect"
+    arrival: str = "agent-loginok"  # "agent logged in", then the time
+    departure: str = "agent-loggedoff"  # "agent logged off", then the time
+    goodbye: str = "goodbye"
+    sorry: str = "im-sorry"
+    no_reply: str = "auth-thankyou"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    db_url: str = DEFAULT_DB
+    timezone: str = DEFAULT_ZONE
+    phone_region: str = "GB"
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    base_url: str = "http://127.0.0.1:8080"
+    secret_file: str = "carecall.key"
+    data_dir: str = "var"
+    # Call matching (issue: the spine): a departure closes an open arrival of this age.
+    open_attendance_hours: float = 12.0
+    match_before_minutes: int = 120
+    match_after_minutes: int = 120
+    digit_timeout_ms: int = 6000
+    max_tries: int = 3
+    db_threads: int = 0  # 0 = 1 for SQLite, 10 for PostgreSQL
+    prompts: Prompts = dataclasses.field(default_factory=Prompts)
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.raw.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        return value
+
+    def path(self, relative: str) -> Path:
+        """A path from the config, relative to the data directory unless absolute."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.data_dir) / p
+
+    @property
+    def secret_path(self) -> Path:
+        p = Path(self.secret_file)
+        return p if p.is_absolute() or p.parent != Path(".") else Path(self.secret_file)
+
+
+_ENV = {
+    "CARECALL_DB": "db_url",
+    "CARECALL_TIMEZONE": "timezone",
+    "CARECALL_SECRET_FILE": "secret_file",
+    "CARECALL_DATA_DIR": "data_dir",
+    "CARECALL_BASE_URL": "base_url",
+}
+
+
+def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
+    kind = field.type if isinstance(field.type, type) else str(field.type)
+    try:
+        if kind in (int, "int"):
+            return int(value)
+        if kind in (float, "float"):
+            return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{field.name} must be a number, got {value!r}") from exc
+    return value
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    db_url: str | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    path = config_file or env.get("CARECALL_CONFIG")
+    if path is None and Path("carecall.toml").exists():
+        path = "carecall.toml"
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, value in raw.get("carecall", {}).items():
+        if key not in fields or key in ("prompts", "raw"):
+            raise ConfigError(f"unknown setting [carecall] {key}")
+        values[key] = _coerce(fields[key], value)
+    for var, key in _ENV.items():
+        if env.get(var):
+            values[key] = env[var]
+    if db_url:
+        values["db_url"] = db_url
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _coerce(fields[key], value)
+
+    prompt_fields = {f.name for f in dataclasses.fields(Prompts)}
+    prompts_raw = raw.get("prompts", {})
+    unknown = set(prompts_raw) - prompt_fields
+    if unknown:
+        raise ConfigError(f"unknown prompt(s): {', '.join(sorted(unknown))}")
+    settings = Settings(prompts=Prompts(**prompts_raw), raw=raw, **values)
+    try:
+        settings.tz  # noqa: B018 - validate early with a clear message
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"unknown time zone {settings.timezone!r}") from exc
+    return settings

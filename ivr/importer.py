@@ -1,0 +1,501 @@
+"""CSV import of residents, workers, care packages and visits.
+
+All or nothing: every row is checked first (against the file and the database), every
+bad row is reported with its line number and reason, and only a clean file is written,
+in one transaction. Re-importing a key (reference, worker number, visit_ref …) updates
+that record, so a rostering system can send its whole schedule again.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+from collections.abc import Callable, Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ivr.clock import LocalTimeError, format_local, parse_local
+from ivr.models import (
+    AuditEntry,
+    CarePackage,
+    Resident,
+    ResidentLine,
+    Visit,
+    VisitWorker,
+    Worker,
+)
+from ivr.phone import PhoneNumberError, normalise
+from ivr.pins import PinHasher, valid_pin
+
+KINDS = ("residents", "workers", "packages", "visits")
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "residents": ("reference", "name", "landline", "address", "postcode", "funder", "phone_code"),
+    "workers": ("worker_number", "name", "pin", "mobile"),
+    "packages": (
+        "resident_reference", "purchase_order", "funder", "weekly_hours", "hourly_rate",
+        "weekend_rate", "bank_holiday_rate", "start_date", "end_date",
+    ),
+    "visits": ("visit_ref", "resident_reference", "planned_start", "planned_end", "workers", "time_critical"),
+}
+# Columns that may be left empty; every other listed column must have a value.
+OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date"}
+OPTIONAL_HEADERS = {"team"}  # read when present, never required
+MAX_FIELD = 500
+MAX_ROWS = 500_000
+
+
+@dataclasses.dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclasses.dataclass
+class ImportReport:
+    kind: str
+    created: int = 0
+    updated: int = 0
+    errors: list[RowError] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        if self.errors:
+            return f"{self.kind}: nothing imported, {len(self.errors)} bad row(s)"
+        return f"{self.kind}: {self.created} created, {self.updated} updated"
+
+
+class _Bad(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportContext:
+    tz: ZoneInfo
+    region: str
+    hasher: PinHasher
+    actor: str = "import"
+
+
+# --- field parsers: each raises _Bad with a message an office user can act on ---------
+
+
+def _text(value: str, name: str, limit: int = 200) -> str:
+    value = value.strip()
+    if len(value) > limit:
+        raise _Bad(f"{name} is longer than {limit} characters")
+    return value
+
+
+def _code(value: str, name: str, lo: int, hi: int) -> str:
+    value = value.strip()
+    if not value.isdigit() or not value.isascii() or not lo <= len(value) <= hi:
+        span = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        raise _Bad(f"{name} must be {span} digits, got {value!r}")
+    return value
+
+
+def _ref(value: str, name: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 40 or any(c.isspace() for c in value) or not value.isprintable():
+        raise _Bad(f"{name} must be 1 to 40 characters without spaces, got {value!r}")
+    return value
+
+
+def _decimal(value: str, name: str, places: int = 2) -> Decimal:
+    try:
+        d = Decimal(value.strip().lstrip("£"))
+    except InvalidOperation as exc:
+        raise _Bad(f"{name} must be a number, got {value!r}") from exc
+    if not d.is_finite() or d < 0:
+        raise _Bad(f"{name} must be zero or more, got {value!r}")
+    if d.as_tuple().exponent < -places:  # type: ignore[operator]
+        raise _Bad(f"{name} has more than {places} decimal places: {value!r}")
+    if d >= Decimal(10) ** 6:
+        raise _Bad(f"{name} is too large: {value!r}")
+    return d
+
+
+def _date(value: str, name: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise _Bad(f"{name} must be a date YYYY-MM-DD, got {value!r}") from exc
+
+
+def _yes_no(value: str, name: str) -> bool:
+    v = value.strip().lower()
+    if v in ("yes", "y", "true", "1"):
+        return True
+    if v in ("no", "n", "false", "0", ""):
+        return False
+    raise _Bad(f"{name} must be yes or no, got {value!r}")
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def read_rows(data: bytes | str, kind: str) -> tuple[list[tuple[int, dict[str, str]]], list[RowError]]:
+    """Decode and split a CSV; header problems are reported as line 1."""
+    if kind not in COLUMNS:
+        raise ValueError(f"unknown import kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            return [], [RowError(1, f"the file is not UTF-8 text (byte {exc.start})")]
+    if "\x00" in data:
+        return [], [RowError(1, "the file contains NUL bytes; is it a spreadsheet rather than CSV?")]
+    reader = csv.reader(io.StringIO(data, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], [RowError(1, "the file is empty; expected a header row")]
+    except csv.Error as exc:
+        return [], [RowError(1, f"unreadable header: {exc}")]
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in COLUMNS[kind] if c not in names and c not in OPTIONAL]
+    if missing:
+        return [], [RowError(1, f"missing column(s): {', '.join(missing)}")]
+    dupes = sorted({n for n in names if names.count(n) > 1 and (n in COLUMNS[kind])})
+    if dupes:
+        return [], [RowError(1, f"column(s) given twice: {', '.join(dupes)}")]
+    wanted = set(COLUMNS[kind]) | OPTIONAL_HEADERS
+    rows: list[tuple[int, dict[str, str]]] = []
+    errors: list[RowError] = []
+    try:
+        for fields in reader:
+            line = reader.line_num
+            if not any(f.strip() for f in fields):
+                continue  # blank line
+            if len(rows) >= MAX_ROWS:
+                errors.append(RowError(line, f"more than {MAX_ROWS} rows; split the file"))
+                break
+            if len(fields) < len(names):
+                fields = fields + [""] * (len(names) - len(fields))
+            row = {n: f for n, f in zip(names, fields, strict=False) if n in wanted}
+            long = [n for n, f in row.items() if len(f) > MAX_FIELD]
+            if long:
+                errors.append(RowError(line, f"{long[0]} is longer than {MAX_FIELD} characters"))
+                continue
+            rows.append((line, row))
+    except csv.Error as exc:
+        errors.append(RowError(reader.line_num, f"unreadable CSV: {exc}"))
+    return rows, errors
+
+
+# --- per-kind validation and apply --------------------------------------------------
+
+
+def _required(row: dict[str, str], kind: str) -> None:
+    for col in COLUMNS[kind]:
+        if col not in OPTIONAL and not row.get(col, "").strip():
+            raise _Bad(f"{col} is empty")
+
+
+def _check_residents(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                     errors: list[RowError]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen_refs: dict[str, int] = {}
+    seen_codes: dict[str, str] = {}
+    coded = select(Resident.phone_code, Resident.reference).where(Resident.phone_code.is_not(None))
+    taken = dict(session.execute(coded).all())
+    for line, row in rows:
+        try:
+            _required(row, "residents")
+            ref = _ref(row["reference"], "reference")
+            if ref in seen_refs:
+                raise _Bad(f"reference {ref} appears again (first on line {seen_refs[ref]})")
+            lines: list[str] = []
+            for part in row.get("landline", "").split(";"):
+                if part.strip():
+                    try:
+                        e164 = normalise(part, ctx.region)
+                    except PhoneNumberError as exc:
+                        raise _Bad(f"landline: {exc}") from exc
+                    if e164 not in lines:
+                        lines.append(e164)
+            code = row.get("phone_code", "").strip() or None
+            if code is not None:
+                code = _code(code, "phone_code", 3, 8)
+                owner = seen_codes.get(code) or taken.get(code)
+                if owner is not None and owner != ref:
+                    raise _Bad(f"phone_code {code} already belongs to resident {owner}")
+                seen_codes[code] = ref
+            out.append({
+                "reference": ref,
+                "name": _text(row["name"], "name"),
+                "address": _text(row.get("address", ""), "address", MAX_FIELD),
+                "postcode": _text(row.get("postcode", ""), "postcode", 12).upper(),
+                "funder": _text(row.get("funder", ""), "funder", 80),
+                "team": _text(row.get("team", ""), "team", 80),
+                "phone_code": code,
+                "lines": lines,
+            })
+            seen_refs[ref] = line
+        except _Bad as exc:
+            errors.append(RowError(line, str(exc)))
+    return out
+
+
+def _apply_residents(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    existing = {r.reference: r for r in session.scalars(
+        select(Resident).where(Resident.reference.in_([i["reference"] for i in items])))}
+    # Free every phone code being moved first, so swapping codes between homes works.
+    moving = [r for r in existing.values() if r.phone_code is not None]
+    for r in moving:
+        r.phone_code = None
+    session.flush()
+    for item in items:
+        lines = item.pop("lines")
+        res = existing.get(item["reference"])
+        if res is None:
+            res = Resident(**item)
+            session.add(res)
+            report.created += 1
+        else:
+            for k, v in item.items():
+                setattr(res, k, v)
+            report.updated += 1
+        res.lines = [ResidentLine(e164=e) for e in lines]
+
+
+def _check_workers(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                   errors: list[RowError]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "workers")
+            number = _code(row["worker_number"], "worker_number", 1, 8)
+            if number in seen:
+                raise _Bad(f"worker_number {number} appears again (first on line {seen[number]})")
+            pin = row["pin"].strip()
+            if not valid_pin(pin):
+                raise _Bad("pin must be exactly 4 digits")
+            mobile = None
+            if row.get("mobile", "").strip():
+                try:
+                    mobile = normalise(row["mobile"], ctx.region)
+                except PhoneNumberError as exc:
+                    raise _Bad(f"mobile: {exc}") from exc
+            out.append({
+                "worker_number": number,
+                "name": _text(row["name"], "name"),
+                "pin_hash": ctx.hasher.hash(number, pin),
+                "mobile_e164": mobile,
+                "team": _text(row.get("team", ""), "team", 80),
+            })
+            seen[number] = line
+        except _Bad as exc:
+            errors.append(RowError(line, str(exc)))
+    return out
+
+
+def _apply_workers(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    existing = {w.worker_number: w for w in session.scalars(
+        select(Worker).where(Worker.worker_number.in_([i["worker_number"] for i in items])))}
+    for item in items:
+        w = existing.get(item["worker_number"])
+        if w is None:
+            session.add(Worker(**item))
+            report.created += 1
+        else:
+            for k, v in item.items():
+                setattr(w, k, v)
+            report.updated += 1
+
+
+def _resident_ids(session: Session) -> dict[str, int]:
+    return dict(session.execute(select(Resident.reference, Resident.id)).all())
+
+
+def _check_packages(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                    errors: list[RowError]) -> list[dict[str, Any]]:
+    residents = _resident_ids(session)
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str, dt.date], int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "packages")
+            ref = row["resident_reference"].strip()
+            if ref not in residents:
+                raise _Bad(f"resident_reference {ref!r} is not a known resident")
+            start = _date(row["start_date"], "start_date")
+            end = _date(row["end_date"], "end_date") if row.get("end_date", "").strip() else None
+            if end is not None and end < start:
+                raise _Bad("end_date is before start_date")
+            po = _text(row["purchase_order"], "purchase_order", 60)
+            key = (ref, po, start)
+            if key in seen:
+                raise _Bad(f"package {po} from {start} appears again (first on line {seen[key]})")
+            hours = _decimal(row["weekly_hours"], "weekly_hours")
+            if hours > 168:
+                raise _Bad("weekly_hours cannot exceed 168")
+            out.append({
+                "resident_id": residents[ref],
+                "purchase_order": po,
+                "funder": _text(row["funder"], "funder", 80),
+                "weekly_hours": hours,
+                "hourly_rate": _decimal(row["hourly_rate"], "hourly_rate"),
+                "weekend_rate": _decimal(row["weekend_rate"], "weekend_rate"),
+                "bank_holiday_rate": _decimal(row["bank_holiday_rate"], "bank_holiday_rate"),
+                "start_date": start,
+                "end_date": end,
+            })
+            seen[key] = line
+        except _Bad as exc:
+            errors.append(RowError(line, str(exc)))
+    return out
+
+
+def _apply_packages(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    for item in items:
+        pkg = session.scalar(select(CarePackage).where(
+            CarePackage.resident_id == item["resident_id"],
+            CarePackage.purchase_order == item["purchase_order"],
+            CarePackage.start_date == item["start_date"],
+        ))
+        if pkg is None:
+            session.add(CarePackage(**item))
+            report.created += 1
+        else:
+            for k, v in item.items():
+                setattr(pkg, k, v)
+            report.updated += 1
+
+
+def _check_visits(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                  errors: list[RowError]) -> list[dict[str, Any]]:
+    residents = _resident_ids(session)
+    workers = dict(session.execute(select(Worker.worker_number, Worker.id)).all())
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "visits")
+            ref = _ref(row["visit_ref"], "visit_ref")
+            if ref in seen:
+                raise _Bad(f"visit_ref {ref} appears again (first on line {seen[ref]})")
+            res = row["resident_reference"].strip()
+            if res not in residents:
+                raise _Bad(f"resident_reference {res!r} is not a known resident")
+            try:
+                start = parse_local(row["planned_start"], ctx.tz)
+                end = parse_local(row["planned_end"], ctx.tz)
+            except LocalTimeError as exc:
+                raise _Bad(str(exc)) from exc
+            if end <= start:
+                raise _Bad("planned_end must be after planned_start")
+            if end - start > dt.timedelta(hours=24):
+                raise _Bad("a visit cannot be longer than 24 hours")
+            numbers = [n.strip() for n in row["workers"].split(";") if n.strip()]
+            if not 1 <= len(numbers) <= 2:
+                raise _Bad("workers must list one or two worker numbers separated by ;")
+            if len(set(numbers)) != len(numbers):
+                raise _Bad("the same worker is listed twice")
+            unknown = [n for n in numbers if n not in workers]
+            if unknown:
+                raise _Bad(f"unknown worker number(s): {', '.join(unknown)}")
+            out.append({
+                "visit_ref": ref,
+                "resident_id": residents[res],
+                "planned_start": start,
+                "planned_end": end,
+                "workers_required": len(numbers),
+                "time_critical": _yes_no(row["time_critical"], "time_critical"),
+                "worker_ids": [workers[n] for n in numbers],
+            })
+            seen[ref] = line
+        except _Bad as exc:
+            errors.append(RowError(line, str(exc)))
+    return out
+
+
+def _visit_state(v: Visit, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "planned_start": format_local(v.planned_start, tz),
+        "planned_end": format_local(v.planned_end, tz),
+        "workers": [a.worker_id for a in v.assignments],
+        "time_critical": v.time_critical,
+    }
+
+
+def _apply_visits(items: list[dict[str, Any]], session: Session, report: ImportReport, ctx: ImportContext) -> None:
+    refs = [i["visit_ref"] for i in items]
+    existing: dict[str, Visit] = {}
+    for chunk in range(0, len(refs), 1000):
+        for v in session.scalars(select(Visit).where(Visit.visit_ref.in_(refs[chunk:chunk + 1000]))):
+            existing[v.visit_ref] = v
+    for item in items:
+        worker_ids = item.pop("worker_ids")
+        visit = existing.get(item["visit_ref"])
+        if visit is None:
+            visit = Visit(**item)
+            visit.assignments = [VisitWorker(worker_id=w, position=i + 1) for i, w in enumerate(worker_ids)]
+            session.add(visit)
+            report.created += 1
+            continue
+        before = _visit_state(visit, ctx.tz)
+        for k, v in item.items():
+            setattr(visit, k, v)
+        if [a.worker_id for a in visit.assignments] != worker_ids:
+            visit.assignments = [VisitWorker(worker_id=w, position=i + 1) for i, w in enumerate(worker_ids)]
+            session.flush()
+        after = _visit_state(visit, ctx.tz)
+        if before != after:
+            visit.updated_at = dt.datetime.now(dt.UTC)
+            session.add(AuditEntry(actor=ctx.actor, action="reimport", entity="visit", entity_id=visit.visit_ref,
+                                   before=json.dumps(before), after=json.dumps(after)))
+        report.updated += 1
+
+
+_CHECKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "residents": _check_residents,
+    "workers": _check_workers,
+    "packages": _check_packages,
+    "visits": _check_visits,
+}
+
+
+def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx: ImportContext) -> ImportReport:
+    """Check every row, then write all of them in one transaction, or none."""
+    report = ImportReport(kind)
+    rows, errors = read_rows(data, kind)
+    report.errors.extend(errors)
+    if report.errors:
+        return report
+    with factory() as session:
+        items = _CHECKS[kind](rows, ctx, session, report.errors)
+        if report.errors:
+            session.rollback()
+            return report
+        try:
+            if kind == "residents":
+                _apply_residents(items, session, report)
+            elif kind == "workers":
+                _apply_workers(items, session, report)
+            elif kind == "packages":
+                _apply_packages(items, session, report)
+            else:
+                _apply_visits(items, session, report, ctx)
+            session.add(AuditEntry(actor=ctx.actor, action="import", entity=kind, entity_id="*",
+                                   after=json.dumps({"created": report.created, "updated": report.updated})))
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+    return report

@@ -1,0 +1,22 @@
+"""The whole schema's metadata: every package's models, imported for Alembic and tests.
+
+Each feature keeps its tables beside its rules (``scheduler.models``, ``billing.models``,
+``web.models``) on the one shared ``Base``; this module is the one list of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ivr.models import Base
+
+MODEL_MODULES = ("ivr.models", "scheduler.models", "billing.models", "web.models")
+
+for _name in MODEL_MODULES:
+    try:
+        importlib.import_module(_name)
+    except ModuleNotFoundError as exc:  # a feature package not built yet
+        if exc.name != _name:
+            raise
+
+metadata = Base.metadata

@@ -1,0 +1,47 @@
+"""Small builders shared by tests: a session factory and a world imported from CSV."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from carecall.config import Settings
+from ivr.clock import format_local
+from ivr.db import make_engine, session_factory
+from ivr.importer import ImportContext, import_csv
+from ivr.pins import PinHasher, load_or_create_key
+
+DATA = Path(__file__).with_name("data")
+
+
+def factory_for(settings: Settings) -> sessionmaker[Session]:
+    return session_factory(make_engine(settings.db_url))
+
+
+def context_for(settings: Settings) -> ImportContext:
+    return ImportContext(tz=settings.tz, region=settings.phone_region,
+                         hasher=PinHasher(load_or_create_key(settings.secret_path)))
+
+
+def import_world(settings: Settings, factory: sessionmaker[Session], visits_csv: str | None = None) -> None:
+    """Residents, workers and packages from tests/data, then the given visits."""
+    ctx = context_for(settings)
+    for kind in ("residents", "workers", "packages"):
+        report = import_csv(factory, kind, (DATA / f"{kind}.csv").read_bytes(), ctx)
+        assert report.ok, report.errors
+    if visits_csv is not None:
+        report = import_csv(factory, "visits", visits_csv, ctx)
+        assert report.ok, report.errors
+
+
+def visit_row(ref: str, resident: str, start: dt.datetime, minutes: int, workers: str, critical: str = "no",
+              settings: Settings | None = None) -> str:
+    """One visits.csv row with local times computed from an aware ``start``."""
+    tz = settings.tz if settings else dt.UTC
+    end = start + dt.timedelta(minutes=minutes)
+    return f"{ref},{resident},{format_local(start, tz)},{format_local(end, tz)},{workers},{critical}"
+
+
+VISITS_HEADER = "visit_ref,resident_reference,planned_start,planned_end,workers,time_critical"
