@@ -1,0 +1,377 @@
+"""Every billing rule, in one place: periods, billable time, rates, manual entries, the cap.
+
+These are pure functions of plain values (no database), so each rule can be read and
+tested on its own and the invoice run, the adjustment check and the timesheet all apply
+exactly the same arithmetic. Money is ``Decimal`` throughout; minutes are ``int``.
+
+Configuration is the ``[billing]`` table, with per-funder overrides in
+``[billing.funders."Name"]``::
+
+    [billing]
+    anchor = "2026-01-05"          # a Monday; periods run 28 local days from 00:00
+    rounding = "minute"            # minute | nearest | planned
+    [billing.funders.Lewisham]
+    rounding = "nearest"
+    rounding_minutes = 15
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from carecall.config import ConfigError, Settings
+from ivr.models import Method
+
+PENNY = Decimal("0.01")
+ROUNDINGS = ("minute", "nearest", "planned")
+_MINUTE_US = 60_000_000
+
+
+# --- configuration -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FunderRules:
+    """The rules one funder is billed under; defaults are the council contract's (spec 10.8, 11)."""
+
+    anchor: dt.date = dt.date(2026, 1, 5)
+    period_days: int = 28
+    payment_days: int = 28
+    rounding: str = "minute"
+    rounding_minutes: int = 15  # "nearest": round to this many minutes
+    planned_tolerance_minutes: int = 5  # "planned": bill the planned time if actual is this close
+    manual_window_hours: int = 24
+    private: bool = False  # one invoice per resident instead of per purchase order
+    late_minutes: int = 15  # timesheet flag: arrival this long after the planned start
+    short_minutes: int = 10  # timesheet flag: this many minutes less than planned
+    holiday_subdiv: str = "ENG"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(FunderRules)}
+_GLOBAL_ONLY = {"invoice_prefix", "private_funders", "funders"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = getattr(FunderRules(), name)
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if isinstance(default, int):
+            if isinstance(value, bool) or int(value) != value:
+                raise TypeError
+            return int(value)
+        if isinstance(default, dt.date):
+            return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[billing] {name}: bad value {value!r}") from exc
+
+
+def _apply(base: FunderRules, table: Mapping[str, Any], where: str) -> FunderRules:
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _GLOBAL_ONLY and where == "[billing]":
+            continue
+        if key not in _FIELDS:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+        changes[key] = _coerce(key, value)
+    rules = dataclasses.replace(base, **changes)
+    if rules.rounding not in ROUNDINGS:
+        raise ConfigError(f"{where}: rounding must be one of {', '.join(ROUNDINGS)}, got {rules.rounding!r}")
+    if rules.anchor.weekday() != 0:
+        raise ConfigError(f"{where}: anchor {rules.anchor} is not a Monday")
+    if rules.period_days < 1 or rules.rounding_minutes < 1 or rules.manual_window_hours < 0:
+        raise ConfigError(f"{where}: period_days and rounding_minutes must be positive")
+    return rules
+
+
+@dataclasses.dataclass(frozen=True)
+class BillingConfig:
+    """The site's billing settings: defaults, per-funder overrides, invoice numbering."""
+
+    tz: ZoneInfo
+    default: FunderRules
+    funders: Mapping[str, FunderRules]
+    invoice_prefix: str = "INV-"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BillingConfig:
+        section = settings.section("billing")
+        default = _apply(FunderRules(), section, "[billing]")
+        private = section.get("private_funders", ["Private"])
+        if not isinstance(private, list):
+            raise ConfigError("[billing] private_funders must be a list of funder names")
+        funders: dict[str, FunderRules] = {name: dataclasses.replace(default, private=True) for name in private}
+        for name, table in (section.get("funders") or {}).items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"[billing.funders.{name}] must be a table")
+            funders[name] = _apply(funders.get(name, default), table, f"[billing.funders.{name}]")
+        return cls(settings.tz, default, funders, str(section.get("invoice_prefix", "INV-")))
+
+    def for_funder(self, funder: str) -> FunderRules:
+        return self.funders.get(funder, self.default)
+
+    def invoice_number(self, number: int | None) -> str:
+        return "DRAFT" if number is None else f"{self.invoice_prefix}{number:06d}"
+
+
+# --- periods ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Period:
+    """Local days ``start`` … ``end - 1``; the UTC bounds are local midnights, so DST days count as days."""
+
+    start: dt.date
+    end: dt.date  # exclusive
+    start_utc: dt.datetime
+    end_utc: dt.datetime
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.end - dt.timedelta(days=1)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+    def contains(self, day: dt.date) -> bool:
+        return self.start <= day < self.end
+
+
+def _midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+
+
+def period_containing(day: dt.date, rules: FunderRules, tz: ZoneInfo) -> Period:
+    offset = (day - rules.anchor).days // rules.period_days
+    start = rules.anchor + dt.timedelta(days=offset * rules.period_days)
+    end = start + dt.timedelta(days=rules.period_days)
+    return Period(start, end, _midnight(start, tz), _midnight(end, tz))
+
+
+def period_starting(day: dt.date, rules: FunderRules, tz: ZoneInfo) -> Period:
+    """The period that starts on ``day``; a day inside a period is refused, naming the right start."""
+    period = period_containing(day, rules, tz)
+    if period.start != day:
+        raise ValueError(f"{day} is not the start of a billing period (that period starts {period.start})")
+    return period
+
+
+def issue_dates(period: Period, rules: FunderRules) -> tuple[dt.date, dt.date]:
+    """Invoiced in arrears: issued the day after the period ends, due ``payment_days`` later."""
+    issue = period.end
+    return issue, issue + dt.timedelta(days=rules.payment_days)
+
+
+def active_days(start: dt.date, end: dt.date | None, period: Period) -> int:
+    """Days of the period on which a package running ``start``…``end`` (inclusive) is active."""
+    first = max(start, period.start)
+    last = min(end, period.last_day) if end is not None else period.last_day
+    return max(0, (last - first).days + 1)
+
+
+# --- time and money -------------------------------------------------------------------
+
+
+def _round_half_up(micros: int, unit_minutes: int) -> int:
+    unit = unit_minutes * _MINUTE_US
+    return (micros + unit // 2) // unit * unit_minutes
+
+
+def billable_minutes(arrival: dt.datetime, departure: dt.datetime, planned_start: dt.datetime,
+                     planned_end: dt.datetime, rules: FunderRules) -> int:
+    """Departure − arrival (true elapsed time, so DST never adds or loses an hour), rounded by the funder's policy."""
+    micros = (departure - arrival) // dt.timedelta(microseconds=1)
+    if rules.rounding == "nearest":
+        return _round_half_up(micros, rules.rounding_minutes)
+    if rules.rounding == "planned":
+        planned = (planned_end - planned_start) // dt.timedelta(microseconds=1)
+        if abs(micros - planned) <= rules.planned_tolerance_minutes * _MINUTE_US:
+            return _round_half_up(planned, 1)
+    return _round_half_up(micros, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _holidays(year: int, subdiv: str) -> holidays.HolidayBase:
+    return holidays.country_holidays("GB", subdiv=subdiv, years=year)
+
+
+def rate_for(day: dt.date, hourly: Decimal, weekend: Decimal, bank_holiday: Decimal,
+             rules: FunderRules) -> tuple[str, Decimal]:
+    """Bank-holiday rate first, then weekend, then hourly, by the local date of arrival."""
+    if day in _holidays(day.year, rules.holiday_subdiv):
+        return "bank holiday", bank_holiday
+    if day.weekday() >= 5:
+        return "weekend", weekend
+    return "hourly", hourly
+
+
+def line_amount(minutes: int, rate: Decimal) -> Decimal:
+    return (Decimal(minutes) * rate / 60).quantize(PENNY, rounding=ROUND_HALF_UP)
+
+
+def to_pence(amount: Decimal) -> int:
+    return int((amount * 100).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def from_pence(pence: int) -> Decimal:
+    return (Decimal(pence) / 100).quantize(PENNY)
+
+
+def cap_minutes(weekly_hours: Decimal, days_active: int, approved: int) -> int:
+    """Commissioned minutes for the days active (rounded down: never bill above the order) + approved extras."""
+    base = (Decimal(weekly_hours) * 60 * days_active / 7).to_integral_value(rounding=ROUND_FLOOR)
+    return int(base) + approved
+
+
+def late_manual_entry(method: str | None, entered_at: dt.datetime | None, planned_end: dt.datetime,
+                      rules: FunderRules, which: str) -> str | None:
+    """The reason a manual time cannot be paid (spec 10.8), or None if it can."""
+    if method != Method.MANUAL:
+        return None
+    if entered_at is None:
+        return f"{which} entered manually with no entry time recorded"
+    late = entered_at - planned_end
+    if late > dt.timedelta(hours=rules.manual_window_hours):
+        hours, rest = divmod(int(late.total_seconds()) // 60, 60)
+        return (f"{which} entered manually {hours} h {rest:02d} min after the visit's planned end "
+                f"(limit {rules.manual_window_hours} h)")
+    return None
+
+
+# --- one package's period -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AttendanceRow:
+    """What billing needs to know about one attendance (already linked to a visit)."""
+
+    attendance_id: int
+    visit_ref: str
+    resident_id: int
+    worker_number: str
+    planned_start: dt.datetime
+    planned_end: dt.datetime
+    arrival_at: dt.datetime | None
+    arrival_method: str | None
+    arrival_entered_at: dt.datetime | None
+    departure_at: dt.datetime | None
+    departure_method: str | None
+    departure_entered_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageInfo:
+    package_id: int
+    resident_id: int
+    resident_reference: str
+    purchase_order: str
+    funder: str
+    weekly_hours: Decimal
+    hourly_rate: Decimal
+    weekend_rate: Decimal
+    bank_holiday_rate: Decimal
+    start_date: dt.date
+    end_date: dt.date | None
+
+    def active_on(self, day: dt.date) -> bool:
+        return self.start_date <= day and (self.end_date is None or day <= self.end_date)
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One attendance's outcome: billed (perhaps in part), or an exception / rejection with its reason."""
+
+    kind: str  # billed | exception | rejected (see billing.models.LineKind)
+    attendance_id: int
+    package_id: int
+    resident_reference: str
+    visit_ref: str
+    worker_number: str
+    planned_start: dt.datetime
+    planned_end: dt.datetime
+    arrival_at: dt.datetime | None
+    departure_at: dt.datetime | None
+    method: str
+    billable_minutes: int = 0
+    over_cap_minutes: int = 0
+    rate_kind: str = ""
+    rate: Decimal = Decimal("0.00")
+    amount: Decimal = Decimal("0.00")
+    reason: str = ""
+
+    def ledger_key(self) -> tuple[Any, ...]:
+        """What must match for a later recomputation to count as "unchanged"."""
+        return (self.billable_minutes, self.amount, self.rate, self.arrival_at, self.departure_at, self.method)
+
+
+@dataclasses.dataclass
+class PackageBill:
+    package: PackageInfo
+    period: Period
+    cap_minutes: int
+    lines: list[Line]
+
+    @property
+    def billed(self) -> list[Line]:
+        return [ln for ln in self.lines if ln.kind == "billed"]
+
+    @property
+    def over_cap_minutes(self) -> int:
+        return sum(ln.over_cap_minutes for ln in self.lines)
+
+
+def method_of(row: AttendanceRow) -> str:
+    """An attendance is "phone" only if both ends were logged by phone (spec 10.6)."""
+    return Method.MANUAL if Method.MANUAL in (row.arrival_method, row.departure_method) else Method.PHONE
+
+
+def bill_package(package: PackageInfo, period: Period, rows: Iterable[AttendanceRow], rules: FunderRules,
+                 tz: ZoneInfo, approved_minutes: int = 0) -> PackageBill:
+    """Bill one package's attendances for one period, in time order, up to its cap (spec 11.2-11.3)."""
+    cap = cap_minutes(package.weekly_hours, active_days(package.start_date, package.end_date, period),
+                      approved_minutes)
+    ordered: Sequence[AttendanceRow] = sorted(
+        rows, key=lambda r: (r.arrival_at or r.planned_start, r.attendance_id))
+    used = 0
+    lines: list[Line] = []
+    for row in ordered:
+        base = dict(attendance_id=row.attendance_id, package_id=package.package_id,
+                    resident_reference=package.resident_reference, visit_ref=row.visit_ref,
+                    worker_number=row.worker_number, planned_start=row.planned_start,
+                    planned_end=row.planned_end, arrival_at=row.arrival_at, departure_at=row.departure_at,
+                    method=method_of(row))
+        if row.arrival_at is None or row.departure_at is None:
+            missing = "arrival" if row.arrival_at is None else "departure"
+            if row.arrival_at is None and row.departure_at is None:
+                missing = "arrival and departure"
+            lines.append(Line(kind="exception", reason=f"no {missing} recorded", **base))
+            continue
+        reasons = [r for r in (
+            late_manual_entry(row.arrival_method, row.arrival_entered_at, row.planned_end, rules, "arrival"),
+            late_manual_entry(row.departure_method, row.departure_entered_at, row.planned_end, rules, "departure"),
+        ) if r]
+        if reasons:
+            lines.append(Line(kind="rejected", reason="; ".join(reasons), **base))
+            continue
+        minutes = billable_minutes(row.arrival_at, row.departure_at, row.planned_start, row.planned_end, rules)
+        billed = min(minutes, max(0, cap - used))
+        used += billed
+        rate_kind, rate = rate_for(row.arrival_at.astimezone(tz).date(), package.hourly_rate,
+                                   package.weekend_rate, package.bank_holiday_rate, rules)
+        over = minutes - billed
+        lines.append(Line(kind="billed", billable_minutes=billed, over_cap_minutes=over, rate_kind=rate_kind,
+                          rate=rate, amount=line_amount(billed, rate),
+                          reason="over commissioned hours" if over else "", **base))
+    return PackageBill(package, period, cap, lines)
