@@ -274,7 +274,8 @@ def _finish_run(session: Session, run: BillingRun, totals: dict[int, _Totals]) -
     """Header totals, then numbers in sequence in a stable order (funder, purchase order, resident), no gaps."""
     if not totals:
         return
-    stmt = update(Invoice).where(Invoice.id == bindparam("iid")).execution_options(synchronize_session=False)
+    table = Invoice.__table__
+    stmt = update(table).where(table.c.id == bindparam("iid"))
     session.execute(stmt, [dict(iid=i, cap_minutes=t.cap, billed_minutes=t.billed, over_cap_minutes=t.over,
                                 visits=t.visits, total_pence=t.pence) for i, t in totals.items()])
     start = (session.scalar(select(func.max(Invoice.number))) or 0) + 1
@@ -300,6 +301,10 @@ def _scope(session: Session, config: BillingConfig, period_start: dt.date, funde
         out.append(FunderPeriod(name, rules, period))
     if funder and funder not in funders(session):
         raise BillingError(f"no care package is funded by {funder!r}")
+    if not out and names:
+        # No funder's periods start that day: say where the default grid's period starts.
+        _period_for_run(config, period_start, None)
+        raise BillingError(f"no funder has a billing period starting {period_start}")
     return out
 
 
