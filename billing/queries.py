@@ -20,7 +20,7 @@ from billing.models import ExtraMinutesApproval
 from billing.rules import AttendanceRow, BillingConfig, FunderRules, PackageBill, PackageInfo, Period, bill_package
 from ivr.models import Attendance, CarePackage, Resident, Visit, Worker
 
-BATCH = 500
+BATCH = 100
 
 
 @dataclasses.dataclass(frozen=True)
