@@ -79,6 +79,8 @@ def cmd_invoice(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     finally:
         engine.dispose()
+    if not docs:
+        print(f"no invoices for the period starting {args.period}: nothing was attended")
     for doc in docs:
         who = doc.resident_reference or doc.purchase_order
         print(f"{doc.number}\t{doc.funder}\t{who}\t{doc.total:.2f}")
