@@ -109,4 +109,5 @@ def local_seconds(col: Any, tz: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> C
 
 def local_day(col: Any, tz: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> ColumnElement[int]:
     """The local date of a UTC timestamp column, as days since 1970-01-01 (integer division)."""
-    return local_seconds(col, tz, lo, hi).op("/")(literal(DAY))
+    # Grouped explicitly: a custom operator does not parenthesise its operands.
+    return local_seconds(col, tz, lo, hi).self_group().op("/", precedence=8)(literal(DAY))
