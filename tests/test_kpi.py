@@ -142,10 +142,10 @@ def build_month(factory: sessionmaker[Session]) -> None:
         w.visit("RC-P15", "RC", "2026-03-30 00:30", 15, [("2005", 0, 20, PHONE, PHONE)])
 
         # RD: double-ups, 09:00, 60 min each worker.
-        w.visit("RD-DBL1", "RD", "2026-03-12 09:00", 60, [("2003", 0, 60, PHONE, PHONE), ("2004", 15, 60, PHONE, PHONE)],
-                required=2)
-        w.visit("RD-DBL2", "RD", "2026-03-13 09:00", 60, [("2003", 0, 60, PHONE, PHONE), ("2004", 16, 60, PHONE, PHONE)],
-                required=2)
+        w.visit("RD-DBL1", "RD", "2026-03-12 09:00", 60,
+                [("2003", 0, 60, PHONE, PHONE), ("2004", 15, 60, PHONE, PHONE)], required=2)
+        w.visit("RD-DBL2", "RD", "2026-03-13 09:00", 60,
+                [("2003", 0, 60, PHONE, PHONE), ("2004", 16, 60, PHONE, PHONE)], required=2)
         w.visit("RD-DBL3", "RD", "2026-03-14 09:00", 60, [("2003", 0, 60, PHONE, PHONE)], required=2)
 
 
@@ -234,7 +234,7 @@ def test_double_up_arrivals_more_than_15_minutes_apart(month: KpiReport) -> None
 
 def test_hours_commissioned_planned_delivered_per_package(month: KpiReport) -> None:
     got = {p.purchase_order: (p.commissioned_hours, p.planned_hours, p.delivered_hours) for p in month.hours.packages}
-    D = Decimal  # noqa: N806
+    D = Decimal
     assert got == {
         # 2.5*31/7 = 11.07; planned 24 x 1 h (EDGE-END counts: planned, not due); delivered 23 h (EDGE-END open).
         "PO-A": (D("11.07"), D("24.00"), D("23.00")),
