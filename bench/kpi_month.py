@@ -67,10 +67,11 @@ def populate(url: str, attendances: int, seed: int = 6) -> dict[str, float]:
     visits: list[dict[str, object]] = []
     atts: list[dict[str, object]] = []
     vid = aid = 0
-    for r in range(1, residents + 1):
-        regulars = [rng.randrange(1, workers + 1) for _ in range(4)]
-        slots = SLOTS if r % 10 < 3 else SLOTS[:3]
-        for day in range(1, 32):
+    regulars = {r: [rng.randrange(1, workers + 1) for _ in range(4)] for r in range(1, residents + 1)}
+    # Day by day, as weekly roster imports add them: ids roughly follow planned start.
+    for day in range(1, 32):
+        for r in range(1, residents + 1):
+            slots = SLOTS if r % 10 < 3 else SLOTS[:3]
             for hour, minute, planned in slots:
                 vid += 1
                 start = local_to_utc(dt.datetime(2026, 3, day, hour, minute), tz)
@@ -83,7 +84,7 @@ def populate(url: str, attendances: int, seed: int = 6) -> dict[str, float]:
                     continue  # missed
                 for k in range(required):
                     aid += 1
-                    worker = rng.choice(regulars) if rng.random() < 0.9 else rng.randrange(1, workers + 1)
+                    worker = rng.choice(regulars[r]) if rng.random() < 0.9 else rng.randrange(1, workers + 1)
                     if k == 1 and worker == atts[-1]["worker_id"]:
                         worker = worker % workers + 1
                     arr = start + dt.timedelta(seconds=int(rng.gauss(300, 600)))

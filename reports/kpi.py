@@ -43,7 +43,7 @@ from carecall.config import Settings
 from ivr.clock import local_day_bounds
 from ivr.models import Attendance, CarePackage, Method, Resident, Visit, VisitStatus, Worker, utcnow
 from reports.config import KpiConfig
-from reports.sqlfn import day_number, epoch_day, epoch_seconds, local_day, to_epoch
+from reports.sqlfn import day_number, drop, epoch_day, epoch_seconds, local_day, materialise, to_epoch
 
 NO_FUNDER = "(none)"
 NO_TEAM = "(none)"
@@ -433,11 +433,11 @@ def _visit_facts(scope: Scope) -> Any:
         .group_by(Visit.id, Visit.visit_ref, Visit.time_critical, Visit.workers_required, Visit.planned_start,
                   Visit.planned_end, Resident.reference, Resident.funder, Resident.team)
     )
-    return stmt.cte("visit_facts")
+    return stmt
 
 
 def _visit_figures(session: Session, scope: Scope, cfg: KpiConfig) -> dict[str, Any]:
-    vf = _visit_facts(scope)
+    vf = materialise(session, "kpi_visit_facts", _visit_facts(scope))
     tol = case((vf.c.time_critical, literal(cfg.time_critical_window_minutes * 60)),
                else_=literal(cfg.punctuality_window_minutes * 60))
     has_arr = vf.c.first_arr.is_not(None)
@@ -521,11 +521,13 @@ def _visit_figures(session: Session, scope: Scope, cfg: KpiConfig) -> dict[str, 
         if r.single:
             counts["single"].rows.append(row("one of two workers attended"))
 
-    not_due = session.execute(
-        select(func.count()).select_from(Visit).join(Resident, Resident.id == Visit.resident_id).where(
-            Visit.status == VisitStatus.SCHEDULED, Visit.planned_start >= scope.lo, Visit.planned_start < scope.hi,
-            Visit.planned_end > scope.now, *scope.resident_filters())
-    ).scalar_one()
+    drop(session, vf)
+    pending = select(func.count()).select_from(Visit).where(
+        Visit.status == VisitStatus.SCHEDULED, Visit.planned_start >= scope.lo, Visit.planned_start < scope.hi,
+        Visit.planned_end > scope.now)
+    if scope.resident_filters():
+        pending = pending.join(Resident, Resident.id == Visit.resident_id).where(*scope.resident_filters())
+    not_due = session.execute(pending).scalar_one()
     return {
         "punctuality": Punctuality(tc, other, cfg.time_critical_window_minutes, cfg.punctuality_window_minutes,
                                    not_punctual),
@@ -557,7 +559,7 @@ def _delivered_attendances(scope: Scope) -> Any:
 
 
 def _compliance(session: Session, scope: Scope, cfg: KpiConfig) -> Compliance:
-    d = _delivered_attendances(scope)
+    d = materialise(session, "kpi_delivered", select(_delivered_attendances(scope)))
     agg = (
         select(d.c.worker_id, d.c.funder, d.c.team, func.sum(d.c.ok).label("ok"), func.count().label("n"))
         .group_by(d.c.worker_id, d.c.funder, d.c.team)
@@ -578,20 +580,21 @@ def _compliance(session: Session, scope: Scope, cfg: KpiConfig) -> Compliance:
         workers.sort(key=lambda w: (w.phone * 100 / w.delivered, w.worker_number))
 
     a = Attendance
-    rows_stmt = (
-        select(a.id, a.visit_id, Visit.visit_ref, Resident.reference, Visit.planned_start, a.arrival_at,
-               Worker.worker_number, a.arrival_method, a.departure_method)
-        .join(d, and_(d.c.attendance_id == a.id, d.c.ok == 0))
-        .join(Resident, Resident.id == a.resident_id)
-        .join(Worker, Worker.id == a.worker_id)
+    failing = (
+        select(a.id.label("attendance_id"), a.visit_id, Visit.visit_ref, Resident.reference, Visit.planned_start,
+               a.arrival_at, Worker.worker_number, a.arrival_method, a.departure_method)
+        .join(Resident, Resident.id == a.resident_id).join(Worker, Worker.id == a.worker_id)
         .outerjoin(Visit, Visit.id == a.visit_id)
+        .where(a.id.in_(select(d.c.attendance_id).where(d.c.ok == 0)))
         .order_by(func.coalesce(Visit.planned_start, a.arrival_at), a.id)
     )
     rows = [
-        VisitRow(r.visit_id, r.visit_ref, r.reference, r.planned_start, r.arrival_at, r.id, r.worker_number,
+        VisitRow(r.visit_id, r.visit_ref, r.reference, r.planned_start, r.arrival_at, r.attendance_id,
+                 r.worker_number,
                  f"arrival {r.arrival_method or 'not logged'}, departure {r.departure_method or 'not logged'}")
-        for r in session.execute(rows_stmt)
+        for r in session.execute(failing)
     ]
+    drop(session, d)
     return Compliance(share, workers, rows)
 
 
@@ -620,7 +623,6 @@ def _package_visits(scope: Scope) -> Any:
         .join(CarePackage, CarePackage.resident_id == Visit.resident_id)
         .where(Visit.status == VisitStatus.SCHEDULED, Visit.planned_start >= scope.lo,
                Visit.planned_start < scope.hi, active(CarePackage), not_(newer))
-        .cte("package_visits")
     )
 
 
@@ -649,7 +651,7 @@ def _hours(seconds: int | Decimal) -> Decimal:
 
 def _package_figures(session: Session, scope: Scope) -> tuple[Hours, Consistency]:
     packages = _packages_in_range(session, scope)
-    pv = _package_visits(scope)
+    pv = materialise(session, "kpi_package_visits", _package_visits(scope))
     planned = dict(session.execute(select(pv.c.package_id, func.sum(pv.c.planned_s)).group_by(pv.c.package_id)).all())
     a = Attendance
     logged = or_(a.arrival_at.is_not(None), a.departure_at.is_not(None))
@@ -662,6 +664,7 @@ def _package_figures(session: Session, scope: Scope) -> tuple[Hours, Consistency
         .group_by(pv.c.package_id)
     )
     delivered: dict[int, tuple[int, int]] = {r[0]: (int(r[1] or 0), int(r[2])) for r in session.execute(att_stmt)}
+    drop(session, pv)
 
     hours_rows: list[PackageHours] = []
     cons_rows: list[PackageConsistency] = []
