@@ -153,7 +153,7 @@ def test_linking_an_unscheduled_attendance_moves_it_onto_the_visit_and_keeps_ver
 
 
 def test_reject_needs_a_reason_and_closes_the_call(settings, world):
-    factory, ids = world
+    factory, _ids = world
     with unit_of_work(factory) as s:
         call_id = _call(s)
     with pytest.raises(CorrectionError), unit_of_work(factory) as s:

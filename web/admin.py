@@ -348,7 +348,7 @@ def _register_entity(app: WebApp, e: Entity) -> None:
         try:
             q = ctx.field("q", limit=80)
         except FormError as exc:
-            return _bad(ctx, str(exc))
+            raise HTTPError(400, str(exc)) from None
         return await listing(ctx, q)
 
     async def edit_form(ctx: Ctx, id: str | None = None, values: dict[str, Any] | None = None,
@@ -393,10 +393,6 @@ def _raw(ctx: Ctx, f: Field) -> str:
         return ctx.field(f.name, limit=f.limit)
     except FormError:
         return ""
-
-
-def _bad(ctx: Ctx, message: str) -> Response:
-    return ctx.render("error.html", status=400, message=message)
 
 
 async def import_page(ctx: Ctx, *, report: Any = None, kind: str = "", status: int = 200) -> Response:

@@ -259,7 +259,7 @@ class WebApp(Resource):
         now = self.now()
         factory = self.runtime.factory
         if api:
-            header = (request.getHeader(b"authorization") or "")
+            header = (request.getHeader(b"authorization") or b"").decode("latin-1")
             if not header.startswith("Bearer "):
                 return None
             token = header[len("Bearer "):].strip()
