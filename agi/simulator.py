@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import select
 import shlex
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -54,6 +57,7 @@ class CallScript:
     port: int = 4573
     calleridname: str | bytes = "unknown"
     extra_env: Sequence[tuple[str, str]] = ()
+    network: bool = True  # False: process AGI (``AGI(carecall-agi,checkin)``), script in agi_arg_1
 
     def __post_init__(self) -> None:
         if self.hangup_mode not in HANGUP_MODES:
@@ -70,6 +74,7 @@ class SimResult:
     server_closed: bool  # the server closed the socket (rather than us)
     think_times: list[float]  # seconds from our reply (or environment) to the server's next command
     error: str | None = None
+    exit_status: int | None = None  # process AGI only
 
     @property
     def completed(self) -> bool:
@@ -112,10 +117,16 @@ class FakeAsterisk:
         c = self.call
         callerid = c.callerid if c.callerid else "unknown"
         name = c.calleridname if isinstance(c.calleridname, bytes) else c.calleridname.encode()
+        if c.network:
+            head: list[tuple[str, str | bytes]] = [
+                ("agi_network", "yes"),
+                ("agi_network_script", c.script),
+                ("agi_request", f"agi://{c.host}:{c.port}/{c.script}"),
+            ]
+        else:
+            head = [("agi_request", "carecall-agi")]
         pairs: list[tuple[str, str | bytes]] = [
-            ("agi_network", "yes"),
-            ("agi_network_script", c.script),
-            ("agi_request", f"agi://{c.host}:{c.port}/{c.script}"),
+            *head,
             ("agi_channel", f"PJSIP/trunk-{next(_ids):08x}"),
             ("agi_language", "en"),
             ("agi_type", "PJSIP"),
@@ -135,6 +146,7 @@ class FakeAsterisk:
             ("agi_enhanced", "0.0"),
             ("agi_accountcode", ""),
             ("agi_threadid", "140234567890"),
+            *([] if c.network else [("agi_arg_1", c.script)]),
             *c.extra_env,
         ]
         out = bytearray()
@@ -291,3 +303,59 @@ def simulate_blocking(host: str, port: int, call: CallScript, timeout: float = 3
                 sock.sendall(out)
             if fake.close_now:
                 return fake.result(server_closed=False)
+
+
+# ---------------------------------------------------------------- process AGI driver
+
+
+def simulate_process(argv: Sequence[str], call: CallScript, env: dict[str, str] | None = None,
+                     timeout: float = 30.0) -> SimResult:
+    """Run a process-AGI script as Asterisk does (one process, the dialog on stdin/stdout)."""
+    fake = FakeAsterisk(dataclasses.replace(call, network=False))
+    proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    error = None
+    closed = False
+    try:
+        proc.stdin.write(fake.environment())
+        proc.stdin.flush()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                error = f"no end of call within {timeout:g} s"
+                break
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                closed = True
+                break
+            out = fake.receive_data(data)
+            if out:
+                try:
+                    proc.stdin.write(out)
+                    proc.stdin.flush()
+                except BrokenPipeError:
+                    closed = True
+                    break
+            if fake.close_now:
+                break
+    finally:
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except BrokenPipeError:
+                pass
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            error = error or "script did not exit"
+    result = fake.result(server_closed=closed, error=error)
+    result.exit_status = proc.returncode
+    return result
