@@ -18,6 +18,7 @@ Exit status: 0 when the dialog finished (whatever its outcome), 1 on a fault.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -87,10 +88,8 @@ def run_call(agi: Any, store: Any, config: Any, clock: Any = time.time) -> str:
         if action is None:  # only when a hang-up arrives during an effect, which cannot happen here
             action = Finished(dialog.recorded_outcome or "hangup", dialog.stage)
     if action.hang_up and codec.state == "idle":
-        try:
+        with contextlib.suppress(BrokenPipeError):
             agi.send_command("HANGUP")
-        except BrokenPipeError:
-            pass
     log(f"call {dialog.uniqueid} caller={mask(dialog.caller_e164)} script={dialog.script} "
         f"outcome={action.outcome} stage={action.stage}")
     return str(action.outcome)

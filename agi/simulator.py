@@ -15,6 +15,7 @@ Two drivers: :func:`simulate` (Twisted, for tests and the load generator) and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -346,10 +347,8 @@ def simulate_process(argv: Sequence[str], call: CallScript, env: dict[str, str] 
                 break
     finally:
         for stream in (proc.stdin, proc.stdout):
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 stream.close()
-            except BrokenPipeError:
-                pass
         try:
             proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
         except subprocess.TimeoutExpired:
