@@ -22,7 +22,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ivr.dialog import (
@@ -63,6 +63,59 @@ attendances = Attendance.__table__
 calls = CallRecord.__table__
 
 RACE_RETRIES = 3
+
+# Hot-path statements are built once: building a Core statement costs more than running
+# it on SQLite. Values go in as bound parameters ("expanding" for IN lists).
+_LINE = (
+    select(lines.c.resident_id)
+    .join(residents, residents.c.id == lines.c.resident_id)
+    .where(lines.c.e164 == bindparam("e164"), residents.c.active.is_(True))
+    .order_by(lines.c.resident_id)
+)
+_PHONE_CODE = select(residents.c.id).where(residents.c.phone_code == bindparam("code"), residents.c.active.is_(True))
+_WORKER = select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
+    workers.c.worker_number == bindparam("number"), workers.c.active.is_(True)
+)
+_DUPLICATE = select(
+    attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind,
+    attendances.c.worker_id, attendances.c.arrival_uniqueid, attendances.c.arrival_at, attendances.c.departure_at,
+).where(or_(attendances.c.arrival_uniqueid == bindparam("uid"), attendances.c.departure_uniqueid == bindparam("uid")))
+_OPEN = (
+    select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind)
+    .where(
+        attendances.c.worker_id == bindparam("wid"),
+        attendances.c.resident_id.in_(bindparam("rids", expanding=True)),
+        attendances.c.departure_at.is_(None),
+        attendances.c.arrival_at.is_not(None),
+        attendances.c.arrival_at >= bindparam("since", type_=attendances.c.arrival_at.type),
+        attendances.c.arrival_at <= bindparam("at", type_=attendances.c.arrival_at.type),
+    )
+    .order_by(attendances.c.arrival_at.desc())
+    .limit(1)
+)
+_DEPART = (
+    update(attendances)
+    .where(attendances.c.id == bindparam("aid"))
+    .values(departure_at=bindparam("at"), departure_method=Method.PHONE,
+            departure_verified=bindparam("verified"), departure_uniqueid=bindparam("uid"),
+            updated_at=bindparam("at"))
+)
+_WINDOW = (
+    select(visits.c.id, visits.c.resident_id, visits.c.planned_start, visits.c.planned_end,
+           visits.c.workers_required, visit_workers.c.worker_id)
+    .join(visit_workers, visit_workers.c.visit_id == visits.c.id, isouter=True)
+    .where(
+        visits.c.resident_id.in_(bindparam("rids", expanding=True)),
+        visits.c.status == VisitStatus.SCHEDULED,
+        visits.c.planned_start <= bindparam("latest", type_=visits.c.planned_start.type),
+        visits.c.planned_end >= bindparam("earliest", type_=visits.c.planned_end.type),
+    )
+)
+_TAKEN = select(attendances.c.visit_id, attendances.c.worker_id).where(
+    attendances.c.visit_id.in_(bindparam("vids", expanding=True))
+)
+_INSERT_ATTENDANCE = insert(attendances)
+_INSERT_CALL = insert(calls)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,19 +187,12 @@ class CallStore:
     # ------------------------------------------------------------ lookups
 
     def lookup_line(self, effect: LookupLine) -> tuple[int, ...]:
-        q = (
-            select(lines.c.resident_id)
-            .join(residents, residents.c.id == lines.c.resident_id)
-            .where(lines.c.e164 == effect.e164, residents.c.active.is_(True))
-            .order_by(lines.c.resident_id)
-        )
         with self.engine.connect() as conn:
-            return tuple(conn.scalars(q))
+            return tuple(conn.scalars(_LINE, {"e164": effect.e164}))
 
     def lookup_phone_code(self, effect: LookupPhoneCode) -> tuple[int, ...]:
-        q = select(residents.c.id).where(residents.c.phone_code == effect.code, residents.c.active.is_(True))
         with self.engine.connect() as conn:
-            return tuple(conn.scalars(q))
+            return tuple(conn.scalars(_PHONE_CODE, {"code": effect.code}))
 
     def record_call(self, effect: RecordCall) -> int:
         with self.engine.begin() as conn:
@@ -177,15 +223,11 @@ class CallStore:
             "outcome": outcome,
         }
         values.update(fields)
-        result = conn.execute(insert(calls).values(**values))
+        result = conn.execute(_INSERT_CALL, values)
         return int(result.inserted_primary_key[0])
 
     def _worker(self, conn: Connection, number: str, pin: str) -> Any:
-        row = conn.execute(
-            select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
-                workers.c.worker_number == number, workers.c.active.is_(True)
-            )
-        ).first()
+        row = conn.execute(_WORKER, {"number": number}).first()
         if row is None or not self.hasher.verify(number, pin, row.pin_hash):
             return None
         return row
@@ -232,13 +274,7 @@ class CallStore:
         }
 
         # The same call again (Asterisk retried, or a replay): answer with what was logged.
-        dup = conn.execute(
-            select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind,
-                   attendances.c.worker_id, attendances.c.arrival_uniqueid, attendances.c.arrival_at,
-                   attendances.c.departure_at)
-            .where(or_(attendances.c.arrival_uniqueid == call.uniqueid,
-                       attendances.c.departure_uniqueid == call.uniqueid))
-        ).first()
+        dup = conn.execute(_DUPLICATE, {"uid": call.uniqueid}).first()
         if dup is not None:
             direction = "arrival" if dup.arrival_uniqueid == call.uniqueid else "departure"
             logged = dup.arrival_at if direction == "arrival" else dup.departure_at
@@ -251,26 +287,11 @@ class CallStore:
                              dup.resident_id, duplicate=True)
 
         # An open arrival by this worker at this home: this call is the departure.
-        open_row = conn.execute(
-            select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind)
-            .where(
-                attendances.c.worker_id == wid,
-                attendances.c.resident_id.in_(rids),
-                attendances.c.departure_at.is_(None),
-                attendances.c.arrival_at.is_not(None),
-                attendances.c.arrival_at >= at - self.windows.open_attendance,
-                attendances.c.arrival_at <= at,
-            )
-            .order_by(attendances.c.arrival_at.desc())
-            .limit(1)
-        ).first()
+        open_row = conn.execute(_OPEN, {"wid": wid, "rids": list(rids), "at": at,
+                                        "since": at - self.windows.open_attendance}).first()
         if open_row is not None:
-            conn.execute(
-                update(attendances)
-                .where(attendances.c.id == open_row.id)
-                .values(departure_at=at, departure_method=Method.PHONE, departure_verified=e.location_verified,
-                        departure_uniqueid=call.uniqueid, updated_at=at)
-            )
+            conn.execute(_DEPART, {"aid": open_row.id, "at": at, "verified": e.location_verified,
+                                   "uid": call.uniqueid})
             record_id = self._insert_call(
                 conn, call, outcome=CallOutcome.DEPARTURE, stage=Stage.RECORDING, at=at,
                 resident_id=open_row.resident_id, attendance_id=open_row.id, visit_id=open_row.visit_id, **common,
@@ -279,13 +300,11 @@ class CallStore:
                              open_row.resident_id)
 
         visit_id, resident_id, kind = self._match_arrival(conn, wid, rids, at)
-        result = conn.execute(
-            insert(attendances).values(
-                visit_id=visit_id, resident_id=resident_id, worker_id=wid, kind=kind,
-                arrival_at=at, arrival_method=Method.PHONE, arrival_verified=e.location_verified,
-                arrival_uniqueid=call.uniqueid, created_at=at, updated_at=at,
-            )
-        )
+        result = conn.execute(_INSERT_ATTENDANCE, {
+            "visit_id": visit_id, "resident_id": resident_id, "worker_id": wid, "kind": kind,
+            "arrival_at": at, "arrival_method": Method.PHONE, "arrival_verified": e.location_verified,
+            "arrival_uniqueid": call.uniqueid, "created_at": at, "updated_at": at,
+        })
         attendance_id = int(result.inserted_primary_key[0])
         record_id = self._insert_call(
             conn, call, outcome=CallOutcome.ARRIVAL, stage=Stage.RECORDING, at=at,
@@ -299,24 +318,12 @@ class CallStore:
                        at: dt.datetime) -> tuple[int | None, int, str]:
         """This worker's visit nearest in time; else someone else's (substitute); else none."""
         w = self.windows
-        rows = conn.execute(
-            select(visits.c.id, visits.c.resident_id, visits.c.planned_start, visits.c.planned_end,
-                   visits.c.workers_required, visit_workers.c.worker_id)
-            .join(visit_workers, visit_workers.c.visit_id == visits.c.id, isouter=True)
-            .where(
-                visits.c.resident_id.in_(rids),
-                visits.c.status == VisitStatus.SCHEDULED,
-                visits.c.planned_start <= at + w.before,
-                visits.c.planned_end >= at - w.after,
-            )
-        ).all()
+        rows = conn.execute(_WINDOW, {"rids": list(rids), "latest": at + w.before, "earliest": at - w.after}).all()
         if not rows:
             return None, rids[0], AttendanceKind.UNSCHEDULED
         visit_ids = {r.id for r in rows}
         taken: dict[int, set[int]] = {}
-        for vid, worker_id in conn.execute(
-            select(attendances.c.visit_id, attendances.c.worker_id).where(attendances.c.visit_id.in_(visit_ids))
-        ):
+        for vid, worker_id in conn.execute(_TAKEN, {"vids": sorted(visit_ids)}):
             taken.setdefault(vid, set()).add(worker_id)
         free = [r for r in rows if wid not in taken.get(r.id, ())]
         own = [r for r in free if r.worker_id == wid]
