@@ -305,6 +305,9 @@ def main() -> int:
                   f"= {r['rate']:.0f} dialogs/s at concurrency {args.concurrency}; think-time per command "
                   f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; errors {r['errors']}")
             carecall_rate = r["rate"]
+            low = in_subprocess("load_phase", port, min(1000, args.calls), 10, 30_000_000)
+            print(f"carecall at concurrency 10 (these calls are the departures): {low['rate']:.0f} dialogs/s; "
+                  f"think-time p50 {low['p50_ms']:.2f} ms, p99 {low['p99_ms']:.2f} ms")
             h = in_subprocess("hold_phase", port, args.hold, 20_000_000)
             print(f"held open at once: {h['peak_held']}/{h['requested']} calls (all mid-dialog after "
                   f"{h['held_after_s'] or float('nan'):.1f} s); then completed {h['completed']}, "
