@@ -38,9 +38,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-if [ "$purpose" = test ]; then
-  .venv/bin/python -m pip install -q -e '.[test]'
-else
-  .venv/bin/python -m pip install -q -e .
+target="."
+[ "$purpose" = test ] && target=".[test]"
+mkdir -p var
+if ! .venv/bin/python -m pip install -q -e "$target" > var/setup-pip.log 2>&1; then
+  cat var/setup-pip.log >&2
+  echo "setup: pip install failed (log above, also in var/setup-pip.log)" >&2
+  exit 1
 fi
 echo "setup: ready (.venv)"
