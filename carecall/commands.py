@@ -12,7 +12,13 @@ from ivr.db import upgrade
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
 
     from carecall.runtime import Runtime
     from carecall.service import make_service
@@ -23,7 +29,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
         if cmd_demo(args, settings) != 0:
             return 1
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    level = LogLevel.levelWithName(args.log_level)
+    observer = FilteringLogObserver(textFileLogObserver(sys.stdout), [LogLevelFilterPredicate(level)])
+    globalLogBeginner.beginLoggingTo([observer])
     runtime = Runtime.create(settings, reactor)
     service = make_service(runtime)
     service.startService()
@@ -35,4 +43,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run the server: FastAGI, office web and alerts")
     p.add_argument("--demo", action="store_true", help="load demo data (today's visits) before starting")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"],
+                   help="least severe log level shown (debug shows every call step)")
     p.set_defaults(func=cmd_run)

@@ -56,6 +56,11 @@ class Settings:
     match_before_minutes: int = 120
     match_after_minutes: int = 120
     digit_timeout_ms: int = 6000
+    # No-reply calls match the worker's visit from this long before its planned start.
+    noreply_before_minutes: int = 30
+    # FastAGI: a call whose peer is silent this long, or that lasts this long, is cut.
+    agi_idle_timeout: float = 60.0
+    agi_call_limit: float = 600.0
     max_tries: int = 3
     db_threads: int = 0  # 0 = 1 for SQLite, 10 for PostgreSQL
     prompts: Prompts = dataclasses.field(default_factory=Prompts)

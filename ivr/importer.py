@@ -270,7 +270,10 @@ def _apply_residents(items: list[dict[str, Any]], session: Session, report: Impo
             for k, v in item.items():
                 setattr(res, k, v)
             report.updated += 1
-        res.lines = [ResidentLine(e164=e) for e in lines]
+        # Keep the rows of lines that stay: replacing the collection would insert the
+        # new rows before deleting the old and trip the (resident, e164) constraint.
+        kept = [line for line in res.lines if line.e164 in lines]
+        res.lines = kept + [ResidentLine(e164=e) for e in lines if e not in {k.e164 for k in kept}]
 
 
 def _check_workers(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,

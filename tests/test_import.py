@@ -110,3 +110,17 @@ def test_package_for_unknown_resident_is_refused(settings):
     assert [e.line for e in report.errors] == [6]
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(CarePackage)) == 4
+
+
+def test_reimporting_residents_updates_lines_in_place(settings):
+    factory = factory_for(settings)
+    import_world(settings, factory)
+    import_world(settings, factory)  # the same files again: updates, no duplicates
+    ctx = context_for(settings)
+    moved = ("reference,name,landline,address,postcode,funder,phone_code\n"
+             "R002,Bob Green,0113 496 0123;020 8698 9944,,,Lewisham,102\n")
+    assert import_csv(factory, "residents", moved, ctx).updated == 1
+    with factory() as s:
+        lines = sorted(s.scalars(select(ResidentLine.e164).join(ResidentLine.resident)
+                                 .where(Resident.reference == "R002")))
+    assert lines == ["+441134960123", "+442086989944"]

@@ -1,0 +1,238 @@
+"""The Twisted FastAGI server: moves bytes between sockets and the codec, runs effects, keeps time.
+
+All call logic is in :class:`ivr.dialog.Dialog`; all protocol rules in
+:class:`agi.codec.AGIConnection`. This module only glues them to the reactor:
+
+* bytes from the socket go into the codec; its events go into the dialog;
+* the dialog's commands go out through the codec (which refuses a second command
+  while one is outstanding); its effects run in the database thread pool through
+  ``run_db`` (never SQL on the reactor thread) and their results go back in;
+* time comes from an injectable clock (``IReactorTime``): an idle timeout and a total
+  call limit cut calls whose peer went silent;
+* when the dialog finishes, the connection is closed (after our own ``HANGUP``'s reply
+  a real Asterisk keeps the channel inside ``AGI()`` until we do).
+
+A connection that sends garbage is logged, hung up and closed; it shares nothing with
+other connections except the thread pool, so it cannot affect them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from agi.codec import (
+    NEED_DATA,
+    AGIConnection,
+    Closed,
+    Environment,
+    Hangup,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from ivr.callstore import CallStore
+from ivr.dialog import Action, Command, Dialog, DialogConfig, Finished
+from ivr.phone import mask
+
+log = Logger(namespace="carecall.agi")
+
+
+class FastAGIProtocol(Protocol):
+    """One FastAGI connection = one call."""
+
+    def __init__(self, factory: FastAGIFactory) -> None:
+        self.factory = factory
+        self.codec = AGIConnection()
+        self.dialog = Dialog(factory.config, factory.clock.seconds)
+        self._lost = False
+        self._timer: IDelayedCall | None = None
+        self._started = 0.0
+        self._last = 0.0
+        self._stage = ""
+
+    # ------------------------------------------------------------ transport events
+
+    def connectionMade(self) -> None:
+        f = self.factory
+        self._started = self._last = f.clock.seconds()
+        f.active += 1
+        f.peak = max(f.peak, f.active)
+        self._timer = f.clock.callLater(min(f.idle_timeout, f.call_limit), self._check_time)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._last = self.factory.clock.seconds()
+        try:
+            self.codec.receive_data(data)
+            self._pump()
+        except RemoteProtocolError as exc:
+            self._garbage(str(exc))
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self._lost = True
+        self.factory.active -= 1
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self.dialog.finished:
+            return
+        self._act(self.dialog.hangup("connection closed"))
+
+    # ------------------------------------------------------------ time
+
+    def _check_time(self) -> None:
+        f = self.factory
+        now = f.clock.seconds()
+        self._timer = None
+        if now - self._started >= f.call_limit:
+            self._cut(f"call longer than {f.call_limit:g} s")
+        elif now - self._last >= f.idle_timeout:
+            self._cut(f"peer silent for {f.idle_timeout:g} s")
+        else:
+            due = min(self._last + f.idle_timeout, self._started + f.call_limit) - now
+            self._timer = f.clock.callLater(max(due, 0.01), self._check_time)
+
+    def _cut(self, why: str) -> None:
+        log.warn("call {uniqueid} caller={caller} cut: {why}", uniqueid=self.dialog.uniqueid,
+                 caller=mask(self.dialog.caller_e164), why=why)
+        self._act(self.dialog.hangup(why))
+        if self.transport is not None and not self._lost:
+            self.transport.abortConnection()
+
+    # ------------------------------------------------------------ codec → dialog
+
+    def _pump(self) -> None:
+        while True:
+            event = self.codec.next_event()
+            if event is NEED_DATA:
+                return
+            if isinstance(event, Environment):
+                self._act(self.dialog.start(event.vars))
+            elif isinstance(event, Hangup | Closed):
+                if not self.dialog.finished:
+                    self._act(self.dialog.hangup("HANGUP from Asterisk" if isinstance(event, Hangup)
+                                                 else "connection closed"))
+                if isinstance(event, Closed):
+                    return
+            elif self.dialog.awaiting_reply:
+                self._act(self.dialog.send(event))
+            # else: a late reply to a command sent before the caller hung up: ignore it.
+
+    def _garbage(self, why: str) -> None:
+        log.error("call {uniqueid} caller={caller} protocol error: {why}", uniqueid=self.dialog.uniqueid,
+                  caller=mask(self.dialog.caller_e164), why=why)
+        if not self._lost and self.transport is not None:
+            self.transport.write(b"HANGUP\n")  # best effort: the stream is no longer trusted
+            self.transport.loseConnection()
+        if not self.dialog.finished:
+            self._act(self.dialog.hangup(f"protocol error: {why}"))
+
+    # ------------------------------------------------------------ dialog → world
+
+    def _act(self, action: Action | None) -> None:
+        if action is None:
+            return
+        stage = self.dialog.stage
+        if stage != self._stage:
+            self._stage = stage
+            log.debug("call {uniqueid} caller={caller} stage={stage}", uniqueid=self.dialog.uniqueid,
+                      caller=mask(self.dialog.caller_e164), stage=stage)
+        if isinstance(action, Command):
+            if self._lost:
+                self._act(self.dialog.hangup("connection closed"))
+                return
+            try:
+                data = self.codec.send(action.verb, *action.args)
+            except LocalProtocolError as exc:
+                log.failure("call {uniqueid}: refused to send {verb}", uniqueid=self.dialog.uniqueid,
+                            verb=action.verb)
+                self._act(self.dialog.fail(str(exc)))
+                return
+            self.transport.write(data)  # type: ignore[union-attr]
+        elif isinstance(action, Finished):
+            self._finish(action)
+        else:
+            d: Deferred[Any] = self.factory.run_db(self.factory.store.run, action)
+            d.addCallbacks(self._effect_done, self._effect_failed)
+
+    def _effect_done(self, result: Any) -> None:
+        self._act(self.dialog.send(result))
+
+    def _effect_failed(self, failure: Failure) -> None:
+        log.failure("call {uniqueid}: database effect failed", failure, uniqueid=self.dialog.uniqueid)
+        self._act(self.dialog.fail(f"database error: {failure.getErrorMessage()}"[:300]))
+
+    def _finish(self, finished: Finished) -> None:
+        f = self.factory
+        f.finished += 1
+        f.outcomes[finished.outcome] = f.outcomes.get(finished.outcome, 0) + 1
+        log.info("call {uniqueid} caller={caller} script={script} outcome={outcome} stage={stage} "
+                 "seconds={seconds:.2f}", uniqueid=self.dialog.uniqueid, caller=mask(self.dialog.caller_e164),
+                 script=self.dialog.script, outcome=finished.outcome, stage=finished.stage,
+                 seconds=f.clock.seconds() - self._started)
+        if finished.record is not None and "call_record_id" in finished.record and f.publish is not None:
+            payload = dict(finished.record)
+            payload.update(uniqueid=self.dialog.uniqueid, outcome=finished.outcome, stage=finished.stage)
+            try:
+                f.publish("call", payload)
+            except Exception:
+                log.failure("call {uniqueid}: a subscriber failed", uniqueid=self.dialog.uniqueid)
+        if not self._lost and self.transport is not None:
+            if finished.hang_up and self.codec.state == "idle":
+                self.transport.write(self.codec.send("HANGUP"))
+            self.transport.loseConnection()
+
+
+class FastAGIFactory(Factory):
+    """Shared by all calls: configuration, the effect runner, the clock, counters.
+
+    ``run_db(fn, effect)`` must run ``fn`` off the reactor thread and return a Deferred
+    (``Runtime.run_db``). ``clock`` supplies ``seconds()`` for the logged times and
+    ``callLater`` for timeouts; tests pass a ``task.Clock``.
+    """
+
+    protocol = FastAGIProtocol
+
+    def __init__(
+        self,
+        config: DialogConfig,
+        store: CallStore,
+        run_db: Callable[..., Deferred[Any]],
+        clock: IReactorTime,
+        *,
+        idle_timeout: float = 60.0,
+        call_limit: float = 600.0,
+        publish: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.run_db = run_db
+        self.clock = clock
+        self.idle_timeout = idle_timeout
+        self.call_limit = call_limit
+        self.publish = publish
+        self.active = 0
+        self.peak = 0
+        self.finished = 0
+        self.outcomes: dict[str, int] = {}
+
+    @classmethod
+    def from_runtime(cls, runtime: Any, clock: IReactorTime | None = None) -> FastAGIFactory:
+        s = runtime.settings
+        return cls(
+            DialogConfig.from_settings(s),
+            CallStore.from_runtime(runtime),
+            runtime.run_db,
+            clock if clock is not None else runtime.reactor,
+            idle_timeout=s.agi_idle_timeout,
+            call_limit=s.agi_call_limit,
+            publish=runtime.events.publish,
+        )
+
+    def buildProtocol(self, addr: Any) -> FastAGIProtocol:
+        return FastAGIProtocol(self)

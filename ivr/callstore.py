@@ -1,0 +1,409 @@
+"""The call dialog's database effects: blocking, one short transaction each, plain data out.
+
+This is the hot path of the server (every check-in call runs here twice: the line
+lookup and :class:`~ivr.dialog.CheckIn`), so it uses SQLAlchemy Core on the mapped
+tables rather than ORM sessions, and the arrival/departure decision, the attendance and
+the call record are one transaction with a handful of statements.
+
+The database, not Python, guarantees that one uniqueid is never recorded twice (unique
+``arrival_uniqueid``/``departure_uniqueid``) and that a worker has one attendance per
+visit (unique ``visit_id, worker_id``): when a concurrent call wins a race the
+transaction is rolled back and decided again, and then sees the winner's row.
+
+The Twisted server runs :meth:`CallStore.run` in the database thread pool; the pyst2
+process script calls it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ivr.dialog import (
+    CallInfo,
+    CheckedIn,
+    CheckIn,
+    LoginFailed,
+    LookupLine,
+    LookupPhoneCode,
+    NeedPhoneCode,
+    NoReplyCall,
+    NoReplyRecorded,
+    RecordCall,
+    Stage,
+)
+from ivr.models import (
+    Attendance,
+    AttendanceKind,
+    CallOutcome,
+    CallRecord,
+    Method,
+    Resident,
+    ResidentLine,
+    ReviewStatus,
+    Visit,
+    VisitStatus,
+    VisitWorker,
+    Worker,
+)
+from ivr.pins import PinHasher
+
+residents = Resident.__table__
+lines = ResidentLine.__table__
+workers = Worker.__table__
+visits = Visit.__table__
+visit_workers = VisitWorker.__table__
+attendances = Attendance.__table__
+calls = CallRecord.__table__
+
+RACE_RETRIES = 3
+
+# Hot-path statements are built once: building a Core statement costs more than running
+# it on SQLite. Values go in as bound parameters ("expanding" for IN lists).
+_LINE = (
+    select(lines.c.resident_id)
+    .join(residents, residents.c.id == lines.c.resident_id)
+    .where(lines.c.e164 == bindparam("e164"), residents.c.active.is_(True))
+    .order_by(lines.c.resident_id)
+)
+_PHONE_CODE = select(residents.c.id).where(residents.c.phone_code == bindparam("code"), residents.c.active.is_(True))
+_WORKER = select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
+    workers.c.worker_number == bindparam("number"), workers.c.active.is_(True)
+)
+_DUPLICATE = select(
+    attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind,
+    attendances.c.worker_id, attendances.c.arrival_uniqueid, attendances.c.arrival_at, attendances.c.departure_at,
+).where(or_(attendances.c.arrival_uniqueid == bindparam("uid"), attendances.c.departure_uniqueid == bindparam("uid")))
+_OPEN = (
+    select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind)
+    .where(
+        attendances.c.worker_id == bindparam("wid"),
+        attendances.c.resident_id.in_(bindparam("rids", expanding=True)),
+        attendances.c.departure_at.is_(None),
+        attendances.c.arrival_at.is_not(None),
+        attendances.c.arrival_at >= bindparam("since", type_=attendances.c.arrival_at.type),
+        attendances.c.arrival_at <= bindparam("at", type_=attendances.c.arrival_at.type),
+    )
+    .order_by(attendances.c.arrival_at.desc())
+    .limit(1)
+)
+_DEPART = (
+    update(attendances)
+    .where(attendances.c.id == bindparam("aid"))
+    .values(departure_at=bindparam("at"), departure_method=Method.PHONE,
+            departure_verified=bindparam("verified"), departure_uniqueid=bindparam("uid"),
+            updated_at=bindparam("at"))
+)
+_WINDOW = (
+    select(visits.c.id, visits.c.resident_id, visits.c.planned_start, visits.c.planned_end,
+           visits.c.workers_required, visit_workers.c.worker_id)
+    .join(visit_workers, visit_workers.c.visit_id == visits.c.id, isouter=True)
+    .where(
+        visits.c.resident_id.in_(bindparam("rids", expanding=True)),
+        visits.c.status == VisitStatus.SCHEDULED,
+        visits.c.planned_start <= bindparam("latest", type_=visits.c.planned_start.type),
+        visits.c.planned_end >= bindparam("earliest", type_=visits.c.planned_end.type),
+    )
+)
+_TAKEN = select(attendances.c.visit_id, attendances.c.worker_id).where(
+    attendances.c.visit_id.in_(bindparam("vids", expanding=True))
+)
+_INSERT_ATTENDANCE = insert(attendances)
+_INSERT_CALL = insert(calls)
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchWindows:
+    """How far around a visit a call may be matched to it (settings, in one place)."""
+
+    open_attendance: dt.timedelta = dt.timedelta(hours=12)
+    before: dt.timedelta = dt.timedelta(hours=2)
+    after: dt.timedelta = dt.timedelta(hours=2)
+    noreply_before: dt.timedelta = dt.timedelta(minutes=30)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> MatchWindows:
+        return cls(
+            open_attendance=dt.timedelta(hours=settings.open_attendance_hours),
+            before=dt.timedelta(minutes=settings.match_before_minutes),
+            after=dt.timedelta(minutes=settings.match_after_minutes),
+            noreply_before=dt.timedelta(minutes=getattr(settings, "noreply_before_minutes", 30)),
+        )
+
+
+def _raise_alert_function() -> Any:
+    """``scheduler.store.raise_alert`` if that module exists yet (another branch writes it)."""
+    try:
+        module = importlib.import_module("scheduler.store")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("scheduler", "scheduler.store"):
+            return None
+        raise
+    return getattr(module, "raise_alert", None)
+
+
+def _distance(at: dt.datetime, start: dt.datetime, end: dt.datetime) -> tuple[dt.timedelta, dt.timedelta]:
+    """How far ``at`` is from a visit: zero inside it; ties go to the nearer planned start."""
+    inside = dt.timedelta(0)
+    if at < start:
+        inside = start - at
+    elif at > end:
+        inside = at - end
+    return inside, abs(at - start)
+
+
+class CallStore:
+    """Runs the dialog's effects. Thread-safe: every call opens its own connection."""
+
+    def __init__(self, engine: Engine, hasher: PinHasher, windows: MatchWindows | None = None) -> None:
+        self.engine = engine
+        self.hasher = hasher
+        self.windows = windows or MatchWindows()
+        self._dispatch = {
+            LookupLine: self.lookup_line,
+            LookupPhoneCode: self.lookup_phone_code,
+            CheckIn: self.check_in,
+            NoReplyCall: self.no_reply,
+            RecordCall: self.record_call,
+        }
+
+    @classmethod
+    def from_runtime(cls, runtime: Any) -> CallStore:
+        return cls(runtime.engine, runtime.hasher, MatchWindows.from_settings(runtime.settings))
+
+    def run(self, effect: Any) -> Any:
+        try:
+            handler = self._dispatch[type(effect)]
+        except KeyError:
+            raise TypeError(f"not a call effect: {effect!r}") from None
+        return handler(effect)
+
+    # ------------------------------------------------------------ lookups
+
+    def lookup_line(self, effect: LookupLine) -> tuple[int, ...]:
+        with self.engine.connect() as conn:
+            return tuple(conn.scalars(_LINE, {"e164": effect.e164}))
+
+    def lookup_phone_code(self, effect: LookupPhoneCode) -> tuple[int, ...]:
+        with self.engine.connect() as conn:
+            return tuple(conn.scalars(_PHONE_CODE, {"code": effect.code}))
+
+    def record_call(self, effect: RecordCall) -> int:
+        with self.engine.begin() as conn:
+            return self._insert_call(
+                conn,
+                effect.call,
+                outcome=effect.outcome,
+                stage=effect.stage,
+                at=effect.at,
+                worker_number_entered=effect.worker_number_entered,
+                failed_pin_attempts=effect.failed_pin_attempts,
+                resident_id=effect.resident_id,
+                review_status=effect.review_status,
+                detail=effect.detail,
+            )
+
+    # ------------------------------------------------------------ helpers
+
+    def _insert_call(self, conn: Connection, call: CallInfo, *, outcome: str, stage: str, at: dt.datetime,
+                     **fields: Any) -> int:
+        values = {
+            "uniqueid": call.uniqueid,
+            "script": call.script,
+            "started_at": call.started_at,
+            "ended_at": at,
+            "caller_e164": call.caller_e164,
+            "stage": stage,
+            "outcome": outcome,
+        }
+        values.update(fields)
+        result = conn.execute(_INSERT_CALL, values)
+        return int(result.inserted_primary_key[0])
+
+    def _worker(self, conn: Connection, number: str, pin: str) -> Any:
+        row = conn.execute(_WORKER, {"number": number}).first()
+        if row is None or not self.hasher.verify(number, pin, row.pin_hash):
+            return None
+        return row
+
+    def _failed_login(self, conn: Connection, call: CallInfo, number: str, failures: int, at: dt.datetime,
+                      resident_id: int | None) -> LoginFailed:
+        record_id = self._insert_call(
+            conn, call, outcome=CallOutcome.FAILED_LOGIN, stage=Stage.PIN, at=at,
+            worker_number_entered=number[:16], failed_pin_attempts=failures + 1,
+            resident_id=resident_id, review_status=ReviewStatus.OPEN,
+        )
+        return LoginFailed(record_id)
+
+    def _retrying(self, fn: Any, effect: Any) -> Any:
+        for attempt in range(RACE_RETRIES):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn, effect)
+            except IntegrityError:
+                # A concurrent call took the uniqueid or the (visit, worker) slot: decide again.
+                if attempt == RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ check-in
+
+    def check_in(self, effect: CheckIn) -> LoginFailed | CheckedIn:
+        return self._retrying(self._check_in, effect)
+
+    def _check_in(self, conn: Connection, e: CheckIn) -> LoginFailed | CheckedIn:
+        call, at, rids = e.call, e.at, e.resident_ids
+        worker = self._worker(conn, e.worker_number, e.pin)
+        if worker is None:
+            if e.final_try:
+                return self._failed_login(conn, call, e.worker_number, e.failed_attempts, at,
+                                          rids[0] if len(rids) == 1 else None)
+            return LoginFailed()
+        wid = worker.id
+        common = {
+            "worker_id": wid,
+            "worker_number_entered": e.worker_number,
+            "failed_pin_attempts": e.failed_attempts,
+            "location_verified": e.location_verified,
+        }
+
+        # The same call again (Asterisk retried, or a replay): answer with what was logged.
+        dup = conn.execute(_DUPLICATE, {"uid": call.uniqueid}).first()
+        if dup is not None:
+            direction = "arrival" if dup.arrival_uniqueid == call.uniqueid else "departure"
+            logged = dup.arrival_at if direction == "arrival" else dup.departure_at
+            record_id = self._insert_call(
+                conn, call, outcome=CallOutcome.DUPLICATE, stage=Stage.RECORDING, at=at,
+                resident_id=dup.resident_id, attendance_id=dup.id, visit_id=dup.visit_id,
+                detail=f"uniqueid already logged as the {direction}", **common,
+            )
+            return CheckedIn(direction, logged, dup.id, dup.visit_id, dup.kind, record_id, dup.worker_id,
+                             dup.resident_id, duplicate=True)
+
+        # An open arrival by this worker at this home: this call is the departure.
+        open_row = conn.execute(_OPEN, {"wid": wid, "rids": list(rids), "at": at,
+                                        "since": at - self.windows.open_attendance}).first()
+        if open_row is not None:
+            conn.execute(_DEPART, {"aid": open_row.id, "at": at, "verified": e.location_verified,
+                                   "uid": call.uniqueid})
+            record_id = self._insert_call(
+                conn, call, outcome=CallOutcome.DEPARTURE, stage=Stage.RECORDING, at=at,
+                resident_id=open_row.resident_id, attendance_id=open_row.id, visit_id=open_row.visit_id, **common,
+            )
+            return CheckedIn("departure", at, open_row.id, open_row.visit_id, open_row.kind, record_id, wid,
+                             open_row.resident_id)
+
+        visit_id, resident_id, kind = self._match_arrival(conn, wid, rids, at)
+        result = conn.execute(_INSERT_ATTENDANCE, {
+            "visit_id": visit_id, "resident_id": resident_id, "worker_id": wid, "kind": kind,
+            "arrival_at": at, "arrival_method": Method.PHONE, "arrival_verified": e.location_verified,
+            "arrival_uniqueid": call.uniqueid, "created_at": at, "updated_at": at,
+        })
+        attendance_id = int(result.inserted_primary_key[0])
+        record_id = self._insert_call(
+            conn, call, outcome=CallOutcome.ARRIVAL, stage=Stage.RECORDING, at=at,
+            resident_id=resident_id, attendance_id=attendance_id, visit_id=visit_id,
+            review_status=ReviewStatus.OPEN if visit_id is None else ReviewStatus.NONE,
+            detail="" if kind == AttendanceKind.SCHEDULED else f"{kind} attendance", **common,
+        )
+        return CheckedIn("arrival", at, attendance_id, visit_id, kind, record_id, wid, resident_id)
+
+    def _match_arrival(self, conn: Connection, wid: int, rids: Sequence[int],
+                       at: dt.datetime) -> tuple[int | None, int, str]:
+        """This worker's visit nearest in time; else someone else's (substitute); else none."""
+        w = self.windows
+        rows = conn.execute(_WINDOW, {"rids": list(rids), "latest": at + w.before, "earliest": at - w.after}).all()
+        if not rows:
+            return None, rids[0], AttendanceKind.UNSCHEDULED
+        visit_ids = {r.id for r in rows}
+        taken: dict[int, set[int]] = {}
+        for vid, worker_id in conn.execute(_TAKEN, {"vids": sorted(visit_ids)}):
+            taken.setdefault(vid, set()).add(worker_id)
+        free = [r for r in rows if wid not in taken.get(r.id, ())]
+        own = [r for r in free if r.worker_id == wid]
+        if own:
+            best = min(own, key=lambda r: _distance(at, r.planned_start, r.planned_end))
+            return best.id, best.resident_id, AttendanceKind.SCHEDULED
+        if free:
+            # Prefer a visit still short of workers, then the nearest in time.
+            best = min(free, key=lambda r: (len(taken.get(r.id, ())) >= r.workers_required,
+                                            _distance(at, r.planned_start, r.planned_end)))
+            return best.id, best.resident_id, AttendanceKind.SUBSTITUTE
+        return None, rids[0], AttendanceKind.UNSCHEDULED
+
+    # ------------------------------------------------------------ no reply
+
+    def no_reply(self, effect: NoReplyCall) -> LoginFailed | NeedPhoneCode | NoReplyRecorded:
+        return self._retrying(self._no_reply, effect)
+
+    def _no_reply(self, conn: Connection, e: NoReplyCall) -> LoginFailed | NeedPhoneCode | NoReplyRecorded:
+        call, at = e.call, e.at
+        worker = self._worker(conn, e.worker_number, e.pin)
+        if worker is None:
+            if e.final_try:
+                return self._failed_login(conn, call, e.worker_number, e.failed_attempts, at, None)
+            return LoginFailed()
+        wid = worker.id
+        if call.caller_e164 is None:
+            detail = "caller ID withheld"
+        elif call.caller_e164 == worker.mobile_e164:
+            detail = "caller ID is the worker's mobile"
+        else:
+            detail = "caller ID is not the worker's mobile"
+        arrived = (
+            select(attendances.c.id)
+            .where(attendances.c.visit_id == visits.c.id, attendances.c.worker_id == wid,
+                   attendances.c.arrival_at.is_not(None))
+            .exists()
+        )
+        due = conn.execute(
+            select(visits.c.id, visits.c.resident_id, residents.c.phone_code)
+            .join(visit_workers, and_(visit_workers.c.visit_id == visits.c.id, visit_workers.c.worker_id == wid))
+            .join(residents, residents.c.id == visits.c.resident_id)
+            .where(
+                visits.c.status == VisitStatus.SCHEDULED,
+                visits.c.planned_start <= at + self.windows.noreply_before,
+                visits.c.planned_end >= at,
+                ~arrived,
+            )
+            .order_by(visits.c.planned_start)
+        ).all()
+        chosen = due
+        if len(due) > 1 and e.phone_code is not None:
+            chosen = [r for r in due if r.phone_code == e.phone_code]
+        if len(chosen) > 1 or (len(due) > 1 and not chosen):
+            if not e.final_code:
+                return NeedPhoneCode(len(due))
+            chosen = []
+            detail += "; several visits due and the phone code matched none"
+        common = {
+            "worker_id": wid,
+            "worker_number_entered": e.worker_number,
+            "failed_pin_attempts": e.failed_attempts,
+        }
+        if not chosen:
+            record_id = self._insert_call(
+                conn, call, outcome=CallOutcome.NO_VISIT, stage=Stage.RECORDING, at=at,
+                review_status=ReviewStatus.OPEN, detail=("no visit due; " + detail)[:500], **common,
+            )
+            return NoReplyRecorded(record_id, None, wid, None, False)
+        visit = chosen[0]
+        record_id = self._insert_call(
+            conn, call, outcome=CallOutcome.NO_REPLY, stage=Stage.RECORDING, at=at,
+            resident_id=visit.resident_id, visit_id=visit.id, detail=detail, **common,
+        )
+        raise_alert = _raise_alert_function()
+        if raise_alert is not None:
+            from sqlalchemy.orm import Session
+
+            with Session(bind=conn) as session:
+                raise_alert(session, kind="no_reply", visit_id=visit.id, worker_id=wid,
+                            resident_id=visit.resident_id, call_record_id=record_id, at=at, detail="")
+                session.flush()
+        return NoReplyRecorded(record_id, visit.id, wid, visit.resident_id, raise_alert is not None)

@@ -1,0 +1,87 @@
+"""The check-in journal: durable appends, torn tails set aside, exactly-once replay."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+
+from ivr.journal import Journal, JournalApplied, JournalEvent
+from ivr.models import AuditEntry
+from tests.helpers import factory_for
+
+T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+
+def _apply(session, event: JournalEvent) -> str:
+    session.add(AuditEntry(actor="journal", action="replay", entity="call", entity_id=event.uniqueid,
+                           after=str(event.at)))
+    return "recorded"
+
+
+def _events(n: int) -> list[JournalEvent]:
+    return [JournalEvent("checkin", T0 + dt.timedelta(minutes=i), f"call-{i}", {"i": i}) for i in range(n)]
+
+
+def test_replay_applies_each_event_once_in_order_with_original_time(settings, tmp_path):
+    journal = Journal(tmp_path / "journal")
+    for e in _events(3):
+        journal.append(e)
+    factory = factory_for(settings)
+    report = journal.replay(factory, _apply)
+    assert (report.applied, report.skipped, report.torn) == (3, 0, 0)
+    assert journal.pending() == []
+    with factory() as s:
+        rows = s.execute(select(AuditEntry.entity_id, AuditEntry.after).order_by(AuditEntry.id)).all()
+    assert [r[0] for r in rows] == ["call-0", "call-1", "call-2"]
+    assert rows[1][1] == str(T0 + dt.timedelta(minutes=1))
+    again = journal.replay(factory, _apply)
+    assert again.applied == 0
+
+
+def test_a_torn_last_line_is_set_aside_and_the_rest_replayed(settings, tmp_path):
+    journal = Journal(tmp_path / "journal")
+    for e in _events(2):
+        journal.append(e)
+    with open(journal.current, "ab") as fh:  # a crash in the middle of a write
+        fh.write(_events(3)[2].to_line()[:25])
+    report = journal.replay(factory_for(settings), _apply)
+    assert (report.applied, report.torn) == (2, 1)
+
+
+def test_an_event_applied_before_a_crash_is_not_applied_again(settings, tmp_path):
+    journal = Journal(tmp_path / "journal")
+    events = _events(2)
+    for e in events:
+        journal.append(e)
+    factory = factory_for(settings)
+    # The first replay applied event 0 and died before moving the file aside.
+    with factory() as s:
+        _apply(s, events[0])
+        s.add(JournalApplied(event_id=events[0].event_id, outcome="recorded"))
+        s.commit()
+    report = journal.replay(factory, _apply)
+    assert (report.applied, report.skipped) == (1, 1)
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == 2
+
+
+def test_failure_mid_replay_keeps_the_rest_for_next_time(settings, tmp_path):
+    journal = Journal(tmp_path / "journal")
+    for e in _events(3):
+        journal.append(e)
+    factory = factory_for(settings)
+
+    def flaky(session, event):
+        if event.uniqueid == "call-1":
+            raise ConnectionError("database went away again")
+        return _apply(session, event)
+
+    first = journal.replay(factory, flaky)
+    assert first.applied == 1 and first.failed
+    journal.append(JournalEvent("checkin", T0 + dt.timedelta(hours=1), "call-late", {}))
+    second = journal.replay(factory, _apply)
+    assert (second.applied, second.skipped) == (3, 1)
+    with factory() as s:
+        order = list(s.scalars(select(AuditEntry.entity_id).order_by(AuditEntry.id)))
+    assert order == ["call-0", "call-1", "call-2", "call-late"]

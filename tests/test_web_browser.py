@@ -1,0 +1,169 @@
+"""End to end in real headless Chromium against a real ``carecall run`` server (SQLite).
+
+One browser for the module. The board must change from "due" to "on site" without a
+reload when a check-in is written; the correction form must land in the audit log; a
+bad CSV must list its errors. Screenshots go to docs/screenshots/ for the docs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+from sqlalchemy import select
+
+from carecall.config import load_settings
+from ivr.db import unit_of_work
+from ivr.models import Attendance, CallRecord, Resident, Visit, Worker
+from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
+from tests.webclient import PASSWORD, add_users, running_server
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("browser")
+    shutil.copyfile(sqlite_template, tmp / "carecall.db")
+    settings = load_settings(None, db_url=f"sqlite:///{tmp / 'carecall.db'}", environ={},
+                             secret_file=str(tmp / "carecall.key"), data_dir=str(tmp / "var"))
+    factory = factory_for(settings)
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    rows = [visit_row("B-LIVE", "R001", now - dt.timedelta(minutes=2), 45, "1001", "yes", settings=settings),
+            visit_row("B-FIX", "R002", now - dt.timedelta(minutes=50), 30, "1002", settings=settings),
+            visit_row("B-LATER", "R003", now + dt.timedelta(minutes=60), 30, "1003", settings=settings),
+            visit_row("B-TWO", "R004", now - dt.timedelta(minutes=20), 60, "1003;1004", settings=settings)]
+    import_world(settings, factory, "\n".join([VISITS_HEADER, *rows]) + "\n")
+    add_users(settings)
+    with unit_of_work(factory) as s:
+        ids = {v.visit_ref: v.id for v in s.scalars(select(Visit))}
+    with running_server(settings, tmp, '[web]\npoll_seconds = 1.0\n') as base:
+        yield {"settings": settings, "factory": factory, "base": base, "ids": ids, "tmp": tmp}
+    factory.kw["bind"].dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    profile = tempfile.mkdtemp(prefix="carecall-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1366,768"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def login(browser: webdriver.Chrome, base: str, user: str) -> None:
+    browser.delete_all_cookies()
+    browser.get(base + "/login")
+    browser.find_element(By.ID, "username").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login-button").click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/board"))
+
+
+def state_of(browser: webdriver.Chrome, visit_id: int) -> str:
+    """Read in one script call: the live board may swap the rows between two WebDriver calls."""
+    return browser.execute_script(
+        "const e = document.querySelector(`tr[data-visit='${arguments[0]}'] .state`);"
+        "return e ? e.textContent : null;", visit_id)
+
+
+def state_colour(browser: webdriver.Chrome, visit_id: int) -> str:
+    return browser.execute_script(
+        "const e = document.querySelector(`tr[data-visit='${arguments[0]}'] .state`);"
+        "return getComputedStyle(e).backgroundColor;", visit_id)
+
+
+def record_arrival_as_another_server(world: dict[str, Any], ref: str, worker: str) -> None:
+    """What the FastAGI path writes for a matched arrival (call record + attendance)."""
+    now = dt.datetime.now(dt.UTC)
+    with unit_of_work(world["factory"]) as s:
+        v = s.scalar(select(Visit).where(Visit.visit_ref == ref))
+        w = s.scalar(select(Worker).where(Worker.worker_number == worker))
+        r = s.get(Resident, v.resident_id)
+        att = Attendance(visit_id=v.id, resident_id=r.id, worker_id=w.id, arrival_at=now, arrival_method="phone",
+                         arrival_verified=True, arrival_uniqueid=f"sim-{ref}")
+        s.add(att)
+        s.flush()
+        s.add(CallRecord(uniqueid=f"sim-{ref}", script="checkin", started_at=now, ended_at=now,
+                         caller_e164=r.lines[0].e164 if r.lines else None, resident_id=r.id, worker_id=w.id,
+                         location_verified=True, stage="done", outcome="arrival", attendance_id=att.id,
+                         visit_id=v.id))
+
+
+def test_board_turns_due_to_on_site_live_without_reload(world, browser):
+    login(browser, world["base"], "coordinator")
+    vid = world["ids"]["B-LIVE"]
+    assert state_of(browser, vid) == "due"
+    WebDriverWait(browser, 10).until(lambda d: "live" in d.find_element(By.ID, "live").text)
+    browser.execute_script("window.__sameDocument = 'yes';")
+    record_arrival_as_another_server(world, "B-LIVE", "1001")
+    WebDriverWait(browser, 10).until(lambda d: state_of(d, vid) == "on site")
+    assert browser.execute_script("return window.__sameDocument;") == "yes"  # no reload happened
+    assert state_of(browser, world["ids"]["B-LATER"]) == "due"
+    assert state_colour(browser, vid) != state_colour(browser, world["ids"]["B-LATER"])  # colour as well as words
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "board.png"))
+
+
+def test_correction_appears_in_the_audit_log(world, browser):
+    login(browser, world["base"], "coordinator")
+    vid = world["ids"]["B-FIX"]
+    browser.get(f"{world['base']}/visits/{vid}")
+    Select(browser.find_element(By.ID, "time-action")).select_by_value("arrival")
+    at = (dt.datetime.now(world["settings"].tz) - dt.timedelta(minutes=45)).strftime("%Y-%m-%dT%H:%M")
+    field = browser.find_element(By.ID, "time-at")
+    browser.execute_script("arguments[0].value = arguments[1];", field, at)
+    Select(browser.find_element(By.ID, "time-reason")).select_by_value("line_down")
+    browser.find_element(By.ID, "time-note").send_keys("BT fault reported")
+    browser.find_element(By.ID, "time-submit").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "form-done"))
+    audit = browser.find_element(By.ID, "audit-log").text
+    assert "manual arrival" in audit and "coordinator" in audit and "Resident's phone line down" in audit
+    assert "BT fault reported" in audit
+    assert "manual" in browser.find_element(By.ID, "timeline").text
+    browser.save_screenshot(str(SHOTS / "visit.png"))
+
+
+def test_bad_csv_upload_lists_every_error(world, browser):
+    login(browser, world["base"], "coordinator")
+    bad = world["tmp"] / "visits-bad.csv"
+    bad.write_text(VISITS_HEADER + "\nX1,R999,2026-01-01 09:00,2026-01-01 10:00,1001,no\n"
+                   "X2,R001,2026-01-01 09:00,2026-01-01 08:00,1001,no\nX3,R001,2026-01-01 09:00,"
+                   "2026-01-01 09:30,9999,no\n")
+    browser.get(world["base"] + "/import")
+    Select(browser.find_element(By.ID, "import-kind")).select_by_value("visits")
+    browser.find_element(By.ID, "import-file").send_keys(str(bad))
+    browser.find_element(By.ID, "import-submit").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "import-errors"))
+    errors = browser.find_element(By.ID, "import-errors").text.splitlines()
+    assert errors == ["line 2: resident_reference 'R999' is not a known resident",
+                      "line 3: planned_end must be after planned_start",
+                      "line 4: unknown worker number(s): 9999"]
+    assert "nothing imported" in browser.find_element(By.ID, "import-summary").text
+
+
+def test_alerts_page_screenshot(world, browser):
+    login(browser, world["base"], "coordinator")
+    browser.get(world["base"] + "/alerts")
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Alerts")
+    browser.save_screenshot(str(SHOTS / "alerts.png"))

@@ -1,0 +1,290 @@
+"""Every route, as anonymous and as each role, with and without CSRF; hostile and broken input.
+
+One real server (``carecall run`` in a subprocess) per engine for the module: the route
+sweep, the forms and the API all talk to it over TCP, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from carecall.config import Settings, load_settings
+from carecall.runtime import Runtime
+from ivr.db import unit_of_work
+from ivr.models import Attendance, AuditEntry, CallRecord, Resident, ReviewStatus, Visit, Worker
+from tests.conftest import drop_pg_database, fresh_pg_database
+from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
+from tests.webclient import Client, add_users, cli, running_server
+from web.site import build_app
+
+ROLES = ("coordinator", "finance", "manager")
+XSS = '<script>alert("x")</script>'
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("web")
+    pg_name = None
+    if request.param == "sqlite":
+        import shutil
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp / "carecall.db")
+        url = f"sqlite:///{tmp / 'carecall.db'}"
+    else:
+        server = request.getfixturevalue("pg_server")
+        pg_name, url = fresh_pg_database(server, request.getfixturevalue("pg_template"))
+    settings = load_settings(None, db_url=url, environ={}, secret_file=str(tmp / "carecall.key"),
+                             data_dir=str(tmp / "var"))
+    factory = factory_for(settings)
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    rows = [visit_row("V-NOW", "R001", now - dt.timedelta(minutes=5), 45, "1001", settings=settings),
+            visit_row("V-LATER", "R002", now + dt.timedelta(minutes=20), 30, "1002", settings=settings),
+            visit_row("V-X", "R003", now - dt.timedelta(minutes=10), 30, "1003", settings=settings)]
+    import_world(settings, factory, "\n".join([VISITS_HEADER, *rows]) + "\n")
+    with unit_of_work(factory) as s:
+        s.add(CallRecord(uniqueid="u-open", script="checkin", started_at=now - dt.timedelta(minutes=4),
+                         outcome="unknown_line", review_status=ReviewStatus.OPEN, caller_e164="+442086980000"))
+    add_users(settings)
+    with unit_of_work(factory) as s:
+        ids = {v.visit_ref: v.id for v in s.scalars(select(Visit))}
+        ids.update({w.worker_number: w.id for w in s.scalars(select(Worker))})
+        ids["call"] = s.scalar(select(CallRecord.id))
+    try:
+        with running_server(settings, tmp) as base:
+            yield {"settings": settings, "base": base, "factory": factory, "ids": ids, "tmp": tmp}
+    finally:
+        factory.kw["bind"].dispose()
+        if pg_name:
+            drop_pg_database(request.getfixturevalue("pg_server"), pg_name)
+
+
+def routes(settings: Settings) -> list[tuple[str, str, frozenset[str] | None, bool]]:
+    app = build_app(Runtime.create(settings))
+    return [(r.method, r.path, r.roles, r.api) for r in app.routes]
+
+
+def concrete(path: str, ids: dict[str, int]) -> str:
+    path = path.replace("/calls/{id:int}", f"/calls/{ids['call']}")
+    return re.sub(r"\{\w+(:int)?\}", "1", path).replace("/static/1", "/static/app.css")
+
+
+def snapshot(factory: Any) -> tuple[int, ...]:
+    with unit_of_work(factory) as s:
+        return (s.scalar(select(func.count(AuditEntry.id))), s.scalar(select(func.count(Attendance.id))),
+                s.scalar(select(func.count(Resident.id))), s.scalar(select(func.count(Worker.id))),
+                s.scalar(select(func.count(CallRecord.id)).where(CallRecord.review_status == "open")),
+                s.scalar(select(func.count(Visit.id)).where(Visit.status == "cancelled")))
+
+
+def test_every_route_refuses_anonymous_wrong_role_and_missing_csrf(site):
+    table = routes(site["settings"])
+    assert len(table) >= 30
+    before = snapshot(site["factory"])
+    anon = Client(site["base"])
+    for method, path, roles, api in table:
+        if roles is None:
+            continue
+        url = concrete(path, site["ids"])
+        r = anon.get(url) if method == "GET" else anon.post(url, {"note": "x"})
+        if api:
+            assert r.status == 401, (method, url)
+        elif method == "GET" and not url.endswith("/events"):
+            assert (r.status, r.header("Location")) == (303, "/login"), (method, url)
+        else:
+            assert r.status == 401, (method, url)
+    for role in ROLES:
+        c = Client(site["base"])
+        assert c.login(role).status == 303
+        for method, path, roles, api in table:
+            if roles is None or api or path.endswith("/events"):
+                continue
+            url = concrete(path, site["ids"])
+            r = c.get(url) if method == "GET" else c.post(url, {"note": "x", "reason": "other", "q": "a"})
+            if role not in roles:
+                assert r.status == 403, (role, method, url, r.status)
+            elif method == "GET":
+                assert r.status == (303 if url == "/" else 200), (role, method, url, r.status)
+            else:  # allowed, but no CSRF token: refused, nothing done
+                assert r.status == 403 and "out of date" in r.text, (role, method, url, r.status)
+    assert snapshot(site["factory"]) == before
+
+
+def test_pages_carry_security_headers_and_hardened_cookies(site):
+    c = Client(site["base"])
+    page = c.get("/login")
+    csp = page.header("Content-Security-Policy") or ""
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert page.header("X-Content-Type-Options") == "nosniff" and page.header("X-Frame-Options") == "DENY"
+    r = c.login("coordinator")
+    cookie = next(v for v in r.cookies() if v.startswith("carecall_session="))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie  # plain HTTP here
+    assert not re.search(r"<script>", c.get("/board").text)  # no inline script anywhere
+    assert c.get("/board").header("Cache-Control") == "no-store"
+
+
+def test_wrong_password_is_refused_and_logout_ends_the_session(site):
+    c = Client(site["base"])
+    r = c.login("coordinator", "not the password")
+    assert r.status == 401 and "Wrong user name or password" in r.text and "carecall_session" not in c.jar
+    assert c.login("coordinator").status == 303
+    stolen = dict(c.jar)
+    assert c.get("/board").status == 200
+    assert c.post("/logout", {"csrf_token": c.csrf()}).status == 303
+    replay = Client(site["base"])
+    replay.jar = stolen  # the old cookie must be dead on the server, not just deleted in the browser
+    assert replay.get("/board").status == 303
+
+
+def test_login_without_its_form_token_is_refused(site):
+    c = Client(site["base"])
+    r = c.post("/login", {"username": "manager", "password": "correct horse battery"})
+    assert r.status == 403 and "carecall_session" not in c.jar
+
+
+def test_correction_form_validates_every_field_and_escapes_what_it_shows(site):
+    c = Client(site["base"])
+    c.login("coordinator")
+    vid, wid = site["ids"]["V-X"], site["ids"]["1003"]
+    token = c.csrf(f"/visits/{vid}")
+    before = snapshot(site["factory"])
+    bad = [
+        {"action": "arrival", "worker_id": str(wid), "at": "2026-13-45T99:00", "reason": "forgot_in"},
+        {"action": "arrival", "worker_id": "abc", "at": "2026-01-01T09:00", "reason": "forgot_in"},
+        {"action": "arrival", "worker_id": str(wid), "at": "2026-01-01T09:00", "reason": "forgot_in",
+         "note": "n" * 5000},
+        {"action": "arrival", "worker_id": str(wid), "at": "2026-01-01T09:00", "reason": "not-a-code"},
+        {"action": "explode", "reason": "other", "note": "x"},
+        {"action": "cancel", "reason": "other", "note": ""},
+        {"action": "arrival", "worker_id": str(wid), "at": "x" * 40, "reason": "forgot_in"},
+    ]
+    for fields in bad:
+        r = c.post(f"/visits/{vid}/correct", {**fields, "csrf_token": token})
+        assert r.status == 400, fields
+        assert 'id="form-error"' in r.text
+    assert snapshot(site["factory"]) == before
+    # A reason "other" with script in the note: refused for another reason, shown back escaped.
+    r = c.post(f"/visits/{vid}/correct", {"action": "departure", "worker_id": str(wid), "reason": "other",
+                                         "at": "2000-01-01T09:00", "note": XSS, "csrf_token": token})
+    assert r.status == 400 and XSS not in r.text and "&lt;script&gt;" in r.text
+    # Accepted with the same note: it shows in the audit log, escaped.
+    local = dt.datetime.now(site["settings"].tz).strftime("%Y-%m-%dT%H:%M")
+    r = c.post(f"/visits/{vid}/correct", {"action": "arrival", "worker_id": str(wid), "at": local,
+                                         "reason": "other", "note": XSS, "csrf_token": token})
+    assert r.status == 303
+    page = c.get(r.header("Location") or "")
+    audit = page.text.split('id="audit-log"')[1]
+    assert "manual arrival" in audit and "coordinator" in audit and "&lt;script&gt;" in audit
+    assert XSS not in page.text
+
+
+def test_finance_can_read_a_visit_but_not_correct_it(site):
+    c = Client(site["base"])
+    c.login("finance")
+    vid = site["ids"]["V-LATER"]
+    page = c.get(f"/visits/{vid}")
+    assert page.status == 200 and "/correct" not in page.text
+    token = c.csrf(f"/visits/{vid}")
+    before = snapshot(site["factory"])
+    r = c.post(f"/visits/{vid}/correct", {"action": "cancel", "reason": "resident_cancelled",
+                                         "csrf_token": token})
+    assert r.status == 403 and snapshot(site["factory"]) == before
+
+
+def test_resident_edit_rejects_bad_fields_and_escapes_names(site):
+    c = Client(site["base"])
+    c.login("coordinator")
+    token = c.csrf("/residents")
+    r = c.post("/residents/new", {"csrf_token": token, "reference": "R9", "name": "", "postcode": "NOT A PC",
+                                  "phone_code": "12", "lines": "12345", "active": "on"})
+    assert r.status == 400
+    for msg in ("name is required", "postcode is not a UK postcode", "phone_code must be 3 to 8 digits",
+                "lines not a"):
+        assert msg in r.text, msg
+    r = c.post("/residents/new", {"csrf_token": token, "reference": "R9", "name": XSS, "postcode": "se6 9zz",
+                                  "team": "North", "lines": "020 8698 9999", "active": "on"})
+    assert r.status == 303
+    listing = c.get("/residents")
+    assert XSS not in listing.text and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in listing.text
+    r = c.post("/residents/search", {"csrf_token": token, "q": "script"})
+    assert r.status == 200 and "R9" in r.text and "R001" not in r.text
+    r = c.post("/residents/search", {"csrf_token": token, "q": "q" * 200})
+    assert r.status == 400
+
+
+def test_bad_csv_upload_changes_nothing_and_lists_every_bad_row(site):
+    c = Client(site["base"])
+    c.login("coordinator")
+    token = c.csrf("/import")
+    before = snapshot(site["factory"])
+    data = (b"worker_number,name,pin,mobile\n2001,Ann Able,1234,\nabc,Bad Number,1234,\n2003,Bad Pin,12,\n"
+            b"2004,<b>Bold</b>,9999,not a phone\n")
+    r = c.upload("/import", {"csrf_token": token, "kind": "workers"}, "file", "workers.csv", data)
+    assert r.status == 400
+    assert "line 3: worker_number must be 1 to 8 digits" in r.text
+    assert "line 4: pin must be exactly 4 digits" in r.text
+    assert "line 5: mobile" in r.text and "nothing imported, 3 bad row(s)" in r.text
+    assert snapshot(site["factory"]) == before
+    r = c.upload("/import", {"kind": "workers"}, "file", "workers.csv", data)  # no CSRF token
+    assert r.status == 403
+
+
+def test_unmatched_call_can_be_linked_from_the_queue(site):
+    c = Client(site["base"])
+    c.login("coordinator")
+    page = c.get("/calls/unmatched")
+    assert "unknown line" in page.text and "*********000" in page.text  # caller masked to the last 3 digits
+    assert "+442086980000" not in page.text
+    token = c.csrf("/calls/unmatched")
+    call, vid = site["ids"]["call"], site["ids"]["V-NOW"]
+    r = c.post(f"/calls/{call}/link", {"csrf_token": token, "visit_id": str(vid), "worker_id": "x1"})
+    assert r.status == 400
+    r = c.post(f"/calls/{call}/link", {"csrf_token": token, "visit_id": str(vid),
+                                       "worker_id": str(site["ids"]["1001"])})
+    assert r.status == 303
+    with unit_of_work(site["factory"]) as s:
+        att = s.scalar(select(Attendance).where(Attendance.visit_id == vid))
+        assert (att.arrival_method, att.arrival_verified) == ("phone", False)
+        assert s.get(CallRecord, call).review_status == "linked"
+
+
+def test_api_needs_a_token_and_returns_the_days_visits(site):
+    out = cli(site["settings"], "user", "token", "finance", "--label", "roster")
+    assert out.returncode == 0, out.stderr
+    token = out.stdout.strip()
+    c = Client(site["base"])
+    assert c.get("/api/v1/visits").status == 401
+    c.bearer = "cct_" + "A" * 43
+    assert c.get("/api/v1/visits").status == 401
+    c.login("manager")  # a session cookie is not an API credential
+    c.bearer = None
+    assert c.get("/api/v1/visits").status == 401
+    c.bearer = token
+    r = c.get("/api/v1/visits")
+    assert r.status == 200 and r.header("Content-Type") == "application/json"
+    refs = {v["visit_ref"]: v for v in json.loads(r.body)["visits"]}
+    assert {"V-NOW", "V-LATER", "V-X"} <= set(refs)
+    assert refs["V-LATER"]["state"] == "due" and refs["V-LATER"]["workers"][0]["worker_number"] == "1002"
+    assert c.get("/api/v1/visits?day=31-12-2026").status == 400
+    assert json.loads(c.get("/api/v1/attendances").body)["attendances"] is not None
+
+
+def test_cli_refuses_a_short_password_and_an_unknown_role(site):
+    r = cli(site["settings"], "user", "add", "shorty", "--role", "manager", "--password-stdin", stdin="short\n")
+    assert r.returncode == 1 and "password must be" in r.stderr
+    r = cli(site["settings"], "user", "add", "x", "--role", "admin", "--password-stdin", stdin="long enough pw\n")
+    assert r.returncode == 2
+
+
+def test_server_log_has_no_query_strings_or_names(site):
+    c = Client(site["base"])
+    c.login("manager")
+    c.get("/board?day=2026-01-01&team=North")
+    logs = "".join(p.read_text() for p in Path(site["tmp"]).glob("server-*.log"))
+    assert '"GET /board"' in logs and "day=2026" not in logs and "Alice" not in logs

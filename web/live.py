@@ -1,0 +1,148 @@
+"""Live board: server-sent events pushed when the database says something changed.
+
+Two triggers, one path. ``runtime.events`` (a call recorded by this process) asks for an
+immediate check; a poll every ``interval`` seconds catches what other servers on the
+same database wrote. Either way one cheap "change token" query decides whether the
+board data is fetched again, once per (day, team) shown, not once per browser. Each
+stream is closed after ``max_age`` seconds and the browser's EventSource reconnects,
+which re-checks its session: an expired or logged-out session stops getting data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web import server
+
+from carecall.runtime import Runtime
+from ivr.db import unit_of_work
+from web.board import board_rows, change_token
+
+log = Logger(namespace="carecall.web.live")
+
+
+@dataclasses.dataclass(eq=False)
+class Stream:
+    request: server.Request
+    day: dt.date
+    team: str
+    opened: float
+    last_push: float = 0.0
+
+    def send(self, event: str, data: str) -> None:
+        lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+        self.request.write(f"event: {event}\n{lines}\n".encode())
+
+
+class BoardHub:
+    def __init__(self, runtime: Runtime, render_rows: Callable[[list[dict[str, Any]]], str], *,
+                 now: Callable[[], dt.datetime], clock: Any = None, interval: float = 2.0,
+                 refresh: float = 30.0, max_age: float = 600.0) -> None:
+        self.runtime = runtime
+        self.render_rows = render_rows
+        self.now = now
+        self.clock = clock or runtime.reactor
+        self.interval = interval
+        self.refresh = refresh
+        self.max_age = max_age
+        self.streams: set[Stream] = set()
+        self._token: Any = None
+        self._busy = False
+        self._again = False
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self.clock
+        self._unsubscribe: Callable[[], None] | None = None
+        self.pushes = 0
+
+    def start(self) -> None:
+        self._unsubscribe = self.runtime.events.subscribe(self._on_event)
+
+    def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._loop.running:
+            self._loop.stop()
+        for s in list(self.streams):
+            s.request.finish()
+        self.streams.clear()
+
+    def open(self, request: server.Request, day: dt.date, team: str) -> None:
+        request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        request.write(b"retry: 2000\n\n")
+        stream = Stream(request, day, team, self.clock.seconds())
+        self.streams.add(stream)
+        request.notifyFinish().addBoth(lambda _: self.streams.discard(stream))
+        if not self._loop.running:
+            self._loop.start(self.interval, now=False)
+        # Send the current rows at once: the page may be older than the stream.
+        self._kick(force=[stream])
+
+    def _on_event(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.streams:
+            self._kick()
+
+    def _tick(self) -> None:
+        if not self.streams:
+            self._loop.stop()
+            return
+        now = self.clock.seconds()
+        for s in list(self.streams):
+            if now - s.opened >= self.max_age:
+                self.streams.discard(s)
+                s.request.finish()
+        self._kick()
+
+    def _kick(self, force: list[Stream] | None = None) -> None:
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        d = ensureDeferred(self._check(force or []))
+        d.addErrback(lambda f: log.failure("board update failed", f))
+        d.addBoth(self._done)
+
+    def _done(self, _: Any) -> None:
+        self._busy = False
+        if self._again:
+            self._again = False
+            self._kick()
+
+    async def _check(self, force: list[Stream]) -> None:
+        factory = self.runtime.factory
+
+        def token() -> Any:
+            with unit_of_work(factory) as session:
+                return change_token(session)
+
+        current = await self.runtime.run_db(token)
+        now_s = self.clock.seconds()
+        if current != self._token:
+            self._token = current
+            due = list(self.streams)
+        else:
+            due = [s for s in self.streams if s in force or now_s - s.last_push >= self.refresh]
+        groups: dict[tuple[dt.date, str], list[Stream]] = {}
+        for s in due:
+            groups.setdefault((s.day, s.team), []).append(s)
+        now = self.now()
+        settings = self.runtime.settings
+        for (day, team), streams in groups.items():
+            def rows(day: dt.date = day, team: str = team) -> list[dict[str, Any]]:
+                with unit_of_work(factory) as session:
+                    return board_rows(session, day, team, now, settings)
+
+            html = self.render_rows(await self.runtime.run_db(rows))
+            for s in streams:
+                if s in self.streams:
+                    s.send("board", html)
+                    s.last_push = now_s
+                    self.pushes += 1

@@ -1,0 +1,58 @@
+"""The office web application assembled: routes from each page module, static files, live hub."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import mimetypes
+from collections.abc import Callable
+from typing import Any
+
+from twisted.web import server
+
+from carecall.runtime import Runtime
+from ivr.models import utcnow
+from web.app import HERE, Ctx, HTTPError, Response, WebApp, access_log_line
+from web.auth import SessionPolicy
+from web.live import BoardHub
+
+STATIC = HERE / "static"
+# Page modules; each has register(app). Alerts, billing and reports pages join when their
+# packages exist on main (see web/extras.py for how each degrades until then).
+PAGE_MODULES = ("web.pages", "web.admin", "web.api", "web.extras")
+
+
+async def static(ctx: Ctx, name: str) -> Response:
+    path = STATIC / name
+    if not name or name.startswith(".") or not path.is_file():
+        raise HTTPError(404, "Not found")
+    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if ctype.startswith("text/") or ctype.endswith("javascript"):
+        ctype += "; charset=utf-8"
+    return Response(body=path.read_bytes(), content_type=ctype, headers={"Cache-Control": "max-age=300"})
+
+
+def build_app(runtime: Runtime, *, now: Callable[[], dt.datetime] = utcnow, policy: SessionPolicy | None = None,
+              clock: Any = None, poll_interval: float | None = None) -> WebApp:
+    app = WebApp(runtime, now=now, policy=policy)
+    web = runtime.settings.section("web")
+    interval = poll_interval if poll_interval is not None else float(web.get("poll_seconds", 2.0))
+    app.hub = BoardHub(runtime, lambda rows: app.render_template("_board_rows.html", rows=rows, team=""),
+                       now=now, clock=clock, interval=interval)
+    app.add("GET", "/static/{name}", static, None)
+    for name in PAGE_MODULES:
+        importlib.import_module(name).register(app)
+    return app
+
+
+def build_site(app: WebApp) -> server.Site:
+    site = server.Site(app, logFormatter=access_log_line)
+    site.requestFactory = _request_factory
+    site.displayTracebacks = False
+    return site
+
+
+def _request_factory(*args: Any, **kwargs: Any) -> server.Request:
+    from web.app import LimitedRequest
+
+    return LimitedRequest(*args, **kwargs)

@@ -1,0 +1,17 @@
+// Live board: replaces the table body with rows the server renders (already escaped).
+"use strict";
+(function () {
+  const live = document.getElementById("live");
+  const body = document.getElementById("board-rows");
+  if (!live || !body || !window.EventSource) { return; }
+  const source = new EventSource(live.dataset.src);
+  source.addEventListener("open", function () { live.textContent = "live"; live.className = "live on"; });
+  source.addEventListener("error", function () { live.textContent = "reconnecting…"; live.className = "live off"; });
+  source.addEventListener("board", function (event) {
+    const template = document.createElement("template");
+    template.innerHTML = event.data;
+    body.replaceChildren(template.content);
+    live.textContent = "live · " + new Date().toLocaleTimeString("en-GB");
+    live.className = "live on";
+  });
+})();
