@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import importlib
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ivr.db import READ_ONLY
 from ivr.dialog import (
     CallInfo,
     CheckedIn,
@@ -38,6 +40,7 @@ from ivr.dialog import (
     RecordCall,
     Stage,
 )
+from ivr.fastsql import Prepared
 from ivr.models import (
     Attendance,
     AttendanceKind,
@@ -64,58 +67,95 @@ calls = CallRecord.__table__
 
 RACE_RETRIES = 3
 
-# Hot-path statements are built once: building a Core statement costs more than running
-# it on SQLite. Values go in as bound parameters ("expanding" for IN lists).
-_LINE = (
+# Hot-path statements are built and compiled once (ivr.fastsql): building a Core
+# statement, or even executing a cached one through SQLAlchemy, costs more than running
+# it on SQLite. IN lists over a caller's residents get one statement per list length.
+_LINE = Prepared(
     select(lines.c.resident_id)
     .join(residents, residents.c.id == lines.c.resident_id)
     .where(lines.c.e164 == bindparam("e164"), residents.c.active.is_(True))
     .order_by(lines.c.resident_id)
 )
-_PHONE_CODE = select(residents.c.id).where(residents.c.phone_code == bindparam("code"), residents.c.active.is_(True))
-_WORKER = select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
-    workers.c.worker_number == bindparam("number"), workers.c.active.is_(True)
+_PHONE_CODE = Prepared(
+    select(residents.c.id).where(residents.c.phone_code == bindparam("code"), residents.c.active.is_(True))
 )
-_DUPLICATE = select(
-    attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind,
-    attendances.c.worker_id, attendances.c.arrival_uniqueid, attendances.c.arrival_at, attendances.c.departure_at,
-).where(or_(attendances.c.arrival_uniqueid == bindparam("uid"), attendances.c.departure_uniqueid == bindparam("uid")))
-_OPEN = (
-    select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind)
-    .where(
-        attendances.c.worker_id == bindparam("wid"),
-        attendances.c.resident_id.in_(bindparam("rids", expanding=True)),
-        attendances.c.departure_at.is_(None),
-        attendances.c.arrival_at.is_not(None),
-        attendances.c.arrival_at >= bindparam("since", type_=attendances.c.arrival_at.type),
-        attendances.c.arrival_at <= bindparam("at", type_=attendances.c.arrival_at.type),
+_WORKER = Prepared(
+    select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
+        workers.c.worker_number == bindparam("number"), workers.c.active.is_(True)
     )
-    .order_by(attendances.c.arrival_at.desc())
-    .limit(1)
 )
-_DEPART = (
+_DUPLICATE = Prepared(
+    select(
+        attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind,
+        attendances.c.worker_id, attendances.c.arrival_uniqueid, attendances.c.arrival_at,
+        attendances.c.departure_at,
+    ).where(or_(attendances.c.arrival_uniqueid == bindparam("uid"),
+                attendances.c.departure_uniqueid == bindparam("uid2")))
+)
+_DEPART = Prepared(
     update(attendances)
     .where(attendances.c.id == bindparam("aid"))
-    .values(departure_at=bindparam("at"), departure_method=Method.PHONE,
-            departure_verified=bindparam("verified"), departure_uniqueid=bindparam("uid"),
-            updated_at=bindparam("at"))
+    .values(departure_at=bindparam("at", type_=attendances.c.departure_at.type), departure_method=Method.PHONE,
+            departure_verified=bindparam("verified", type_=attendances.c.departure_verified.type),
+            departure_uniqueid=bindparam("uid"), updated_at=bindparam("at2", type_=attendances.c.updated_at.type))
 )
-_WINDOW = (
-    select(visits.c.id, visits.c.resident_id, visits.c.planned_start, visits.c.planned_end,
-           visits.c.workers_required, visit_workers.c.worker_id)
-    .join(visit_workers, visit_workers.c.visit_id == visits.c.id, isouter=True)
-    .where(
-        visits.c.resident_id.in_(bindparam("rids", expanding=True)),
-        visits.c.status == VisitStatus.SCHEDULED,
-        visits.c.planned_start <= bindparam("latest", type_=visits.c.planned_start.type),
-        visits.c.planned_end >= bindparam("earliest", type_=visits.c.planned_end.type),
+_TAKEN_BY = attendances.alias("taken")
+_ATTENDANCE_COLUMNS = ("visit_id", "resident_id", "worker_id", "kind", "arrival_at", "arrival_method",
+                       "arrival_verified", "arrival_uniqueid", "departure_verified", "created_at", "updated_at")
+_INSERT_ATTENDANCE = Prepared(
+    insert(attendances)
+    .values({c: bindparam(c, type_=attendances.c[c].type) for c in _ATTENDANCE_COLUMNS})
+    .returning(attendances.c.id)
+)
+_CALL_DEFAULTS: dict[str, Any] = {
+    "resident_id": None, "worker_id": None, "worker_number_entered": None, "location_verified": False,
+    "failed_pin_attempts": 0, "attendance_id": None, "visit_id": None, "detail": "",
+    "review_status": ReviewStatus.NONE, "review_note": "",
+}
+_CALL_COLUMNS = ("uniqueid", "script", "started_at", "ended_at", "caller_e164", "stage", "outcome", *_CALL_DEFAULTS)
+_INSERT_CALL = Prepared(
+    insert(calls).values({c: bindparam(c, type_=calls.c[c].type) for c in _CALL_COLUMNS}).returning(calls.c.id)
+)
+
+
+def _rid_params(rids: Sequence[int]) -> dict[str, int]:
+    return {f"rid{i}": rid for i, rid in enumerate(rids)}
+
+
+@functools.cache
+def _open_stmt(n: int) -> Prepared:
+    """This worker's newest arrival without a departure at one of ``n`` homes."""
+    return Prepared(
+        select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind)
+        .where(
+            attendances.c.worker_id == bindparam("wid"),
+            attendances.c.resident_id.in_([bindparam(f"rid{i}") for i in range(n)]),
+            attendances.c.departure_at.is_(None),
+            attendances.c.arrival_at.is_not(None),
+            attendances.c.arrival_at >= bindparam("since", type_=attendances.c.arrival_at.type),
+            attendances.c.arrival_at <= bindparam("at", type_=attendances.c.arrival_at.type),
+        )
+        .order_by(attendances.c.arrival_at.desc())
+        .limit(1)
     )
-)
-_TAKEN = select(attendances.c.visit_id, attendances.c.worker_id).where(
-    attendances.c.visit_id.in_(bindparam("vids", expanding=True))
-)
-_INSERT_ATTENDANCE = insert(attendances)
-_INSERT_CALL = insert(calls)
+
+
+@functools.cache
+def _window_stmt(n: int) -> Prepared:
+    """Visits near a time at one of ``n`` homes, one row per (assigned worker, worker
+    already attending): at most 2 x 2 rows a visit, so matching needs one round trip."""
+    return Prepared(
+        select(visits.c.id, visits.c.resident_id, visits.c.planned_start, visits.c.planned_end,
+               visits.c.workers_required, visit_workers.c.worker_id, _TAKEN_BY.c.worker_id.label("taken_by"))
+        .join(visit_workers, visit_workers.c.visit_id == visits.c.id, isouter=True)
+        .join(_TAKEN_BY, _TAKEN_BY.c.visit_id == visits.c.id, isouter=True)
+        .where(
+            visits.c.resident_id.in_([bindparam(f"rid{i}") for i in range(n)]),
+            visits.c.status == VisitStatus.SCHEDULED,
+            visits.c.planned_start <= bindparam("latest", type_=visits.c.planned_start.type),
+            visits.c.planned_end >= bindparam("earliest", type_=visits.c.planned_end.type),
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,12 +227,12 @@ class CallStore:
     # ------------------------------------------------------------ lookups
 
     def lookup_line(self, effect: LookupLine) -> tuple[int, ...]:
-        with self.engine.connect() as conn:
-            return tuple(conn.scalars(_LINE, {"e164": effect.e164}))
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return tuple(_LINE.scalars(conn, e164=effect.e164))
 
     def lookup_phone_code(self, effect: LookupPhoneCode) -> tuple[int, ...]:
-        with self.engine.connect() as conn:
-            return tuple(conn.scalars(_PHONE_CODE, {"code": effect.code}))
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return tuple(_PHONE_CODE.scalars(conn, code=effect.code))
 
     def record_call(self, effect: RecordCall) -> int:
         with self.engine.begin() as conn:
@@ -222,12 +262,10 @@ class CallStore:
             "stage": stage,
             "outcome": outcome,
         }
-        values.update(fields)
-        result = conn.execute(_INSERT_CALL, values)
-        return int(result.inserted_primary_key[0])
+        return int(_INSERT_CALL.scalars(conn, **(_CALL_DEFAULTS | values | fields))[0])
 
     def _worker(self, conn: Connection, number: str, pin: str) -> Any:
-        row = conn.execute(_WORKER, {"number": number}).first()
+        row = _WORKER.first(conn, number=number)
         if row is None or not self.hasher.verify(number, pin, row.pin_hash):
             return None
         return row
@@ -274,7 +312,7 @@ class CallStore:
         }
 
         # The same call again (Asterisk retried, or a replay): answer with what was logged.
-        dup = conn.execute(_DUPLICATE, {"uid": call.uniqueid}).first()
+        dup = _DUPLICATE.first(conn, uid=call.uniqueid, uid2=call.uniqueid)
         if dup is not None:
             direction = "arrival" if dup.arrival_uniqueid == call.uniqueid else "departure"
             logged = dup.arrival_at if direction == "arrival" else dup.departure_at
@@ -287,11 +325,10 @@ class CallStore:
                              dup.resident_id, duplicate=True)
 
         # An open arrival by this worker at this home: this call is the departure.
-        open_row = conn.execute(_OPEN, {"wid": wid, "rids": list(rids), "at": at,
-                                        "since": at - self.windows.open_attendance}).first()
+        open_row = _open_stmt(len(rids)).first(conn, wid=wid, at=at, since=at - self.windows.open_attendance,
+                                               **_rid_params(rids))
         if open_row is not None:
-            conn.execute(_DEPART, {"aid": open_row.id, "at": at, "verified": e.location_verified,
-                                   "uid": call.uniqueid})
+            _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=e.location_verified, uid=call.uniqueid)
             record_id = self._insert_call(
                 conn, call, outcome=CallOutcome.DEPARTURE, stage=Stage.RECORDING, at=at,
                 resident_id=open_row.resident_id, attendance_id=open_row.id, visit_id=open_row.visit_id, **common,
@@ -300,12 +337,11 @@ class CallStore:
                              open_row.resident_id)
 
         visit_id, resident_id, kind = self._match_arrival(conn, wid, rids, at)
-        result = conn.execute(_INSERT_ATTENDANCE, {
-            "visit_id": visit_id, "resident_id": resident_id, "worker_id": wid, "kind": kind,
-            "arrival_at": at, "arrival_method": Method.PHONE, "arrival_verified": e.location_verified,
-            "arrival_uniqueid": call.uniqueid, "created_at": at, "updated_at": at,
-        })
-        attendance_id = int(result.inserted_primary_key[0])
+        attendance_id = int(_INSERT_ATTENDANCE.scalars(
+            conn, visit_id=visit_id, resident_id=resident_id, worker_id=wid, kind=kind, arrival_at=at,
+            arrival_method=Method.PHONE, arrival_verified=e.location_verified, arrival_uniqueid=call.uniqueid,
+            departure_verified=False, created_at=at, updated_at=at,
+        )[0])
         record_id = self._insert_call(
             conn, call, outcome=CallOutcome.ARRIVAL, stage=Stage.RECORDING, at=at,
             resident_id=resident_id, attendance_id=attendance_id, visit_id=visit_id,
@@ -318,13 +354,14 @@ class CallStore:
                        at: dt.datetime) -> tuple[int | None, int, str]:
         """This worker's visit nearest in time; else someone else's (substitute); else none."""
         w = self.windows
-        rows = conn.execute(_WINDOW, {"rids": list(rids), "latest": at + w.before, "earliest": at - w.after}).all()
+        rows = _window_stmt(len(rids)).all(conn, latest=at + w.before, earliest=at - w.after, **_rid_params(rids))
         if not rows:
             return None, rids[0], AttendanceKind.UNSCHEDULED
-        visit_ids = {r.id for r in rows}
         taken: dict[int, set[int]] = {}
-        for vid, worker_id in conn.execute(_TAKEN, {"vids": sorted(visit_ids)}):
-            taken.setdefault(vid, set()).add(worker_id)
+        for r in rows:
+            workers_there = taken.setdefault(r.id, set())
+            if r.taken_by is not None:
+                workers_there.add(r.taken_by)
         free = [r for r in rows if wid not in taken.get(r.id, ())]
         own = [r for r in free if r.worker_id == wid]
         if own:

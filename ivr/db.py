@@ -45,9 +45,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+READ_ONLY = {"carecall_read_only": True}
+
+
 def _sqlite_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock at BEGIN, so two writers queue on busy_timeout
-    # instead of one failing with SQLITE_BUSY when it upgrades a read lock.
+    # instead of one failing with SQLITE_BUSY when it upgrades a read lock. A connection
+    # marked read-only (``conn.execution_options(**READ_ONLY)``, one SELECT) needs no
+    # transaction at all: SQLite reads a consistent snapshot per statement in WAL mode.
+    if conn.get_execution_options().get("carecall_read_only"):
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
