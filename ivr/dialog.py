@@ -605,10 +605,21 @@ class Dialog:
                     call, state["worker_number"], state["pin"], code, self.now(), state["failures"], False,
                     attempt == tries
                 )
-                if isinstance(result, NoReplyRecorded):
+                if isinstance(result, NoReplyRecorded | LoginFailed):
                     break
                 prompt = f"{p.invalid}&{p.phone_code}"
-        assert isinstance(result, NoReplyRecorded)
+        if isinstance(result, LoginFailed):
+            # Locked (or the PIN changed) between two effects of this call: a failed login.
+            if result.call_record_id is not None:
+                self._mark_recorded(CallOutcome.FAILED_LOGIN,
+                                    {"outcome": CallOutcome.FAILED_LOGIN, "call_record_id": result.call_record_id})
+            else:
+                yield from self._record(CallOutcome.FAILED_LOGIN, worker_number_entered=state["worker_number"],
+                                        failed_pin_attempts=state["failures"] + 1, review_status=ReviewStatus.OPEN)
+            yield from self._play(p.invalid)
+            return (yield from self._hang_up(CallOutcome.FAILED_LOGIN))
+        if not isinstance(result, NoReplyRecorded):
+            raise DialogError(f"no-reply call ended without a record: {type(result).__name__}")
         outcome = CallOutcome.NO_REPLY if result.visit_id is not None else CallOutcome.NO_VISIT
         record = {
             "outcome": outcome,
