@@ -18,6 +18,7 @@ other connections except the thread pool, so it cannot affect them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,17 @@ from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogCo
 from ivr.phone import mask
 
 log = Logger(namespace="carecall.agi")
+_DIGITS = re.compile(r"\+?\d[\d ()-]{2,}\d")
+
+
+def redact(text: str) -> str:
+    """Peer-supplied text for a log line: phone numbers masked to their last 3 digits, short runs (a PIN,
+    a worker number) masked whole."""
+    def hide(m: re.Match[str]) -> str:
+        digits = sum(c.isdigit() for c in m.group(0))
+        return "*" * digits if digits <= 8 else mask(m.group(0))
+
+    return _DIGITS.sub(hide, text)
 
 
 class FastAGIProtocol(Protocol):
@@ -126,7 +138,7 @@ class FastAGIProtocol(Protocol):
 
     def _garbage(self, why: str) -> None:
         log.error("call {uniqueid} caller={caller} protocol error: {why}", uniqueid=self.dialog.uniqueid,
-                  caller=mask(self.dialog.caller_e164), why=why)
+                  caller=mask(self.dialog.caller_e164), why=redact(why))
         if not self._lost and self.transport is not None:
             self.transport.write(b"HANGUP\n")  # best effort: the stream is no longer trusted
             self.transport.loseConnection()
@@ -141,8 +153,9 @@ class FastAGIProtocol(Protocol):
         stage = self.dialog.stage
         if stage != self._stage:
             self._stage = stage
-            log.debug("call {uniqueid} caller={caller} stage={stage}", uniqueid=self.dialog.uniqueid,
-                      caller=mask(self.dialog.caller_e164), stage=stage)
+            # One structured line per call step (issue 7): never a PIN, a name or a full number.
+            log.info("call {uniqueid} caller={caller} script={script} stage={stage}", uniqueid=self.dialog.uniqueid,
+                     caller=mask(self.dialog.caller_e164), script=self.dialog.script, stage=stage)
         if isinstance(action, Command):
             if self._lost:
                 self._act(self.dialog.hangup("connection closed"))
