@@ -83,10 +83,14 @@ _LINE = Prepared(
 _PHONE_CODE = Prepared(
     select(residents.c.id).where(residents.c.phone_code == bindparam("code"), residents.c.active.is_(True))
 )
+# FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers): two
+# servers checking the same worker in at once take turns, so the second sees the first's
+# committed arrival (duplicate uniqueid, or the open arrival this call closes) instead of
+# deciding from a snapshot that predates it.
 _WORKER = Prepared(
     select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
         workers.c.worker_number == bindparam("number"), workers.c.active.is_(True)
-    )
+    ).with_for_update(of=workers)
 )
 # The same lookup with this (worker, line) pair's PIN-guessing lock, in the one round trip
 # the call makes anyway (ivr.lockout): login_locks is a small table keyed on the pair.
@@ -97,6 +101,7 @@ _WORKER_LOCK = Prepared(
                             login_locks.c.line == bindparam("line"),
                             login_locks.c.until > bindparam("at", type_=login_locks.c.until.type)), isouter=True)
     .where(workers.c.worker_number == bindparam("number"), workers.c.active.is_(True))
+    .with_for_update(of=workers)
 )
 _LOCKED_ANY = Prepared(
     select(login_locks.c.until).where(
@@ -114,7 +119,8 @@ _DUPLICATE = Prepared(
 )
 _DEPART = Prepared(
     update(attendances)
-    .where(attendances.c.id == bindparam("aid"))
+    # departure_at IS NULL: PostgreSQL re-checks it after waiting for a concurrent departure's row lock.
+    .where(attendances.c.id == bindparam("aid"), attendances.c.departure_at.is_(None))
     .values(departure_at=bindparam("at", type_=attendances.c.departure_at.type), departure_method=Method.PHONE,
             departure_verified=bindparam("verified", type_=attendances.c.departure_verified.type),
             departure_uniqueid=bindparam("uid"), updated_at=bindparam("at2", type_=attendances.c.updated_at.type))
@@ -138,6 +144,10 @@ _INSERT_CALL = Prepared(
 )
 
 
+class _Race(Exception):
+    """Another server changed what this transaction decided on: roll back and decide again."""
+
+
 def _rid_params(rids: Sequence[int]) -> dict[str, int]:
     return {f"rid{i}": rid for i, rid in enumerate(rids)}
 
@@ -146,7 +156,8 @@ def _rid_params(rids: Sequence[int]) -> dict[str, int]:
 def _open_stmt(n: int) -> Prepared:
     """This worker's newest arrival without a departure at one of ``n`` homes."""
     return Prepared(
-        select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind)
+        select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind,
+               attendances.c.arrival_uniqueid)
         .where(
             attendances.c.worker_id == bindparam("wid"),
             attendances.c.resident_id.in_([bindparam(f"rid{i}") for i in range(n)]),
@@ -227,6 +238,7 @@ class CallStore:
         self.hasher = hasher
         self.windows = windows or MatchWindows()
         self.lockout = lockout or LockoutPolicy()
+        self._dbapi_integrity: type[Exception] = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
         self._dispatch = {
             LookupLine: self.lookup_line,
             LookupPhoneCode: self.lookup_phone_code,
@@ -350,8 +362,9 @@ class CallStore:
             try:
                 with self.engine.begin() as conn:
                     return fn(conn, effect)
-            except IntegrityError:
+            except (IntegrityError, _Race, self._dbapi_integrity):
                 # A concurrent call took the uniqueid or the (visit, worker) slot: decide again.
+                # (Prepared statements run on the DBAPI cursor: their errors are the driver's own.)
                 if attempt == RACE_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
@@ -404,8 +417,13 @@ class CallStore:
         # An open arrival by this worker at this home: this call is the departure.
         open_row = _open_stmt(len(rids)).first(conn, wid=wid, at=at, since=at - self.windows.open_attendance,
                                                **_rid_params(rids))
+        if open_row is not None and open_row.arrival_uniqueid == call.uniqueid:
+            # The same call committed its arrival on another server after our duplicate check ran.
+            raise _Race("uniqueid logged concurrently as the arrival")
         if open_row is not None:
-            _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=e.location_verified, uid=call.uniqueid)
+            if not _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=e.location_verified,
+                               uid=call.uniqueid):
+                raise _Race("attendance closed concurrently")
             record_id = self._insert_call(
                 conn, call, outcome=CallOutcome.DEPARTURE, stage=Stage.RECORDING, at=at,
                 resident_id=open_row.resident_id, attendance_id=open_row.id, visit_id=open_row.visit_id, **common,
