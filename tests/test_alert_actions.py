@@ -13,8 +13,9 @@ from tests.test_alerts_world import at, visit_id, world
 
 
 def _no_reply(factory) -> int:
+    v1 = visit_id(factory, "V1")
     with unit_of_work(factory) as s:
-        new = raise_alert(s, kind="no_reply", visit_id=visit_id(factory, "V1"), at=at("10:20"), detail="no reply")
+        new = raise_alert(s, kind="no_reply", visit_id=v1, at=at("10:20"), detail="no reply")
     assert new is not None
     return new
 
@@ -66,7 +67,8 @@ def test_invalid_transitions_are_refused_with_a_clear_message_and_change_nothing
 
 def test_checklist_is_only_for_no_reply_alerts(settings):
     factory = world(settings)
+    v1 = visit_id(factory, "V1")
     with unit_of_work(factory) as s:
-        late = raise_alert(s, kind="late", visit_id=visit_id(factory, "V1"), at=at("10:30"), due_at=at("10:30"))
+        late = raise_alert(s, kind="late", visit_id=v1, at=at("10:30"), due_at=at("10:30"))
     with pytest.raises(AlertActionError, match="no-reply"), unit_of_work(factory) as s:
         record_check(s, late, "nhs", "jo", at("10:31"))

@@ -76,8 +76,8 @@ def cancel(factory: sessionmaker[Session], ref: str) -> None:
 
 def attend(factory: sessionmaker[Session], ref: str | None, worker: str, arrival: dt.datetime | None,
            departure: dt.datetime | None = None, kind: str = "scheduled", resident_ref: str | None = None) -> int:
+    w = worker_id(factory, worker)  # before the write transaction: SQLite takes its lock at BEGIN
     with unit_of_work(factory) as s:
-        w = worker_id(factory, worker)
         if ref is not None:
             v = s.scalar(select(Visit).where(Visit.visit_ref == ref))
             resident = v.resident_id
@@ -102,12 +102,13 @@ def attend(factory: sessionmaker[Session], ref: str | None, worker: str, arrival
 def call(factory: sessionmaker[Session], started: dt.datetime, *, outcome: str, failed: int = 0,
          caller: str | None = None, number: str | None = None, script: str = "checkin",
          visit_ref: str | None = None, worker: str | None = None) -> int:
+    vid = visit_id(factory, visit_ref) if visit_ref else None
+    wid = worker_id(factory, worker) if worker else None
     with unit_of_work(factory) as s:
         rec = CallRecord(uniqueid=f"call-{next(_uid)}", script=script, started_at=started,
                          ended_at=started + dt.timedelta(seconds=40), caller_e164=caller,
                          worker_number_entered=number, outcome=outcome, failed_pin_attempts=failed,
-                         visit_id=visit_id(factory, visit_ref) if visit_ref else None,
-                         worker_id=worker_id(factory, worker) if worker else None)
+                         visit_id=vid, worker_id=wid)
         s.add(rec)
         s.flush()
         return int(rec.id)
