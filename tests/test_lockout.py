@@ -100,6 +100,11 @@ def test_failures_across_many_lines_slow_the_number_down_but_never_lock_it(setti
     assert isinstance(ok, CheckedIn)  # no global lock: the real worker is not shut out
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(LoginFailure)) == 12
+        # From the 10th failure of this number within the hour: one alert for the office (raised once).
+        from scheduler.models import Alert
+
+        alerts = s.execute(select(Alert.kind, Alert.dedupe_key)).all()
+    assert alerts == [("failed_login", f"failed_login:worker:1001:{T0:%Y%m%d%H}")]
 
 
 def test_withheld_callers_are_scoped_to_the_home_their_phone_code_named(settings):
