@@ -335,6 +335,11 @@ def originate_call(job: Job, cfg: DeliveryConfig) -> None:
             raise VoiceError(f"Originate refused: {response.get_header('Message', '')}")
     except ManagerException as exc:
         raise VoiceError(f"AMI: {exc}") from exc
+    except ValueError as exc:
+        # pyst2 race: when Asterisk answers and ends the session at once (it does after a
+        # refused login), pyst2's reader thread may close the socket between the library's
+        # write and flush, and the answer is lost with "I/O operation on closed file".
+        raise VoiceError("AMI: Asterisk closed the session (a refused login?)") from exc
     except OSError as exc:
         raise VoiceError(f"AMI connection to {cfg.ami_host}:{cfg.ami_port}: {exc}") from exc
     finally:
