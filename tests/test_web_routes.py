@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         ids.update({w.worker_number: w.id for w in s.scalars(select(Worker))})
         ids["call"] = s.scalar(select(CallRecord.id))
     try:
-        with running_server(settings, tmp) as base:
+        # Every test client comes from 127.0.0.1: the per-address limit is covered in test_web_throttle.py.
+        with running_server(settings, tmp, "[web]\nlogin_ip_free_attempts = 1000\n") as base:
             yield {"settings": settings, "base": base, "factory": factory, "ids": ids, "tmp": tmp}
     finally:
         factory.kw["bind"].dispose()
@@ -178,6 +180,24 @@ def test_wrong_password_is_refused_and_logout_ends_the_session(site):
     replay = Client(site["base"])
     replay.jar = stolen  # the old cookie must be dead on the server, not just deleted in the browser
     assert replay.get("/board").status == 303
+
+
+def test_failed_logins_lock_the_account_for_a_growing_delay_without_touching_others(site):
+    r = cli(site["settings"], "user", "add", "victim", "--role", "finance", "--password-stdin",
+            stdin="correct horse battery\n")
+    assert r.returncode == 0, r.stderr
+    c = Client(site["base"])
+    for _ in range(4):  # three free failures, the fourth locks for 1 s
+        assert c.login("victim", "wrong password!").status == 401
+    r = c.login("victim")  # the right password is not even checked while locked
+    assert r.status == 429 and "Too many failed log-ins" in r.text and r.header("Retry-After") == "1"
+    assert "carecall_session" not in c.jar
+    other = Client(site["base"])
+    assert other.login("manager").status == 303  # another account from the same address is not affected
+    deadline = time.monotonic() + 5
+    while c.login("victim").status == 429 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "carecall_session" in c.jar
 
 
 def test_login_without_its_form_token_is_refused(site):
