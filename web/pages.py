@@ -123,7 +123,7 @@ async def board(ctx: Ctx) -> Response:
 async def board_events(ctx: Ctx) -> Response:
     settings = ctx.runtime.settings
     day, team = day_arg(ctx, settings.tz), team_arg(ctx)
-    ctx.app.hub.open(ctx.request, day, team)
+    ctx.app.hub.open(ctx.request, (day, team))
     return STREAMING
 
 
