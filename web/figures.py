@@ -30,7 +30,7 @@ from web.forms import TEAM
 
 CACHE_SECONDS = 120.0
 CACHE_SIZE = 8
-INLINE_ROWS = 5
+INLINE_ROWS = 4
 PAGE_ROWS = 100
 
 
