@@ -18,6 +18,7 @@ other connections except the thread pool, so it cannot affect them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -37,10 +38,21 @@ from agi.codec import (
     RemoteProtocolError,
 )
 from ivr.callstore import CallStore
-from ivr.dialog import Action, Command, Dialog, DialogConfig, Finished
+from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait
 from ivr.phone import mask
 
 log = Logger(namespace="carecall.agi")
+_DIGITS = re.compile(r"\+?\d[\d ()-]{2,}\d")
+
+
+def redact(text: str) -> str:
+    """Peer-supplied text for a log line: phone numbers masked to their last 3 digits, short runs (a PIN,
+    a worker number) masked whole."""
+    def hide(m: re.Match[str]) -> str:
+        digits = sum(c.isdigit() for c in m.group(0))
+        return "*" * digits if digits <= 8 else mask(m.group(0))
+
+    return _DIGITS.sub(hide, text)
 
 
 class FastAGIProtocol(Protocol):
@@ -55,6 +67,7 @@ class FastAGIProtocol(Protocol):
         self._started = 0.0
         self._last = 0.0
         self._stage = ""
+        self._waiting: IDelayedCall | None = None
 
     # ------------------------------------------------------------ transport events
 
@@ -125,7 +138,7 @@ class FastAGIProtocol(Protocol):
 
     def _garbage(self, why: str) -> None:
         log.error("call {uniqueid} caller={caller} protocol error: {why}", uniqueid=self.dialog.uniqueid,
-                  caller=mask(self.dialog.caller_e164), why=why)
+                  caller=mask(self.dialog.caller_e164), why=redact(why))
         if not self._lost and self.transport is not None:
             self.transport.write(b"HANGUP\n")  # best effort: the stream is no longer trusted
             self.transport.loseConnection()
@@ -140,8 +153,9 @@ class FastAGIProtocol(Protocol):
         stage = self.dialog.stage
         if stage != self._stage:
             self._stage = stage
-            log.debug("call {uniqueid} caller={caller} stage={stage}", uniqueid=self.dialog.uniqueid,
-                      caller=mask(self.dialog.caller_e164), stage=stage)
+            # One structured line per call step (issue 7): never a PIN, a name or a full number.
+            log.info("call {uniqueid} caller={caller} script={script} stage={stage}", uniqueid=self.dialog.uniqueid,
+                     caller=mask(self.dialog.caller_e164), script=self.dialog.script, stage=stage)
         if isinstance(action, Command):
             if self._lost:
                 self._act(self.dialog.hangup("connection closed"))
@@ -156,16 +170,47 @@ class FastAGIProtocol(Protocol):
             self.transport.write(data)  # type: ignore[union-attr]
         elif isinstance(action, Finished):
             self._finish(action)
+        elif isinstance(action, Wait):
+            # PIN-guessing slow-down: silence on this call only; the reactor serves the others.
+            self._waiting = self.factory.clock.callLater(action.seconds, self._wait_done)
+        elif isinstance(action, AppendJournal):
+            f = self.factory
+            if f.journal is None or f.run_journal is None:
+                self._act(self.dialog.fail("database down and no journal configured"))
+                return
+            d = f.run_journal(f.journal.append, action.effect)
+            d.addCallbacks(self._journalled, self._journal_failed)
+        elif isinstance(action, CheckIn) and self.factory.journal is not None and self.factory.journal.pending:
+            # Journalled check-ins are still waiting for replay: this one queues behind them,
+            # so a departure is never written before the arrival it closes.
+            self._act(self.dialog.effect_failed("journal not yet replayed"))
         else:
             d: Deferred[Any] = self.factory.run_db(self.factory.store.run, action)
             d.addCallbacks(self._effect_done, self._effect_failed)
+
+    def _wait_done(self) -> None:
+        self._waiting = None
+        self._last = self.factory.clock.seconds()  # our silence is not the peer's
+        self._act(self.dialog.send(None))
+
+    def _journalled(self, result: Any) -> None:
+        log.warn("call {uniqueid} caller={caller} journalled: database unavailable, event {event} fsynced",
+                 uniqueid=self.dialog.uniqueid, caller=mask(self.dialog.caller_e164), event=result.event_id)
+        self._act(self.dialog.send(result))
+
+    def _journal_failed(self, failure: Failure) -> None:
+        log.critical("call {uniqueid}: journal append failed ({error}); the caller hears no confirmation",
+                     uniqueid=self.dialog.uniqueid, error=failure.type.__name__)
+        self._act(self.dialog.fail("journal append failed"))
 
     def _effect_done(self, result: Any) -> None:
         self._act(self.dialog.send(result))
 
     def _effect_failed(self, failure: Failure) -> None:
-        log.failure("call {uniqueid}: database effect failed", failure, uniqueid=self.dialog.uniqueid)
-        self._act(self.dialog.fail(f"database error: {failure.getErrorMessage()}"[:300]))
+        # Only the exception's type: a database error's text can hold the statement's parameters.
+        log.error("call {uniqueid} stage={stage} database effect failed: {error}", uniqueid=self.dialog.uniqueid,
+                  stage=self.dialog.stage, error=failure.type.__name__)
+        self._act(self.dialog.effect_failed(f"database error: {failure.type.__name__}"))
 
     def _finish(self, finished: Finished) -> None:
         f = self.factory
@@ -208,6 +253,10 @@ class FastAGIFactory(Factory):
         idle_timeout: float = 60.0,
         call_limit: float = 600.0,
         publish: Callable[[str, dict[str, Any]], None] | None = None,
+        journal: Any = None,
+        run_journal: Callable[..., Deferred[Any]] | None = None,
+        replay: Callable[[], Deferred[Any]] | None = None,
+        journal_retry: float = 15.0,
     ) -> None:
         self.config = config
         self.store = store
@@ -216,6 +265,12 @@ class FastAGIFactory(Factory):
         self.idle_timeout = idle_timeout
         self.call_limit = call_limit
         self.publish = publish
+        self.journal = journal  # ivr.journal.CallJournal: where check-ins go when the database is down
+        self.run_journal = run_journal  # runs journal appends off the reactor thread (fsync blocks)
+        self.replay = replay  # () -> Deferred[ReplayReport]: the journal into the database
+        self.journal_retry = journal_retry
+        self._replay_timer: IDelayedCall | None = None
+        self._replaying: Deferred[Any] | None = None
         self.active = 0
         self.peak = 0
         self.finished = 0
@@ -232,7 +287,63 @@ class FastAGIFactory(Factory):
             idle_timeout=s.agi_idle_timeout,
             call_limit=s.agi_call_limit,
             publish=runtime.events.publish,
+            journal=runtime.journal,
+            run_journal=runtime.run_journal,
+            replay=runtime.replay_journal,
+            journal_retry=s.journal_retry_seconds,
         )
+
+    # ------------------------------------------------------------ journal replay
+
+    def startFactory(self) -> None:
+        if self.replay is not None and self.journal is not None:
+            # At once: a restart after a crash or an outage recovers what was journalled.
+            self._replay_timer = self.clock.callLater(0, self._replay_tick)
+
+    def stopFactory(self) -> None:
+        if self._replay_timer is not None and self._replay_timer.active():
+            self._replay_timer.cancel()
+        self._replay_timer = None
+
+    def _replay_tick(self) -> None:
+        self._replay_timer = None
+        d = self.replay_journal()
+        d.addBoth(lambda _: self._schedule_replay())
+
+    def _schedule_replay(self) -> None:
+        if self._replay_timer is None and self.replay is not None and self.running_replay_loop:
+            self._replay_timer = self.clock.callLater(self.journal_retry, self._replay_tick)
+
+    @property
+    def running_replay_loop(self) -> bool:
+        return bool(self.numPorts)
+
+    def replay_journal(self) -> Deferred[Any]:
+        """Replay now if anything is pending (one replay at a time); fires with the report or None."""
+        from twisted.internet.defer import succeed
+
+        if self.replay is None or self.journal is None or not self.journal.pending:
+            return succeed(None)
+        if self._replaying is not None:
+            return succeed(None)
+        d = self.replay()
+        self._replaying = d
+
+        def done(report: Any) -> Any:
+            self._replaying = None
+            if report.applied or report.failed or report.torn:
+                log.info("journal replay: applied={applied} skipped={skipped} torn={torn} failed={failed} "
+                         "pending={pending}", applied=report.applied, skipped=report.skipped, torn=report.torn,
+                         failed=len(report.failed), pending=self.journal.pending)
+            return report
+
+        def failed(failure: Failure) -> None:
+            self._replaying = None
+            log.warn("journal replay: database still unavailable ({error}); {pending} events pending",
+                     error=failure.type.__name__, pending=self.journal.pending)
+            return None
+
+        return d.addCallbacks(done, failed)
 
     def buildProtocol(self, addr: Any) -> FastAGIProtocol:
         return FastAGIProtocol(self)

@@ -18,6 +18,7 @@ from carecall.config import ConfigError, load_settings
 COMMAND_MODULES = (
     "carecall.commands",
     "ivr.commands",
+    "ivr.journal_commands",
     "agi.commands",
     "scheduler.commands",
     "billing.commands",

@@ -37,6 +37,7 @@ class Prompts:
     goodbye: str = "goodbye"
     sorry: str = "im-sorry"
     no_reply: str = "auth-thankyou"
+    journalled: str = "auth-thankyou"  # database down, check-in kept in the journal: "thank you", then the time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,18 @@ class Settings:
     agi_idle_timeout: float = 60.0
     agi_call_limit: float = 600.0
     max_tries: int = 3
+    # Database down (issue 7): check-ins go to this append-only journal (under data_dir)
+    # and are replayed into the database every journal_retry_seconds.
+    journal_dir: str = "journal"
+    journal_retry_seconds: float = 15.0
+    # PIN guessing (docs/reliability.md): failures counted over lockout_window_minutes.
+    lockout_window_minutes: int = 60
+    lockout_free_failures: int = 3  # a whole call of typos costs nothing
+    lockout_base_delay: float = 2.0  # then 2, 4, 8 … seconds before "incorrect"
+    lockout_max_delay: float = 30.0
+    lockout_pair_after: int = 10  # this worker number on this line: locked for lockout_minutes
+    lockout_minutes: int = 30
+    lockout_worker_alert_after: int = 10  # this worker number on any lines: alert + delay, no lock
     db_threads: int = 0  # 0 = 1 for SQLite, 10 for PostgreSQL
     prompts: Prompts = dataclasses.field(default_factory=Prompts)
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)

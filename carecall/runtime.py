@@ -52,6 +52,8 @@ class Runtime:
     hasher: PinHasher
     reactor: Any
     events: EventHub = dataclasses.field(default_factory=EventHub)
+    journal: Any = None  # ivr.journal.CallJournal: check-ins the database could not take
+    journal_pool: ThreadPool | None = None  # one thread: fsynced appends, in order, off the reactor
 
     @classmethod
     def create(cls, settings: Settings, reactor: Any | None = None) -> Runtime:
@@ -60,19 +62,46 @@ class Runtime:
 
             reactor = default_reactor
         threads = settings.db_threads or (1 if is_sqlite(settings.db_url) else 10)
-        engine = make_engine(settings.db_url)
+        # hide_parameters: an error message must not carry a caller's number into the logs.
+        engine = make_engine(settings.db_url, hide_parameters=True)
         pool = ThreadPool(minthreads=1, maxthreads=threads, name="carecall-db")
         hasher = PinHasher(load_or_create_key(settings.secret_path))
-        return cls(settings, engine, session_factory(engine), pool, hasher, reactor)
+        from ivr.journal import CallJournal, directory_for
+
+        journal = CallJournal(directory_for(settings), hasher)
+        journal_pool = ThreadPool(minthreads=1, maxthreads=1, name="carecall-journal")
+        return cls(settings, engine, session_factory(engine), pool, hasher, reactor, journal=journal,
+                   journal_pool=journal_pool)
 
     def start(self) -> None:
         if not self.pool.started:
             self.pool.start()
+        if self.journal_pool is not None and not self.journal_pool.started:
+            self.journal_pool.start()
 
     def stop(self) -> None:
         if self.pool.started:
             self.pool.stop()
+        if self.journal_pool is not None and self.journal_pool.started:
+            self.journal_pool.stop()
         self.engine.dispose()
+
+    def run_journal(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Journal appends (fsync) on their own thread: never behind a database that hangs."""
+        assert self.journal_pool is not None
+        return deferToThreadPool(self.reactor, self.journal_pool, fn, *args)
+
+    def replay_journal(self) -> Deferred[Any]:
+        """The journal into the database (in the database pool) → ``ReplayReport``."""
+        from ivr.callstore import CallStore
+
+        return self.run_db(self.journal.replay, self.factory, CallStore.from_runtime(self))
+
+    def journal_status(self) -> dict[str, Any]:
+        """For the office board: is this server running on its journal? (reads the files: call off-reactor)."""
+        from ivr.journal import status
+
+        return status(self.settings)
 
     def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
         """Run blocking database work off the reactor thread."""

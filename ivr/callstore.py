@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import hmac
 import importlib
 from collections.abc import Sequence
 from typing import Any
@@ -41,11 +42,13 @@ from ivr.dialog import (
     Stage,
 )
 from ivr.fastsql import Prepared
+from ivr.lockout import LockoutPolicy, line_key, record_failure
 from ivr.models import (
     Attendance,
     AttendanceKind,
     CallOutcome,
     CallRecord,
+    LoginLock,
     Method,
     Resident,
     ResidentLine,
@@ -64,6 +67,7 @@ visits = Visit.__table__
 visit_workers = VisitWorker.__table__
 attendances = Attendance.__table__
 calls = CallRecord.__table__
+login_locks = LoginLock.__table__
 
 RACE_RETRIES = 3
 
@@ -79,9 +83,30 @@ _LINE = Prepared(
 _PHONE_CODE = Prepared(
     select(residents.c.id).where(residents.c.phone_code == bindparam("code"), residents.c.active.is_(True))
 )
+# FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers): two
+# servers checking the same worker in at once take turns, so the second sees the first's
+# committed arrival (duplicate uniqueid, or the open arrival this call closes) instead of
+# deciding from a snapshot that predates it.
 _WORKER = Prepared(
     select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
         workers.c.worker_number == bindparam("number"), workers.c.active.is_(True)
+    ).with_for_update(of=workers)
+)
+# The same lookup with this (worker, line) pair's PIN-guessing lock, in the one round trip
+# the call makes anyway (ivr.lockout): login_locks is a small table keyed on the pair.
+_WORKER_LOCK = Prepared(
+    select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164, login_locks.c.until)
+    .select_from(workers)
+    .join(login_locks, and_(login_locks.c.worker_number == workers.c.worker_number,
+                            login_locks.c.line == bindparam("line"),
+                            login_locks.c.until > bindparam("at", type_=login_locks.c.until.type)), isouter=True)
+    .where(workers.c.worker_number == bindparam("number"), workers.c.active.is_(True))
+    .with_for_update(of=workers)
+)
+_LOCKED_ANY = Prepared(
+    select(login_locks.c.until).where(
+        login_locks.c.worker_number == bindparam("number"), login_locks.c.line == bindparam("line"),
+        login_locks.c.until > bindparam("at", type_=login_locks.c.until.type),
     )
 )
 _DUPLICATE = Prepared(
@@ -94,7 +119,8 @@ _DUPLICATE = Prepared(
 )
 _DEPART = Prepared(
     update(attendances)
-    .where(attendances.c.id == bindparam("aid"))
+    # departure_at IS NULL: PostgreSQL re-checks it after waiting for a concurrent departure's row lock.
+    .where(attendances.c.id == bindparam("aid"), attendances.c.departure_at.is_(None))
     .values(departure_at=bindparam("at", type_=attendances.c.departure_at.type), departure_method=Method.PHONE,
             departure_verified=bindparam("verified", type_=attendances.c.departure_verified.type),
             departure_uniqueid=bindparam("uid"), updated_at=bindparam("at2", type_=attendances.c.updated_at.type))
@@ -118,6 +144,10 @@ _INSERT_CALL = Prepared(
 )
 
 
+class _Race(Exception):
+    """Another server changed what this transaction decided on: roll back and decide again."""
+
+
 def _rid_params(rids: Sequence[int]) -> dict[str, int]:
     return {f"rid{i}": rid for i, rid in enumerate(rids)}
 
@@ -126,7 +156,8 @@ def _rid_params(rids: Sequence[int]) -> dict[str, int]:
 def _open_stmt(n: int) -> Prepared:
     """This worker's newest arrival without a departure at one of ``n`` homes."""
     return Prepared(
-        select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind)
+        select(attendances.c.id, attendances.c.visit_id, attendances.c.resident_id, attendances.c.kind,
+               attendances.c.arrival_uniqueid)
         .where(
             attendances.c.worker_id == bindparam("wid"),
             attendances.c.resident_id.in_([bindparam(f"rid{i}") for i in range(n)]),
@@ -201,10 +232,13 @@ def _distance(at: dt.datetime, start: dt.datetime, end: dt.datetime) -> tuple[dt
 class CallStore:
     """Runs the dialog's effects. Thread-safe: every call opens its own connection."""
 
-    def __init__(self, engine: Engine, hasher: PinHasher, windows: MatchWindows | None = None) -> None:
+    def __init__(self, engine: Engine, hasher: PinHasher, windows: MatchWindows | None = None,
+                 lockout: LockoutPolicy | None = None) -> None:
         self.engine = engine
         self.hasher = hasher
         self.windows = windows or MatchWindows()
+        self.lockout = lockout or LockoutPolicy()
+        self._dbapi_integrity: type[Exception] = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
         self._dispatch = {
             LookupLine: self.lookup_line,
             LookupPhoneCode: self.lookup_phone_code,
@@ -215,7 +249,8 @@ class CallStore:
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> CallStore:
-        return cls(runtime.engine, runtime.hasher, MatchWindows.from_settings(runtime.settings))
+        return cls(runtime.engine, runtime.hasher, MatchWindows.from_settings(runtime.settings),
+                   LockoutPolicy.from_settings(runtime.settings))
 
     def run(self, effect: Any) -> Any:
         try:
@@ -264,28 +299,72 @@ class CallStore:
         }
         return int(_INSERT_CALL.scalars(conn, **(_CALL_DEFAULTS | values | fields))[0])
 
-    def _worker(self, conn: Connection, number: str, pin: str) -> Any:
-        row = _WORKER.first(conn, number=number)
-        if row is None or not self.hasher.verify(number, pin, row.pin_hash):
-            return None
-        return row
+    def _worker(self, conn: Connection, number: str, pin: str, line: str, at: dt.datetime,
+                pin_hash: str | None = None) -> tuple[Any, bool]:
+        """(worker row or None, locked). A journal replay passes the PIN's hash and is never locked."""
+        if pin_hash is not None:
+            row = _WORKER.first(conn, number=number)
+            if row is None or not hmac.compare_digest(row.pin_hash, pin_hash):
+                return None, False
+            return row, False
+        row = _WORKER_LOCK.first(conn, number=number, line=line, at=at)
+        if row is None:
+            # An unknown number may still be locked on this line (someone walking through numbers).
+            return None, _LOCKED_ANY.first(conn, number=number[:16], line=line, at=at) is not None
+        if row.until is not None:
+            return None, True
+        if not self.hasher.verify(number, pin, row.pin_hash):
+            return None, False
+        return row, False
 
-    def _failed_login(self, conn: Connection, call: CallInfo, number: str, failures: int, at: dt.datetime,
-                      resident_id: int | None) -> LoginFailed:
+    def _login_failed(self, conn: Connection, call: CallInfo, *, number: str, line: str, failures: int,
+                      at: dt.datetime, final: bool, locked: bool, resident_id: int | None,
+                      replay: bool = False) -> LoginFailed:
+        """A wrong PIN: count it (lockout), and record the failed login on the last try or a lock."""
+        delay = 0.0
+        detail = ""
+        if locked:
+            detail = "worker number locked on this line after repeated wrong PINs"
+        elif not replay:
+            verdict, counts = record_failure(conn, self.lockout, number=number, line=line, at=at,
+                                             uniqueid=call.uniqueid)
+            delay = verdict.delay
+            if verdict.lock_until is not None:
+                locked = True
+                detail = f"locked on this line after {counts[0]} wrong PINs"
+            if verdict.alert_worker:
+                self._alert_worker(conn, number, counts[2], at)
+        if not (final or locked):
+            return LoginFailed(delay=delay)
         record_id = self._insert_call(
             conn, call, outcome=CallOutcome.FAILED_LOGIN, stage=Stage.PIN, at=at,
             worker_number_entered=number[:16], failed_pin_attempts=failures + 1,
-            resident_id=resident_id, review_status=ReviewStatus.OPEN,
+            resident_id=resident_id, review_status=ReviewStatus.OPEN, detail=detail,
         )
-        return LoginFailed(record_id)
+        return LoginFailed(record_id, delay=delay, locked=locked)
+
+    def _alert_worker(self, conn: Connection, number: str, count: int, at: dt.datetime) -> None:
+        """Wrong PINs for one worker number across many lines: tell the office (once an hour)."""
+        raise_alert = _raise_alert_function()
+        if raise_alert is None:
+            return
+        wid = _WORKER.first(conn, number=number)
+        from sqlalchemy.orm import Session
+
+        with Session(bind=conn) as session:
+            raise_alert(session, kind="failed_login", worker_id=wid.id if wid is not None else None, at=at,
+                        key=f"failed_login:worker:{number[:16]}:{at:%Y%m%d%H}",
+                        detail=f"{count} wrong PINs for worker number {number[:16]} in the last hour, on several lines")
+            session.flush()
 
     def _retrying(self, fn: Any, effect: Any) -> Any:
         for attempt in range(RACE_RETRIES):
             try:
                 with self.engine.begin() as conn:
                     return fn(conn, effect)
-            except IntegrityError:
+            except (IntegrityError, _Race, self._dbapi_integrity):
                 # A concurrent call took the uniqueid or the (visit, worker) slot: decide again.
+                # (Prepared statements run on the DBAPI cursor: their errors are the driver's own.)
                 if attempt == RACE_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
@@ -295,14 +374,25 @@ class CallStore:
     def check_in(self, effect: CheckIn) -> LoginFailed | CheckedIn:
         return self._retrying(self._check_in, effect)
 
+    def _resolve_home(self, conn: Connection, e: CheckIn) -> tuple[tuple[int, ...], bool]:
+        """A journalled call whose line lookup never ran: the caller ID, else the phone code."""
+        if e.call.caller_e164:
+            rids = tuple(_LINE.scalars(conn, e164=e.call.caller_e164))
+            if rids:
+                return rids, True
+        if e.phone_code:
+            return tuple(_PHONE_CODE.scalars(conn, code=e.phone_code)), False
+        return (), False
+
     def _check_in(self, conn: Connection, e: CheckIn) -> LoginFailed | CheckedIn:
         call, at, rids = e.call, e.at, e.resident_ids
-        worker = self._worker(conn, e.worker_number, e.pin)
+        line = line_key(call.caller_e164, rids)
+        worker, locked = self._worker(conn, e.worker_number, e.pin, line, at, e.pin_hash)
         if worker is None:
-            if e.final_try:
-                return self._failed_login(conn, call, e.worker_number, e.failed_attempts, at,
-                                          rids[0] if len(rids) == 1 else None)
-            return LoginFailed()
+            return self._login_failed(conn, call, number=e.worker_number, line=line, failures=e.failed_attempts,
+                                      at=at, final=e.final_try, locked=locked,
+                                      resident_id=rids[0] if len(rids) == 1 else None,
+                                      replay=e.pin_hash is not None)
         wid = worker.id
         common = {
             "worker_id": wid,
@@ -327,8 +417,13 @@ class CallStore:
         # An open arrival by this worker at this home: this call is the departure.
         open_row = _open_stmt(len(rids)).first(conn, wid=wid, at=at, since=at - self.windows.open_attendance,
                                                **_rid_params(rids))
+        if open_row is not None and open_row.arrival_uniqueid == call.uniqueid:
+            # The same call committed its arrival on another server after our duplicate check ran.
+            raise _Race("uniqueid logged concurrently as the arrival")
         if open_row is not None:
-            _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=e.location_verified, uid=call.uniqueid)
+            if not _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=e.location_verified,
+                               uid=call.uniqueid):
+                raise _Race("attendance closed concurrently")
             record_id = self._insert_call(
                 conn, call, outcome=CallOutcome.DEPARTURE, stage=Stage.RECORDING, at=at,
                 resident_id=open_row.resident_id, attendance_id=open_row.id, visit_id=open_row.visit_id, **common,
@@ -381,11 +476,11 @@ class CallStore:
 
     def _no_reply(self, conn: Connection, e: NoReplyCall) -> LoginFailed | NeedPhoneCode | NoReplyRecorded:
         call, at = e.call, e.at
-        worker = self._worker(conn, e.worker_number, e.pin)
+        line = line_key(call.caller_e164)
+        worker, locked = self._worker(conn, e.worker_number, e.pin, line, at)
         if worker is None:
-            if e.final_try:
-                return self._failed_login(conn, call, e.worker_number, e.failed_attempts, at, None)
-            return LoginFailed()
+            return self._login_failed(conn, call, number=e.worker_number, line=line, failures=e.failed_attempts,
+                                      at=at, final=e.final_try, locked=locked, resident_id=None)
         wid = worker.id
         if call.caller_e164 is None:
             detail = "caller ID withheld"
@@ -444,3 +539,40 @@ class CallStore:
                             resident_id=visit.resident_id, call_record_id=record_id, at=at, detail="")
                 session.flush()
         return NoReplyRecorded(record_id, visit.id, wid, visit.resident_id, raise_alert is not None)
+
+    # ------------------------------------------------------------ journal replay
+
+    def apply_journal_event(self, session: Any, event: Any) -> str:
+        """Replay one journal event in the ledger's transaction, at its original time.
+
+        The same decisions as a live call (arrival or departure, visit matching, a
+        uniqueid already logged is a duplicate); the PIN is checked against its hash.
+        Returns the outcome for the ledger. Raises only when the database fails, so the
+        event stays in the journal for the next try.
+        """
+        from ivr.journal import effect_for
+
+        effect = effect_for(event)
+        conn = session.connection()
+        if isinstance(effect, CheckIn):
+            if not effect.resident_ids:  # the line lookup never ran: decide the home now
+                rids, verified = self._resolve_home(conn, effect)
+                if not rids:
+                    self._insert_call(
+                        conn, effect.call, outcome=CallOutcome.UNKNOWN_LINE, stage=Stage.RECORDING, at=effect.at,
+                        worker_number_entered=effect.worker_number[:16], review_status=ReviewStatus.OPEN,
+                        detail="journalled during a database outage; no home for this line or phone code",
+                    )
+                    return CallOutcome.UNKNOWN_LINE
+                effect = dataclasses.replace(effect, resident_ids=rids, location_verified=verified)
+            result = self._check_in(conn, effect)
+            if isinstance(result, CheckedIn):
+                return CallOutcome.DUPLICATE if result.duplicate else result.direction
+            return CallOutcome.FAILED_LOGIN if result.call_record_id is not None else "failed"
+        if isinstance(effect, RecordCall):
+            self._insert_call(conn, effect.call, outcome=effect.outcome, stage=effect.stage, at=effect.at,
+                              worker_number_entered=effect.worker_number_entered,
+                              failed_pin_attempts=effect.failed_pin_attempts, resident_id=effect.resident_id,
+                              review_status=effect.review_status, detail=effect.detail)
+            return effect.outcome
+        raise TypeError(f"cannot replay {type(effect).__name__}")

@@ -102,6 +102,11 @@ class CheckIn:
     at: dt.datetime
     failed_attempts: int  # failures before this try
     final_try: bool
+    # Set when the line lookup could not run (database down): the replay resolves the
+    # home from the caller ID, else from this code, at the original time.
+    phone_code: str | None = None
+    # Set by a journal replay instead of ``pin`` (the journal never holds a PIN).
+    pin_hash: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +142,24 @@ class RecordCall:
     detail: str = ""
 
 
-Effect = LookupLine | LookupPhoneCode | CheckIn | NoReplyCall | RecordCall
+@dataclasses.dataclass(frozen=True)
+class AppendJournal:
+    """Effect: the database could not take ``effect``; append it to the local journal, fsynced → :class:`Journalled`.
+
+    The driver hashes the PIN before anything reaches the disk (:mod:`ivr.journal`).
+    """
+
+    effect: CheckIn | RecordCall
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """Effect: pause the call this long without blocking anyone else (PIN-guessing delay) → ``None``."""
+
+    seconds: float
+
+
+Effect = LookupLine | LookupPhoneCode | CheckIn | NoReplyCall | RecordCall | AppendJournal | Wait
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +180,17 @@ Action = Command | Effect | Finished
 
 @dataclasses.dataclass(frozen=True)
 class LoginFailed:
-    call_record_id: int | None = None  # set when the failure was recorded (final try)
+    call_record_id: int | None = None  # set when the failure was recorded (final try, or locked)
+    delay: float = 0.0  # seconds to wait before saying "incorrect" (PIN-guessing slow-down)
+    locked: bool = False  # this worker number is locked on this line: end the call
+
+
+@dataclasses.dataclass(frozen=True)
+class Journalled:
+    """The check-in (or call record) is durable in the local journal, to be replayed."""
+
+    event_id: str
+    at: dt.datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +253,10 @@ class CallerGone(Exception):
 
 class DialogError(Exception):
     """Something the dialog cannot go on from (bad environment, 510/520 replies)."""
+
+
+class EffectFailed(DialogError):
+    """The database could not run the last effect (down, or a write failed)."""
 
 
 def script_name(env: Mapping[str, str]) -> str | None:
@@ -295,10 +331,16 @@ class Dialog:
         return self._advance(lambda g: g.throw(CallerGone(reason)))
 
     def fail(self, reason: str) -> Action:
-        """The last effect failed (database down): record what we can and hang up."""
+        """Something we cannot go on from: record what we can and hang up."""
         if self.finished:
             return self.pending  # type: ignore[return-value]
         return self._advance(lambda g: g.throw(DialogError(reason)))
+
+    def effect_failed(self, reason: str) -> Action:
+        """The last effect could not run (database down): the dialog falls back to the journal."""
+        if self.finished:
+            return self.pending  # type: ignore[return-value]
+        return self._advance(lambda g: g.throw(EffectFailed(reason)))
 
     def _advance(self, step: Callable[[_Gen], Action]) -> Action:
         assert self._gen is not None
@@ -345,10 +387,16 @@ class Dialog:
         # result=-1 here means a missing sound file, not a hang-up (that comes as 511/HANGUP).
         yield from self._cmd("STREAM FILE", prompt, "")
 
-    def _record(self, outcome: str, **fields: Any) -> Generator[Action, Any, int]:
+    def _record(self, outcome: str, **fields: Any) -> Generator[Action, Any, int | None]:
         assert self._call is not None
         fields.setdefault("stage", self.stage)
-        record_id = yield RecordCall(self._call, outcome, at=self.now(), **fields)
+        effect = RecordCall(self._call, outcome, at=self.now(), **fields)
+        try:
+            record_id = yield effect
+        except EffectFailed:
+            journalled = yield AppendJournal(effect)
+            self._mark_recorded(outcome, {"outcome": outcome, "journal_event": journalled.event_id})
+            return None
         self._mark_recorded(outcome, {"outcome": outcome, "call_record_id": int(record_id)})
         return int(record_id)
 
@@ -415,7 +463,16 @@ class Dialog:
                 pin = yield from self._get_data(p.pin, self.config.pin_digits)
             if number and len(pin) == self.config.pin_digits:
                 self.stage = Stage.RECORDING
-                result = yield effect(number, pin, state["failures"], final)
+                request = effect(number, pin, state["failures"], final)
+                if isinstance(request, AppendJournal):  # the database was already found down
+                    return (yield request)
+                try:
+                    result = yield request
+                except EffectFailed:
+                    if not isinstance(request, CheckIn):
+                        raise
+                    # Nothing was committed (one transaction): make it durable locally instead.
+                    return (yield AppendJournal(request))
                 if not isinstance(result, LoginFailed):
                     return result
                 if result.call_record_id is not None:
@@ -423,6 +480,10 @@ class Dialog:
                         CallOutcome.FAILED_LOGIN,
                         {"outcome": CallOutcome.FAILED_LOGIN, "call_record_id": result.call_record_id},
                     )
+                if result.delay > 0:
+                    yield Wait(result.delay)
+                if result.locked:
+                    break
             elif final:
                 yield from self._record(
                     CallOutcome.FAILED_LOGIN,
@@ -447,17 +508,26 @@ class Dialog:
             raise CallerGone("ANSWER failed")
         residents: tuple[int, ...] = ()
         verified = False
+        db_down = False  # a lookup failed: journal the raw facts, the replay decides
+        phone_code: str | None = None
         if call.caller_e164:
             self.stage = Stage.LINE
-            residents = tuple((yield LookupLine(call.caller_e164)))
+            try:
+                residents = tuple((yield LookupLine(call.caller_e164)))
+            except EffectFailed:
+                db_down = True
             verified = bool(residents)
-        if not residents:
+        if not residents and not db_down:
             self.stage = Stage.PHONE_CODE
             prompt = p.phone_code
             for _ in range(self.config.max_tries):
                 code = yield from self._get_data(prompt, self.config.phone_code_digits)
                 if code:
-                    residents = tuple((yield LookupPhoneCode(code)))
+                    try:
+                        residents = tuple((yield LookupPhoneCode(code)))
+                    except EffectFailed:
+                        db_down, phone_code = True, code
+                        break
                     if residents:
                         break
                 prompt = f"{p.invalid}&{p.phone_code}"
@@ -468,12 +538,25 @@ class Dialog:
         if len(residents) == 1:
             state["resident_id"] = residents[0]
 
-        def effect(number: str, pin: str, failures: int, final: bool) -> CheckIn:
-            return CheckIn(call, number, pin, residents, verified, self.now(), failures, final)
+        def effect(number: str, pin: str, failures: int, final: bool) -> CheckIn | AppendJournal:
+            request = CheckIn(call, number, pin, residents, verified, self.now(), failures, final,
+                              phone_code=phone_code)
+            return AppendJournal(request) if db_down else request
 
         result = yield from self._login(state, effect)
         if result is None:
             return (yield from self._hang_up(CallOutcome.FAILED_LOGIN))
+        if isinstance(result, Journalled):
+            # Durable on this server's disk (fsynced): the worker may hear "logged" and the time.
+            record = {"outcome": CallOutcome.JOURNALLED, "journal_event": result.event_id,
+                      "at": result.at.isoformat()}
+            self._mark_recorded(CallOutcome.JOURNALLED, record)
+            self.stage = Stage.CONFIRMING
+            yield from self._play(p.journalled)
+            yield from self._cmd("SAY TIME", str(int(result.at.timestamp())), "")
+            yield from self._play(p.goodbye)
+            self.stage = Stage.DONE
+            return (yield from self._hang_up(CallOutcome.JOURNALLED, record))
         assert isinstance(result, CheckedIn)
         outcome = CallOutcome.DUPLICATE if result.duplicate else result.direction
         record = {
@@ -522,10 +605,21 @@ class Dialog:
                     call, state["worker_number"], state["pin"], code, self.now(), state["failures"], False,
                     attempt == tries
                 )
-                if isinstance(result, NoReplyRecorded):
+                if isinstance(result, NoReplyRecorded | LoginFailed):
                     break
                 prompt = f"{p.invalid}&{p.phone_code}"
-        assert isinstance(result, NoReplyRecorded)
+        if isinstance(result, LoginFailed):
+            # Locked (or the PIN changed) between two effects of this call: a failed login.
+            if result.call_record_id is not None:
+                self._mark_recorded(CallOutcome.FAILED_LOGIN,
+                                    {"outcome": CallOutcome.FAILED_LOGIN, "call_record_id": result.call_record_id})
+            else:
+                yield from self._record(CallOutcome.FAILED_LOGIN, worker_number_entered=state["worker_number"],
+                                        failed_pin_attempts=state["failures"] + 1, review_status=ReviewStatus.OPEN)
+            yield from self._play(p.invalid)
+            return (yield from self._hang_up(CallOutcome.FAILED_LOGIN))
+        if not isinstance(result, NoReplyRecorded):
+            raise DialogError(f"no-reply call ended without a record: {type(result).__name__}")
         outcome = CallOutcome.NO_REPLY if result.visit_id is not None else CallOutcome.NO_VISIT
         record = {
             "outcome": outcome,

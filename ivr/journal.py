@@ -16,10 +16,13 @@ torn line fails its checksum and is set aside, never half-applied.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import os
+import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -33,6 +36,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from ivr.models import Base, UTCDateTime, utcnow
 
 CURRENT = "journal.jsonl"
+LOCK = "journal.lock"  # held briefly by each append and by the rename that starts a replay
+REPLAY_LOCK = "replay.lock"  # held for a whole replay: one replayer at a time, across processes
 
 
 class JournalApplied(Base):
@@ -77,6 +82,8 @@ class ReplayReport:
     skipped: int = 0  # already applied by an earlier replay
     torn: int = 0  # unreadable lines set aside
     failed: list[str] = dataclasses.field(default_factory=list)
+    busy: bool = False  # another replay held the journal; nothing was done
+    outcomes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -97,20 +104,39 @@ class Journal:
     def current(self) -> Path:
         return self.directory / CURRENT
 
-    def append(self, event: JournalEvent) -> None:
-        """Durably record one event: returns only after the bytes are on disk."""
+    @contextlib.contextmanager
+    def _locked(self, name: str, blocking: bool = True) -> Iterator[bool]:
+        """An advisory file lock (shared by every process using this directory)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        created = not self.current.exists()
-        fd = os.open(self.current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            line = event.to_line()
-            if os.write(fd, line) != len(line):
-                raise OSError("short write to journal")
-            os.fsync(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
-            os.close(fd)
-        if created:
-            _fsync_dir(self.directory)
+            os.close(fd)  # releases the lock
+
+    def append(self, event: JournalEvent) -> None:
+        """Durably record one event: returns only after the bytes are on disk.
+
+        The lock keeps an append from landing in a file a concurrent replay has just
+        renamed aside and read to its end.
+        """
+        line = event.to_line()
+        with self._locked(LOCK):
+            created = not self.current.exists()
+            fd = os.open(self.current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError("short write to journal")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_dir(self.directory)
 
     def files(self) -> list[Path]:
         """Files still to replay, oldest first (replays interrupted earlier, then current)."""
@@ -145,10 +171,20 @@ class Journal:
         replay runs go to a fresh file and are not lost or reordered.
         """
         report = ReplayReport()
-        if self.current.exists():
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-            self.current.rename(self.directory / f"replay-{stamp}.jsonl")
-            _fsync_dir(self.directory)
+        with self._locked(REPLAY_LOCK, blocking=False) as mine:
+            if not mine:
+                report.busy = True  # another process is replaying this journal right now
+                return report
+            self._replay(factory, apply, report)
+        return report
+
+    def _replay(self, factory: sessionmaker[Session], apply: Callable[[Session, JournalEvent], str],
+                report: ReplayReport) -> None:
+        with self._locked(LOCK):
+            if self.current.exists():
+                stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+                self.current.rename(self.directory / f"replay-{stamp}.jsonl")
+                _fsync_dir(self.directory)
         for path in sorted(self.directory.glob("replay-*.jsonl")) if self.directory.exists() else []:
             complete = True
             for event in self.read(path):
@@ -165,13 +201,13 @@ class Journal:
                     report.skipped += 1
                 else:
                     report.applied += 1
+                    report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
             if not complete:
                 break
             done = self.directory / "replayed"
             done.mkdir(exist_ok=True)
             path.rename(done / path.name)  # kept for audit; never replayed again
             _fsync_dir(self.directory)
-        return report
 
     @staticmethod
     def _apply_once(factory: sessionmaker[Session], apply: Callable[[Session, JournalEvent], str],
@@ -190,3 +226,121 @@ class Journal:
                     return None
                 raise
             return outcome
+
+
+# ---------------------------------------------------------------- the call path's journal
+
+
+def directory_for(settings: Any) -> Path:
+    return Path(settings.path(settings.journal_dir))
+
+
+def status(settings: Any) -> dict[str, Any]:
+    """What the office board shows: is this server running on its journal?
+
+    ``pending`` events not yet in the database, the oldest and newest of their times,
+    and torn lines set aside. Reads the files (small: only an outage's calls).
+    """
+    journal = Journal(directory_for(settings))
+    pending = 0
+    torn = 0
+    oldest: dt.datetime | None = None
+    newest: dt.datetime | None = None
+    for path in journal.files():
+        for event in journal.read(path):
+            if event is None:
+                torn += 1
+                continue
+            pending += 1
+            oldest = event.at if oldest is None or event.at < oldest else oldest
+            newest = event.at if newest is None or event.at > newest else newest
+    return {
+        "on_journal": pending > 0,
+        "pending": pending,
+        "oldest_at": oldest.isoformat() if oldest else None,
+        "newest_at": newest.isoformat() if newest else None,
+        "torn": torn,
+        "directory": str(journal.directory),
+    }
+
+
+def _call_data(call: Any) -> dict[str, Any]:
+    return {"uniqueid": call.uniqueid, "script": call.script, "started_at": call.started_at.isoformat(),
+            "caller_e164": call.caller_e164}
+
+
+def event_for(effect: Any, hasher: Any) -> JournalEvent:
+    """The journal line for a dialog effect the database could not take. Never the PIN:
+    only ``hasher.hash(number, pin)``, which the replay compares with the worker's hash."""
+    from ivr.dialog import CheckIn, RecordCall
+
+    if isinstance(effect, CheckIn):
+        data = {
+            "call": _call_data(effect.call),
+            "worker_number": effect.worker_number,
+            "pin_hash": effect.pin_hash or hasher.hash(effect.worker_number, effect.pin),
+            "resident_ids": list(effect.resident_ids),
+            "location_verified": effect.location_verified,
+            "phone_code": effect.phone_code,
+            "failed_attempts": effect.failed_attempts,
+        }
+        return JournalEvent("checkin", effect.at, effect.call.uniqueid, data)
+    if isinstance(effect, RecordCall):
+        fields = dataclasses.asdict(effect)
+        fields.pop("call")
+        fields.pop("at")
+        return JournalEvent("call", effect.at, effect.call.uniqueid, {"call": _call_data(effect.call), **fields})
+    raise TypeError(f"cannot journal {type(effect).__name__}")
+
+
+def effect_for(event: JournalEvent) -> Any:
+    """The effect to run again at the event's original time."""
+    from ivr.dialog import CallInfo, CheckIn, RecordCall
+
+    d = event.data
+    c = d["call"]
+    call = CallInfo(str(c["uniqueid"]), str(c["script"]), dt.datetime.fromisoformat(c["started_at"]),
+                    c.get("caller_e164"))
+    if event.kind == "checkin":
+        return CheckIn(call, str(d["worker_number"]), "", tuple(int(r) for r in d["resident_ids"]),
+                       bool(d["location_verified"]), event.at, int(d["failed_attempts"]), True,
+                       phone_code=d.get("phone_code"), pin_hash=str(d["pin_hash"]))
+    if event.kind == "call":
+        fields = {k: v for k, v in d.items() if k != "call"}
+        return RecordCall(call, at=event.at, **fields)
+    raise ValueError(f"unknown journal event kind {event.kind!r}")
+
+
+class CallJournal:
+    """The server's journal: appends (journal thread), replays (database thread), a pending count.
+
+    While events are pending, new check-ins are journalled too (the driver asks
+    :attr:`pending`), so a departure is never written before the journalled arrival it closes.
+    """
+
+    def __init__(self, directory: Path, hasher: Any) -> None:
+        self.journal = Journal(directory)
+        self.hasher = hasher
+        self._lock = threading.Lock()
+        self.pending = len(self.journal.pending())
+        self.appended = 0
+        self.replayed = 0
+
+    def append(self, effect: Any) -> Any:
+        """Blocking (fsync): run off the reactor thread. Returns :class:`ivr.dialog.Journalled`."""
+        from ivr.dialog import Journalled
+
+        event = event_for(effect, self.hasher)
+        self.journal.append(event)
+        with self._lock:
+            self.pending += 1
+            self.appended += 1
+        return Journalled(event.event_id, event.at)
+
+    def replay(self, factory: sessionmaker[Session], store: Any) -> ReplayReport:
+        """Blocking: every pending event into the database once, in order, at its original time."""
+        report = self.journal.replay(factory, store.apply_journal_event)
+        with self._lock:
+            self.replayed += report.applied
+            self.pending = len(self.journal.pending())
+        return report

@@ -276,6 +276,7 @@ class CallOutcome:
     NO_VISIT = "no_visit"  # no-reply call that matched no due visit
     ERROR = "error"
     IN_PROGRESS = "in_progress"
+    JOURNALLED = "journalled"  # database down: durable in the server's journal, recorded on replay
 
 
 class ReviewStatus:
@@ -335,3 +336,36 @@ class AuditEntry(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)
+
+
+class LoginFailure(Base):
+    """One wrong PIN (or unknown worker number) on one line: what the lockout counts (ivr.lockout).
+
+    ``line`` is the caller's E.164 number, or ``home:<resident id>`` when the caller ID
+    was withheld and the home came from its phone code, or ``withheld``. Only failure
+    paths write or read this table.
+    """
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    worker_number: Mapped[str] = mapped_column(String(16))
+    line: Mapped[str] = mapped_column(String(24))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    uniqueid: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_login_failures_worker_at", "worker_number", "at"),
+        Index("ix_login_failures_line_at", "line", "at"),
+    )
+
+
+class LoginLock(Base):
+    """A worker number locked on one line until ``until``: even the right PIN is refused there."""
+
+    __tablename__ = "login_locks"
+
+    worker_number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    line: Mapped[str] = mapped_column(String(24), primary_key=True)
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    failures: Mapped[int] = mapped_column(Integer, default=0)

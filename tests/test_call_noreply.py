@@ -53,6 +53,26 @@ def test_noreply_records_the_workers_due_visit_and_thanks_the_caller(settings, w
     assert attendances(world) == []
     kind, payload = server.events[-1]
     assert kind == "call" and payload["outcome"] == "no_reply" and payload["visit_id"] == rec.visit_id
+    # The alert is raised at once, in the same transaction as the call record.
+    from scheduler.models import Alert
+
+    with world() as s:
+        [alert] = s.query(Alert).all()
+    assert (alert.kind, alert.status, alert.visit_id, alert.call_record_id) == (
+        "no_reply", "open", rec.visit_id, rec.id)
+    assert alert.raised_at == T0 - 20 * MIN
+
+
+@pytest_twisted.inlineCallbacks
+def test_noreply_called_twice_for_one_visit_raises_one_alert(settings, world, server):
+    add_visits(settings, world, ("V1", "R001", T0, 30, "1001"))
+    yield server.call(script="noreply", callerid=None, digits=["1001", "1234"], uniqueid="nr.1")
+    yield server.call(script="noreply", callerid=None, digits=["1001", "1234"], uniqueid="nr.2")
+    from scheduler.models import Alert
+
+    assert [c.outcome for c in calls(world)] == ["no_reply", "no_reply"]
+    with world() as s:
+        assert [a.kind for a in s.query(Alert).all()] == ["no_reply"]
 
 
 @pytest_twisted.inlineCallbacks

@@ -1,0 +1,373 @@
+"""Telling people: e-mail to the office, optional voice call via the Asterisk Manager Interface.
+
+Deliveries are an outbox in the database (``alert_deliveries``). The pass that raises
+an alert does not send anything; :func:`plan_deliveries` claims each new alert once
+(``UPDATE … WHERE deliveries_planned_at IS NULL``) and writes one pending attempt per
+channel and target; :func:`claim_due` hands due attempts to exactly one server;
+:func:`record_outcome` marks the attempt sent, or failed with its error plus a new
+pending attempt after a back-off. Nothing is ever dropped: a server that dies while
+sending leaves a ``sending`` row that is reclaimed as failed ("interrupted") and retried.
+
+Sending itself is blocking (``smtplib``, pyst2's ``asterisk.manager``) and runs in a
+thread, never on the reactor and never in the database pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import smtplib
+from collections.abc import Mapping
+from email.message import EmailMessage
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from carecall.config import ConfigError, Settings
+from ivr.clock import format_local
+from ivr.models import Resident
+from scheduler.models import (
+    Alert,
+    AlertAction,
+    AlertDelivery,
+    AlertKind,
+    AlertStatus,
+    DeliveryChannel,
+    DeliveryPurpose,
+    DeliveryStatus,
+)
+
+SYSTEM = "system"
+KIND_TITLES = {
+    AlertKind.LATE: "Late",
+    AlertKind.MISSED: "Missed visit",
+    AlertKind.NO_DEPARTURE: "No departure",
+    AlertKind.NO_REPLY: "No reply",
+    AlertKind.SHORT_VISIT: "Short visit",
+    AlertKind.DOUBLE_UP_APART: "Double-up apart",
+    AlertKind.FAILED_LOGIN: "Failed logins",
+    AlertKind.SUBSTITUTE: "Substitute worker",
+    AlertKind.UNSCHEDULED: "Unscheduled attendance",
+}
+
+
+def _list(value: Any, name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"[alerts] {name} must be a list of strings")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryConfig:
+    """``[alerts]`` delivery and escalation settings. Empty targets mean "not configured"."""
+
+    office_email: str = ""
+    email_by_funder: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    email_by_team: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    second_contact_email: str = ""
+    out_of_hours_email: str = ""
+    email_from: str = "carecall@localhost"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_timeout: float = 20.0
+    # Voice (AMI Originate): off unless voice = true and a number is set.
+    voice: bool = False
+    voice_kinds: tuple[str, ...] = (AlertKind.MISSED, AlertKind.NO_DEPARTURE, AlertKind.NO_REPLY)
+    on_call_number: str = ""
+    second_contact_number: str = ""
+    out_of_hours_number: str = ""
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_username: str = "carecall"
+    ami_secret: str = ""
+    voice_channel: str = "PJSIP/{number}@carecall-trunk"
+    voice_context: str = "carecall-alert"
+    voice_exten: str = "s"
+    voice_priority: int = 1
+    voice_caller_id: str = "carecall alert"
+    # Retries and escalation.
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 900.0
+    sending_stale_seconds: float = 600.0
+    ack_escalate_minutes: float = 15.0
+    no_reply_escalate_minutes: float = 30.0
+    escalate_kinds: tuple[str, ...] = tuple(k for k in AlertKind.ALL if k not in AlertKind.INFORMATIONAL)
+    base_url: str = "http://127.0.0.1:8080"
+    timezone: str = "Europe/London"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryConfig:
+        section = settings.section("alerts")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {"base_url": settings.base_url, "timezone": settings.timezone}
+        for key, value in section.items():
+            if key not in fields or key in ("base_url", "timezone"):
+                continue  # the rules' own thresholds live in the same table
+            kind = str(fields[key].type)
+            try:
+                if kind == "int":
+                    value = int(value)
+                elif kind == "float":
+                    value = float(value)
+                elif kind == "bool":
+                    if not isinstance(value, bool):
+                        raise ConfigError(f"[alerts] {key} must be true or false")
+                elif kind.startswith("tuple"):
+                    value = _list(value, key)
+                    unknown = [k for k in value if k not in AlertKind.ALL]
+                    if unknown:
+                        raise ConfigError(f"[alerts] {key}: unknown alert kind(s) {', '.join(unknown)}")
+                elif kind.startswith("Mapping"):
+                    if not isinstance(value, dict):
+                        raise ConfigError(f"[alerts] {key} must be a table of name = address")
+                    value = {str(k): str(v) for k, v in value.items()}
+                else:
+                    value = str(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"[alerts] {key}: {exc}") from exc
+            values[key] = value
+        return cls(**values)
+
+    def backoff(self, attempt: int) -> dt.timedelta:
+        """30 s, 60 s, 120 s … capped: quick enough for a blip, gentle on a dead mail server."""
+        return dt.timedelta(seconds=min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(0, attempt - 1)))
+
+    def office_for(self, funder: str, team: str) -> str:
+        return self.email_by_funder.get(funder) or self.email_by_team.get(team) or self.office_email
+
+
+def _add_attempt(session: Session, alert_id: int, purpose: str, channel: str, target: str, now: dt.datetime,
+                 attempt: int = 1, at: dt.datetime | None = None) -> None:
+    session.execute(insert(AlertDelivery).values(
+        alert_id=alert_id, purpose=purpose, channel=channel, target=target, attempt=attempt,
+        status=DeliveryStatus.PENDING, error="", created_at=now, next_attempt_at=at or now))
+
+
+def plan_deliveries(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> int:
+    """Write the first attempts for every alert not yet planned; each alert is claimed by one server."""
+    rows = session.execute(
+        select(Alert.id, Alert.kind, Resident.funder, Resident.team)
+        .outerjoin(Resident, Resident.id == Alert.resident_id)
+        .where(Alert.deliveries_planned_at.is_(None)).order_by(Alert.id).limit(500)).all()
+    planned = 0
+    for r in rows:
+        claimed = session.execute(update(Alert).where(Alert.id == r.id, Alert.deliveries_planned_at.is_(None))
+                                  .values(deliveries_planned_at=now))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        email = cfg.office_for(r.funder or "", r.team or "")
+        if email:
+            _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.EMAIL, email, now)
+        if cfg.voice and cfg.on_call_number and r.kind in cfg.voice_kinds:
+            _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.VOICE, cfg.on_call_number, now)
+        planned += 1
+    return planned
+
+
+def _escalate_to(session: Session, alert_id: int, kind: str, purpose: str, email: str, number: str,
+                 cfg: DeliveryConfig, now: dt.datetime, note: str) -> None:
+    told = []
+    if email:
+        _add_attempt(session, alert_id, purpose, DeliveryChannel.EMAIL, email, now)
+        told.append("e-mail")
+    if number and cfg.voice and kind in cfg.voice_kinds:
+        _add_attempt(session, alert_id, purpose, DeliveryChannel.VOICE, number, now)
+        told.append("voice call")
+    suffix = f" ({', '.join(told)})" if told else " (no contact configured)"
+    session.add(AlertAction(alert_id=alert_id, at=now, actor=SYSTEM, action="escalated", note=note + suffix))
+
+
+def escalate(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> list[dict[str, Any]]:
+    """Not acknowledged in time → second contact; a no reply unresolved in time → out-of-hours contact."""
+    out: list[dict[str, Any]] = []
+    ack_before = now - dt.timedelta(minutes=cfg.ack_escalate_minutes)
+    for r in session.execute(select(Alert.id, Alert.kind).where(
+            Alert.status == AlertStatus.OPEN, Alert.escalated_at.is_(None), Alert.raised_at <= ack_before,
+            Alert.kind.in_(cfg.escalate_kinds)).order_by(Alert.id)).all():
+        done = session.execute(update(Alert).where(Alert.id == r.id, Alert.escalated_at.is_(None),
+                                                   Alert.status == AlertStatus.OPEN).values(escalated_at=now))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            note = f"not acknowledged within {cfg.ack_escalate_minutes:g} min: second contact"
+            _escalate_to(session, r.id, r.kind, DeliveryPurpose.ESCALATED, cfg.second_contact_email,
+                         cfg.second_contact_number, cfg, now, note)
+            out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
+    nr_before = now - dt.timedelta(minutes=cfg.no_reply_escalate_minutes)
+    for r in session.execute(select(Alert.id, Alert.kind).where(
+            Alert.kind == AlertKind.NO_REPLY, Alert.status != AlertStatus.RESOLVED, Alert.out_of_hours_at.is_(None),
+            Alert.raised_at <= nr_before).order_by(Alert.id)).all():
+        done = session.execute(update(Alert).where(Alert.id == r.id, Alert.out_of_hours_at.is_(None),
+                                                   Alert.status != AlertStatus.RESOLVED)
+                               .values(out_of_hours_at=now))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            note = f"no reply unresolved after {cfg.no_reply_escalate_minutes:g} min: out-of-hours contact"
+            _escalate_to(session, r.id, r.kind, DeliveryPurpose.OUT_OF_HOURS, cfg.out_of_hours_email,
+                         cfg.out_of_hours_number, cfg, now, note)
+            out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One claimed attempt, as plain data for a sender thread."""
+
+    delivery_id: int
+    alert_id: int
+    channel: str
+    target: str
+    attempt: int
+    purpose: str
+    kind: str
+    resident_ref: str
+    due_at: dt.datetime
+    detail: str
+
+
+def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: int = 50) -> list[Job]:
+    """Due attempts, each claimed by exactly one server; stale claims of a dead server are retried."""
+    stale = now - dt.timedelta(seconds=cfg.sending_stale_seconds)
+    for r in session.execute(select(AlertDelivery.id).where(AlertDelivery.status == DeliveryStatus.SENDING,
+                                                            AlertDelivery.at <= stale).order_by(AlertDelivery.id)):
+        record_outcome(session, r.id, False, "interrupted: the server sending it stopped", now, cfg)
+    jobs: list[Job] = []
+    rows = session.execute(
+        select(AlertDelivery.id, AlertDelivery.alert_id, AlertDelivery.channel, AlertDelivery.target,
+               AlertDelivery.attempt, AlertDelivery.purpose, Alert.kind, Alert.due_at, Alert.detail,
+               Resident.reference)
+        .join(Alert, Alert.id == AlertDelivery.alert_id)
+        .outerjoin(Resident, Resident.id == Alert.resident_id)
+        .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.next_attempt_at <= now)
+        .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)).all()
+    for r in rows:
+        claimed = session.execute(update(AlertDelivery)
+                                  .where(AlertDelivery.id == r.id, AlertDelivery.status == DeliveryStatus.PENDING)
+                                  .values(status=DeliveryStatus.SENDING, at=now))
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            jobs.append(Job(r.id, r.alert_id, r.channel, r.target, r.attempt, r.purpose, r.kind,
+                            r.reference or "-", r.due_at, r.detail))
+    return jobs
+
+
+def record_outcome(session: Session, delivery_id: int, ok: bool, error: str, now: dt.datetime,
+                   cfg: DeliveryConfig) -> None:
+    """Sent, or failed plus the next attempt after a back-off: an alert is never dropped."""
+    row = session.get(AlertDelivery, delivery_id)
+    if row is None or row.status not in (DeliveryStatus.SENDING, DeliveryStatus.PENDING):
+        return
+    row.at = now
+    if ok:
+        row.status = DeliveryStatus.SENT
+        row.error = ""
+        return
+    row.status = DeliveryStatus.FAILED
+    row.error = error[:1000]
+    _add_attempt(session, row.alert_id, row.purpose, row.channel, row.target, now, attempt=row.attempt + 1,
+                 at=now + cfg.backoff(row.attempt))
+    session.flush()
+
+
+def compose_email(job: Job, cfg: DeliveryConfig) -> EmailMessage:
+    """Time (local), kind, resident reference and a link; the resident's name is never in it."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(cfg.timezone)
+    title = KIND_TITLES.get(job.kind, job.kind)
+    prefix = {DeliveryPurpose.ESCALATED: "ESCALATED: ", DeliveryPurpose.OUT_OF_HOURS: "OUT OF HOURS HANDOVER: "}
+    when = format_local(job.due_at, tz)
+    link = f"{cfg.base_url.rstrip('/')}/alerts/{job.alert_id}"
+    msg = EmailMessage()
+    msg["Subject"] = f"{prefix.get(job.purpose, '')}{title} alert — resident {job.resident_ref} — {when}"
+    msg["From"] = cfg.email_from
+    msg["To"] = job.target
+    msg["X-Carecall-Alert"] = str(job.alert_id)
+    lines = [
+        f"{prefix.get(job.purpose, '')}{title} alert",
+        "",
+        f"Time:      {when} ({cfg.timezone})",
+        f"Kind:      {job.kind}",
+        f"Resident:  {job.resident_ref}",
+        f"Details:   {job.detail}",
+        "",
+        f"Open the alert: {link}",
+    ]
+    if job.purpose == DeliveryPurpose.OUT_OF_HOURS:
+        lines += ["", "The no-reply checks done so far are listed on the alert page (spec 14.3)."]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
+
+
+def send_email(job: Job, cfg: DeliveryConfig) -> None:
+    """Blocking SMTP send; raises on any failure (the caller records it and retries)."""
+    msg = compose_email(job, cfg)
+    with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout) as smtp:
+        if cfg.smtp_starttls:
+            smtp.starttls()
+        if cfg.smtp_user:
+            smtp.login(cfg.smtp_user, cfg.smtp_password)
+        refused = smtp.send_message(msg)
+        if refused:
+            raise smtplib.SMTPRecipientsRefused(refused)
+
+
+class VoiceError(RuntimeError):
+    """Asterisk refused or could not take the Originate."""
+
+
+def originate_call(job: Job, cfg: DeliveryConfig) -> None:
+    """Ask Asterisk (AMI ``Originate``) to ring the on-call phone and play the alert context."""
+    from asterisk.manager import Manager, ManagerException
+
+    manager = Manager()
+    try:
+        manager.connect(cfg.ami_host, cfg.ami_port)
+        manager.login(cfg.ami_username, cfg.ami_secret)
+        response = manager.originate(
+            cfg.voice_channel.format(number=job.target), cfg.voice_exten, context=cfg.voice_context,
+            priority=str(cfg.voice_priority), caller_id=cfg.voice_caller_id, run_async=True,
+            variables={"CARECALL_ALERT_ID": job.alert_id, "CARECALL_ALERT_KIND": job.kind})
+        if response.get_header("Response") != "Success":
+            raise VoiceError(f"Originate refused: {response.get_header('Message', '')}")
+    except ManagerException as exc:
+        raise VoiceError(f"AMI: {exc}") from exc
+    except OSError as exc:
+        raise VoiceError(f"AMI connection to {cfg.ami_host}:{cfg.ami_port}: {exc}") from exc
+    finally:
+        # Closing a broken AMI session must not hide the real error.
+        with contextlib.suppress(Exception):
+            manager.close()
+
+
+def send(job: Job, cfg: DeliveryConfig) -> None:
+    if job.channel == DeliveryChannel.EMAIL:
+        send_email(job, cfg)
+    elif job.channel == DeliveryChannel.VOICE:
+        originate_call(job, cfg)
+    else:
+        raise ValueError(f"unknown channel {job.channel}")
+
+
+def deliver_once(session_factory: Any, now: dt.datetime, cfg: DeliveryConfig) -> list[tuple[Job, str]]:
+    """Plan, claim, send and record in one blocking go (the CLI; the server does the same off the reactor)."""
+    from ivr.db import unit_of_work
+
+    with unit_of_work(session_factory) as s:
+        plan_deliveries(s, now, cfg)
+        jobs = claim_due(s, now, cfg)
+    results = []
+    for job in jobs:
+        try:
+            send(job, cfg)
+            error = ""
+        except Exception as exc:  # every failure is recorded and retried
+            error = f"{type(exc).__name__}: {exc}"
+        with unit_of_work(session_factory) as s:
+            record_outcome(s, job.delivery_id, not error, error, now, cfg)
+        results.append((job, error))
+    return results
+

@@ -1,0 +1,164 @@
+"""The alert scheduler inside the server: APScheduler's ``TwistedScheduler`` calls one tick.
+
+APScheduler only says *when*: it wakes on the wall clock and runs its job in the
+reactor's thread pool, so the job does nothing but hop back to the reactor
+(``callFromThread``). The tick then runs the rules pass, delivery planning and
+escalation in the runtime's database pool (:meth:`Runtime.run_db`), publishes new,
+settled and escalated alerts on ``runtime.events`` ("alert"), and sends due deliveries
+in the reactor's thread pool (blocking SMTP/AMI, never on the reactor, never holding a
+database thread). The in-memory job store keeps SQL out of APScheduler entirely.
+
+A tick runs once at start (catch-up: deadlines that passed while the server was down,
+within ``lookback_hours``) and then every ``interval_seconds`` (default 15 s: an alert
+is stored at most one interval plus one pass after its deadline). Ticks never overlap
+in one process; several processes may tick at once — the database keeps alerts, claims
+and escalations exactly-once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.schedulers.twisted import TwistedScheduler
+from sqlalchemy.exc import DBAPIError
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from carecall.runtime import Runtime
+from ivr.db import unit_of_work
+from ivr.models import utcnow
+from scheduler import delivery
+from scheduler.delivery import DeliveryConfig, Job
+from scheduler.rules import Rules
+from scheduler.store import run_pass
+
+log = Logger(namespace="carecall.alerts")
+
+
+class AlertService(Service):
+    name = "alerts"
+
+    def __init__(self, runtime: Runtime, *, interval: float = 15.0, rules: Rules | None = None,
+                 cfg: DeliveryConfig | None = None, clock: Callable[[], dt.datetime] = utcnow,
+                 sender: Callable[[Job, DeliveryConfig], None] = delivery.send) -> None:
+        self.runtime = runtime
+        self.interval = interval
+        self.rules = rules or Rules()
+        self.cfg = cfg or DeliveryConfig()
+        self.clock = clock
+        self.sender = sender
+        self.scheduler: TwistedScheduler | None = None
+        self._running: Deferred[Any] | None = None
+        self.ticks = 0
+        self.last_pass: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+    def startService(self) -> None:
+        super().startService()
+        reactor = self.runtime.reactor
+        self.scheduler = TwistedScheduler(
+            reactor=reactor, timezone=dt.UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(self.interval))})
+        self.scheduler.add_job(self._from_scheduler, "interval", seconds=self.interval, id="alerts-tick")
+        self.scheduler.start()
+        reactor.callWhenRunning(self.tick)  # catch-up pass at start
+        log.info("alert scheduler started: every {interval} s, look-back {hours} h",
+                 interval=self.interval, hours=self.rules.lookback_hours)
+
+    def stopService(self) -> Deferred[Any] | None:
+        super().stopService()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        return self._running
+
+    def _from_scheduler(self) -> None:
+        # Runs in a reactor pool thread (TwistedExecutor): only hop to the reactor.
+        self.runtime.reactor.callFromThread(self.tick)
+
+    # -- one tick --------------------------------------------------------------------
+    def tick(self) -> Deferred[Any]:
+        """Evaluate the rules now, escalate, deliver. Skipped if the previous tick is still running."""
+        if self._running is not None:
+            return succeed(None)
+        d = self._tick()
+        self._running = d
+
+        def done(result: Any) -> Any:
+            self._running = None
+            return result
+
+        d.addBoth(done)
+        return d
+
+    @inlineCallbacks
+    def _tick(self) -> Any:
+        now = self.clock()
+        try:
+            result = yield self.runtime.run_db(self._db_pass, now)
+        except DBAPIError as exc:  # a lost race (deadlock) or a database blip: the next tick retries
+            log.warn("alert pass at {now} failed: {error}", now=now.isoformat(), error=str(exc.orig))
+            return None
+        self.ticks += 1
+        self.last_pass = {"now": now.isoformat(), "raised": len(result["raised"]),
+                          "settled": len(result["settled"]), "escalated": len(result["escalated"])}
+        for item in result["raised"] + result["settled"] + result["escalated"]:
+            self.runtime.events.publish("alert", item)
+        for item in result["raised"]:
+            log.info("alert {id} raised: {kind} due {due_at}", id=item["id"], kind=item["kind"],
+                     due_at=item["due_at"])
+        yield self.deliver()
+        return result
+
+    def _db_pass(self, now: dt.datetime) -> dict[str, Any]:
+        with unit_of_work(self.runtime.factory) as s:
+            res = run_pass(s, now, self.rules)
+        with unit_of_work(self.runtime.factory) as s:
+            delivery.plan_deliveries(s, now, self.cfg)
+            escalated = delivery.escalate(s, now, self.cfg)
+            delivery.plan_deliveries(s, now, self.cfg)
+        return {"raised": res.raised, "settled": res.settled, "escalated": escalated}
+
+    def _claim(self, now: dt.datetime) -> list[Job]:
+        with unit_of_work(self.runtime.factory) as s:
+            return delivery.claim_due(s, now, self.cfg)
+
+    def _record(self, job: Job, error: str) -> None:
+        with unit_of_work(self.runtime.factory) as s:
+            delivery.record_outcome(s, job.delivery_id, not error, error, self.clock(), self.cfg)
+
+    @inlineCallbacks
+    def deliver(self) -> Any:
+        jobs: list[Job] = yield self.runtime.run_db(self._claim, self.clock())
+        reactor = self.runtime.reactor
+
+        @inlineCallbacks
+        def one(job: Job) -> Any:
+            try:
+                yield deferToThreadPool(reactor, reactor.getThreadPool(), self.sender, job, self.cfg)
+                error = ""
+            except Exception as exc:  # every failure is recorded and retried
+                error = f"{type(exc).__name__}: {exc}"
+                log.warn("alert {id} {channel} delivery attempt {n} failed: {error}", id=job.alert_id,
+                         channel=job.channel, n=job.attempt, error=error)
+            yield self.runtime.run_db(self._record, job, error)
+
+        yield DeferredList([one(job) for job in jobs], consumeErrors=True)
+        return len(jobs)
+
+
+def make_service(runtime: Runtime) -> AlertService | None:
+    section = runtime.settings.section("alerts")
+    if section.get("enabled", True) is False:
+        return None
+    rules = Rules.from_section(section, runtime.settings.timezone)
+    cfg = DeliveryConfig.from_settings(runtime.settings)
+    interval = float(section.get("interval_seconds", 15))
+    if interval <= 0:
+        from carecall.config import ConfigError
+
+        raise ConfigError("[alerts] interval_seconds must be positive")
+    return AlertService(runtime, interval=interval, rules=rules, cfg=cfg)

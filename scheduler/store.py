@@ -1,0 +1,240 @@
+"""Loading the facts near ``now`` and storing alerts exactly once.
+
+:func:`raise_alert` is the one way an alert row is written (the rules pass and the
+no-reply call path both use it): ``INSERT … ON CONFLICT (dedupe_key) DO NOTHING`` in the
+caller's transaction, so two processes racing for the same fact store one row and the
+loser learns it from a ``None``.
+
+:func:`run_pass` reads only the visits whose deadlines can fall in the look-back
+window (range scans on the indexed ``planned_start`` / ``planned_end`` and on the
+attendances' arrival and departure times), so its cost follows the day's activity,
+not the size of the visits table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ivr.models import Attendance, CallRecord, Resident, Visit, VisitStatus, VisitWorker, Worker
+from scheduler.models import SEVERITY, Alert, AlertAction, AlertKind, AlertStatus
+from scheduler.rules import (
+    MINUTE,
+    AttendanceFacts,
+    CallFacts,
+    Due,
+    OpenAlert,
+    Rules,
+    Snapshot,
+    VisitFacts,
+    dedupe_key,
+    due_alerts,
+    settlements,
+)
+
+SYSTEM = "system"
+CHUNK = 500
+
+
+def raise_alert(session: Session, *, kind: str, visit_id: int | None = None, worker_id: int | None = None,
+                resident_id: int | None = None, attendance_id: int | None = None, call_record_id: int | None = None,
+                at: dt.datetime, due_at: dt.datetime | None = None, detail: str = "",
+                key: str | None = None) -> int | None:
+    """Insert an alert in the caller's transaction; the new id, or ``None`` if this fact was already raised.
+
+    Does not commit. ``detail`` must not hold a resident's name (it goes into e-mails).
+    """
+    if kind not in AlertKind.ALL:
+        raise ValueError(f"unknown alert kind {kind!r}")
+    due = due_at or at
+    key = key or dedupe_key(kind, visit_id=visit_id, worker_id=worker_id, attendance_id=attendance_id,
+                                    call_record_id=call_record_id, due_at=due)
+    values = dict(kind=kind, dedupe_key=key, visit_id=visit_id, worker_id=worker_id, resident_id=resident_id,
+                  attendance_id=attendance_id, call_record_id=call_record_id, due_at=due, raised_at=at,
+                  status=AlertStatus.OPEN, severity=SEVERITY[kind], detail=detail, resolution_note="",
+                  resolved_by_system=False)
+    dialect = session.get_bind().dialect.name
+    ins: Any
+    if dialect == "postgresql":
+        ins = postgresql.insert(Alert).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    elif dialect == "sqlite":
+        ins = sqlite.insert(Alert).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    else:  # pragma: no cover - only the two engines are supported
+        raise RuntimeError(f"unsupported database {dialect}")
+    new_id = session.execute(ins.returning(Alert.id)).scalar_one_or_none()
+    if new_id is None:
+        return None
+    session.add(AlertAction(alert_id=new_id, at=at, actor=SYSTEM, action="raised", note=detail[:500]))
+    session.flush()
+    return int(new_id)
+
+
+def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+    items = sorted(ids)
+    for i in range(0, len(items), CHUNK):
+        yield items[i:i + CHUNK]
+
+
+UNRESOLVED = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
+SETTLEABLE = (AlertKind.LATE, AlertKind.MISSED, AlertKind.NO_DEPARTURE)
+
+
+def load_snapshot(session: Session, now: dt.datetime, rules: Rules) -> tuple[Snapshot, list[OpenAlert]]:
+    """The visits, attendances and calls whose deadlines can fall in ``(now - lookback, now]``."""
+    since = now - rules.lookback
+    late_max = max(rules.late_minutes, rules.late_minutes_time_critical) * MINUTE
+    visit_ids: set[int] = set()
+    visit_ids.update(session.scalars(
+        select(Visit.id).where(Visit.planned_start >= since - late_max, Visit.planned_start <= now)))
+    visit_ids.update(session.scalars(
+        select(Visit.id).where(Visit.planned_end >= since - rules.no_departure_minutes * MINUTE,
+                               Visit.planned_end <= now)))
+
+    open_alerts = [
+        OpenAlert(r.id, r.kind, r.visit_id, r.worker_id, r.due_at)
+        for r in session.execute(select(Alert.id, Alert.kind, Alert.visit_id, Alert.worker_id, Alert.due_at)
+                                 .where(Alert.status.in_(UNRESOLVED), Alert.kind.in_(SETTLEABLE)))
+    ]
+    visit_ids.update(a.visit_id for a in open_alerts if a.visit_id is not None)
+
+    att_cols = (Attendance.id, Attendance.visit_id, Attendance.resident_id, Resident.reference, Attendance.worker_id,
+                Worker.worker_number, Attendance.kind, Attendance.arrival_at, Attendance.departure_at)
+    att_base = select(*att_cols).join(Resident, Resident.id == Attendance.resident_id) \
+        .join(Worker, Worker.id == Attendance.worker_id)
+    windowed = session.execute(att_base.where(or_(
+        and_(Attendance.arrival_at >= since - rules.double_up_minutes * MINUTE, Attendance.arrival_at <= now),
+        and_(Attendance.departure_at >= since, Attendance.departure_at <= now),
+    ))).all()
+    visit_ids.update(r.visit_id for r in windowed if r.visit_id is not None)
+
+    call_since = since - rules.failed_login_window_minutes * MINUTE
+    calls = [
+        CallFacts(r.id, r.started_at, r.script, r.outcome, r.caller_e164, r.worker_number_entered, r.worker_id,
+                  r.resident_id, r.visit_id, r.failed_pin_attempts)
+        for r in session.execute(
+            select(CallRecord.id, CallRecord.started_at, CallRecord.script, CallRecord.outcome, CallRecord.caller_e164,
+                   CallRecord.worker_number_entered, CallRecord.worker_id, CallRecord.resident_id,
+                   CallRecord.visit_id, CallRecord.failed_pin_attempts)
+            .where(CallRecord.started_at >= call_since, CallRecord.started_at <= now,
+                   or_(CallRecord.failed_pin_attempts > 0,
+                       CallRecord.outcome.in_(("failed_login", "no_reply", "no_visit")))))
+    ]
+    visit_ids.update(c.visit_id for c in calls if c.visit_id is not None)
+
+    snap = Snapshot(calls=calls)
+    assigned: dict[int, list[tuple[int, str]]] = {}
+    rows_by_id: dict[int, Any] = {r.id: r for r in windowed}
+    for chunk in _chunks(visit_ids):
+        for r in session.execute(select(VisitWorker.visit_id, VisitWorker.worker_id, Worker.worker_number)
+                                 .join(Worker, Worker.id == VisitWorker.worker_id)
+                                 .where(VisitWorker.visit_id.in_(chunk)).order_by(VisitWorker.position)):
+            assigned.setdefault(r.visit_id, []).append((r.worker_id, r.worker_number))
+        for r in session.execute(select(Visit.id, Visit.visit_ref, Visit.resident_id, Resident.reference,
+                                        Visit.planned_start, Visit.planned_end, Visit.time_critical, Visit.status,
+                                        Visit.workers_required)
+                                 .join(Resident, Resident.id == Visit.resident_id).where(Visit.id.in_(chunk))):
+            workers = assigned.get(r.id, [])
+            snap.visits[r.id] = VisitFacts(
+                r.id, r.visit_ref, r.resident_id, r.reference, r.planned_start, r.planned_end, r.time_critical,
+                r.status == VisitStatus.CANCELLED, r.workers_required,
+                tuple(w for w, _ in workers), tuple(n for _, n in workers))
+        for r in session.execute(att_base.where(Attendance.visit_id.in_(chunk))):
+            rows_by_id[r.id] = r
+    snap.attendances = [
+        AttendanceFacts(r.id, r.visit_id, r.resident_id, r.reference, r.worker_id, r.worker_number, r.kind,
+                        r.arrival_at, r.departure_at)
+        for r in sorted(rows_by_id.values(), key=lambda r: r.id)
+    ]
+    return snap, open_alerts
+
+
+def alert_data(alert: Alert | Any, event: str = "raised", note: str = "") -> dict[str, Any]:
+    """Plain data for the event hub and the CLI (no ORM objects leave the thread)."""
+    return {
+        "event": event,
+        "id": alert.id,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "status": alert.status,
+        "dedupe_key": alert.dedupe_key,
+        "visit_id": alert.visit_id,
+        "worker_id": alert.worker_id,
+        "resident_id": alert.resident_id,
+        "due_at": alert.due_at.isoformat(),
+        "raised_at": alert.raised_at.isoformat(),
+        "detail": alert.detail,
+        "note": note,
+    }
+
+
+@dataclasses.dataclass
+class PassResult:
+    raised: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    settled: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    visits_read: int = 0
+
+
+def settle(session: Session, alert_id: int, note: str, now: dt.datetime) -> bool:
+    """Resolve an alert on the system's behalf; False if someone (or another server) already did."""
+    result = session.execute(
+        update(Alert).where(Alert.id == alert_id, Alert.status.in_(UNRESOLVED))
+        .values(status=AlertStatus.RESOLVED, resolved_by=SYSTEM, resolved_at=now, resolution_note=note,
+                resolved_by_system=True))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.add(AlertAction(alert_id=alert_id, at=now, actor=SYSTEM, action="resolved", note=note))
+    return True
+
+
+def store_due(session: Session, due: Sequence[Due], now: dt.datetime) -> list[int]:
+    keys = [d.dedupe_key for d in due]
+    existing: set[str] = set()
+    for i in range(0, len(keys), CHUNK):
+        existing.update(session.scalars(select(Alert.dedupe_key).where(Alert.dedupe_key.in_(keys[i:i + CHUNK]))))
+    ids = []
+    for d in due:
+        if d.dedupe_key in existing:
+            continue
+        new_id = raise_alert(session, kind=d.kind, visit_id=d.visit_id, worker_id=d.worker_id,
+                             resident_id=d.resident_id, attendance_id=d.attendance_id,
+                             call_record_id=d.call_record_id, at=now, due_at=d.due_at, detail=d.detail,
+                             key=d.dedupe_key)
+        if new_id is not None:
+            ids.append(new_id)
+    return ids
+
+
+def run_pass(session: Session, now: dt.datetime, rules: Rules) -> PassResult:
+    """One evaluation of the rules at ``now``: store what is due, settle what the facts overtook.
+
+    Runs in the caller's transaction; the caller commits.
+    """
+    snap, _ = load_snapshot(session, now, rules)
+    result = PassResult(visits_read=len(snap.visits))
+    new_ids = store_due(session, due_alerts(snap, now, rules), now)
+    # Settle after inserting, so an alert raised late in a catch-up (the worker has
+    # since arrived) is stored and settled in the same transaction.
+    open_alerts = [
+        OpenAlert(r.id, r.kind, r.visit_id, r.worker_id, r.due_at)
+        for r in session.execute(select(Alert.id, Alert.kind, Alert.visit_id, Alert.worker_id, Alert.due_at)
+                                 .where(Alert.status.in_(UNRESOLVED), Alert.kind.in_(SETTLEABLE)))
+    ]
+    settled: list[tuple[int, str]] = []
+    for s in settlements(open_alerts, snap, now, rules):
+        if settle(session, s.alert_id, s.note, now):
+            settled.append((s.alert_id, s.note))
+    session.flush()
+    for chunk in _chunks(new_ids):
+        for alert in session.scalars(select(Alert).where(Alert.id.in_(chunk)).order_by(Alert.id)):
+            result.raised.append(alert_data(alert))
+    for alert_id, note in settled:
+        alert = session.get(Alert, alert_id)
+        if alert is not None:
+            result.settled.append(alert_data(alert, "resolved", note))
+    return result
