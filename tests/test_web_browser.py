@@ -1,8 +1,10 @@
 """End to end in real headless Chromium against a real ``carecall run`` server (SQLite).
 
 One browser for the module. The board must change from "due" to "on site" without a
-reload when a worker rings in (a real FastAGI call to the server's AGI port); the
-correction form must land in the audit log; a bad CSV must list its errors.
+reload when a worker rings in (a real FastAGI call to the server's AGI port); a no-reply
+call must put its alert on the alerts page without a reload, where it is acknowledged and
+its checklist ticked; the correction form must land in the audit log; a bad CSV must list
+its errors.
 Screenshots go to docs/screenshots/ for the docs.
 """
 
@@ -26,6 +28,7 @@ from agi.simulator import CallScript, SimResult, simulate_blocking
 from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Visit
+from scheduler.models import Alert, AlertCheck
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.webclient import PASSWORD, add_users, running_server
 
@@ -160,8 +163,40 @@ def test_bad_csv_upload_lists_every_error(world, browser):
     assert "nothing imported" in browser.find_element(By.ID, "import-summary").text
 
 
-def test_alerts_page_screenshot(world, browser):
+def alert_ids(browser: webdriver.Chrome, kind: str) -> list[int]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll(`tr.alert-${arguments[0]}`)].map(e => +e.dataset.alert);", kind)
+
+
+def test_no_reply_call_raises_an_alert_live_and_the_coordinator_acknowledges_and_checks_it(world, browser):
     login(browser, world["base"], "coordinator")
     browser.get(world["base"] + "/alerts")
-    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Alerts")
+    WebDriverWait(browser, 10).until(lambda d: "live" in d.find_element(By.ID, "live").text)
+    assert alert_ids(browser, "no_reply") == []
+    browser.execute_script("window.__sameDocument = 'yes';")
+    # Worker 1004 (no mobile on file, caller ID withheld) cannot get an answer at B-TWO's door.
+    call = CallScript(callerid=None, digits=["1004", "4567"], script="noreply", port=world["base"].agi_port)
+    result = simulate_blocking("127.0.0.1", world["base"].agi_port, call, timeout=20)
+    assert result.error is None and result.server_hung_up, result.transcript
+    WebDriverWait(browser, 10).until(lambda d: alert_ids(d, "no_reply"))
+    assert browser.execute_script("return window.__sameDocument;") == "yes"  # appeared without a reload
+    [aid] = alert_ids(browser, "no_reply")
+    assert alert_ids(browser, "missed")  # B-FIX: raised by the scheduler's catch-up pass at start
+    first = browser.execute_script("return +document.querySelector('#alert-rows tr').dataset.alert;")
+    assert first == aid  # no reply is the most severe
+    browser.get(f"{world['base']}/alerts/{aid}")
+    browser.find_element(By.ID, "ack-note").send_keys("Ringing next of kin")
+    browser.find_element(By.ID, "ack-submit").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "form-done"))
+    assert browser.find_element(By.ID, "alert-status").text.lower() == "acknowledged"
+    browser.find_element(By.ID, "check-door_time").click()
+    WebDriverWait(browser, 10).until(
+        lambda d: "coordinator" in d.find_element(By.CSS_SELECTOR, "tr[data-step='door_time']").text)
+    history = browser.find_element(By.ID, "alert-history").text
+    assert "acknowledged" in history and "Ringing next of kin" in history and "check" in history
+    with unit_of_work(world["factory"]) as s:
+        alert = s.get(Alert, aid)
+        assert (alert.kind, alert.status, alert.acknowledged_by) == ("no_reply", "acknowledged", "coordinator")
+        assert s.get(Visit, alert.visit_id).visit_ref == "B-TWO"
+        assert list(s.scalars(select(AlertCheck.step).where(AlertCheck.alert_id == aid))) == ["door_time"]
     browser.save_screenshot(str(SHOTS / "alerts.png"))

@@ -25,6 +25,8 @@ from carecall.config import Settings, load_settings
 from carecall.runtime import Runtime
 from ivr.db import unit_of_work
 from ivr.models import Attendance, AuditEntry, CallRecord, Resident, ReviewStatus, Visit, Worker
+from scheduler.models import Alert, AlertAction, AlertCheck
+from scheduler.store import raise_alert
 from tests.conftest import drop_pg_database, fresh_pg_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.webclient import Client, add_users, cli, running_server
@@ -69,6 +71,14 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                              arrival_method="phone", arrival_verified=True, departure_method="phone",
                              departure_at=v.planned_start + dt.timedelta(minutes=minutes), departure_verified=True))
         s.add(Resident(reference="R-XSS", name=XSS, funder="Lewisham", team="North"))
+    with unit_of_work(factory) as s:  # a no-reply alert for V-NOW (as the no-reply call raises it), and a late one
+        v_now = s.scalar(select(Visit).where(Visit.visit_ref == "V-NOW"))
+        w1 = s.scalar(select(Worker.id).where(Worker.worker_number == "1001"))
+        raise_alert(s, kind="no_reply", visit_id=v_now.id, worker_id=w1, resident_id=v_now.resident_id, at=now,
+                    detail=XSS)
+        v_x = s.scalar(select(Visit).where(Visit.visit_ref == "V-X"))
+        raise_alert(s, kind="late", visit_id=v_x.id, resident_id=v_x.resident_id, at=now - dt.timedelta(minutes=1),
+                    due_at=now - dt.timedelta(minutes=1))
     # The private funder's invoice for that period is issued (frozen) before the server starts: number 1.
     issued = invoices.issue(factory, settings, past, "Private", actor="test")
     assert [d.number for d in issued.invoices] == ["INV-000001"]
@@ -76,11 +86,14 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     with unit_of_work(factory) as s:
         ids: dict[str, Any] = {v.visit_ref: v.id for v in s.scalars(select(Visit))}
         ids["period"] = past
+        ids["alert"] = s.scalar(select(Alert.id).where(Alert.kind == "no_reply"))
+        ids["late_alert"] = s.scalar(select(Alert.id).where(Alert.kind == "late"))
         ids.update({w.worker_number: w.id for w in s.scalars(select(Worker))})
         ids["call"] = s.scalar(select(CallRecord.id))
     try:
         # Every test client comes from 127.0.0.1: the per-address limit is covered in test_web_throttle.py.
-        with running_server(settings, tmp, "[web]\nlogin_ip_free_attempts = 1000\n") as base:
+        # The alert scheduler is off here so nothing changes under the sweep; the browser test runs it.
+        with running_server(settings, tmp, "[web]\nlogin_ip_free_attempts = 1000\n[alerts]\nenabled = false\n") as base:
             yield {"settings": settings, "base": base, "factory": factory, "ids": ids, "tmp": tmp}
     finally:
         factory.kw["bind"].dispose()
@@ -111,6 +124,7 @@ def concrete(path: str, ids: dict[str, Any]) -> str:
     if path in examples:
         return examples[path]
     path = path.replace("/calls/{id:int}", f"/calls/{ids['call']}")
+    path = path.replace("/alerts/{id:int}", f"/alerts/{ids['alert']}")
     return re.sub(r"\{\w+(:int)?\}", "1", path).replace("/static/1", "/static/app.css")
 
 
@@ -120,7 +134,7 @@ def snapshot(factory: Any) -> tuple[int, ...]:
                 s.scalar(select(func.count(Resident.id))), s.scalar(select(func.count(Worker.id))),
                 s.scalar(select(func.count(CallRecord.id)).where(CallRecord.review_status == "open")),
                 s.scalar(select(func.count(Visit.id)).where(Visit.status == "cancelled")),
-                s.scalar(select(func.count(Invoice.id))))
+                s.scalar(select(func.count(Invoice.id))), s.scalar(select(func.count(AlertAction.id))))
 
 
 def test_every_route_refuses_anonymous_wrong_role_and_missing_csrf(site):
@@ -385,7 +399,7 @@ def test_invoices_preview_then_issue_with_confirmation_and_download(site):
     assert "Issued: these invoices are now frozen" in page.text and "INV-000002" in page.text
     assert 'id="issue-form"' not in page.text
     with unit_of_work(site["factory"]) as s:
-        assert s.scalar(select(func.count(Invoice.id))) == before[-1] + 1
+        assert s.scalar(select(func.count(Invoice.id))) == before[6] + 1  # invoices
     doc = c.get("/invoices/2")
     assert doc.status == 200 and "Invoice INV-000002" in doc.text
     csp = doc.header("Content-Security-Policy") or ""
@@ -477,3 +491,75 @@ def test_reports_show_figures_against_targets_and_link_to_the_visits_behind_them
     coordinator = Client(site["base"])
     coordinator.login("coordinator")
     assert coordinator.get("/reports").status == 403
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+
+def test_alerts_list_most_severe_first_and_the_api_returns_them_with_a_token(site):
+    c = Client(site["base"])
+    c.login("finance")
+    page = c.get("/alerts")
+    assert page.status == 200 and XSS not in page.text and "&lt;script&gt;" in page.text
+    order = [int(x) for x in re.findall(r'data-alert="(\d+)"', page.text)]
+    assert order.index(site["ids"]["alert"]) < order.index(site["ids"]["late_alert"])  # no reply (5) before late (3)
+    assert 'data-src="/alerts/events?status=open"' in page.text
+    assert c.get("/alerts?status=bogus").status == 400
+    assert c.get("/alerts/999999").status == 404
+    detail = c.get(f"/alerts/{site['ids']['alert']}")
+    assert detail.status == 200 and 'id="checklist"' in detail.text and "/acknowledge" not in detail.text  # finance
+    token = cli(site["settings"], "user", "token", "finance", "--label", "alerts").stdout.strip()
+    api = Client(site["base"])
+    assert api.get("/api/v1/alerts").status == 401
+    api.bearer = token
+    r = api.get("/api/v1/alerts?status=open")
+    body = json.loads(r.body)
+    assert r.status == 200 and body["status"] == "open"
+    kinds = {a["kind"]: a for a in body["alerts"]}
+    assert kinds["no_reply"]["visit_ref"] == "V-NOW" and kinds["no_reply"]["resident_reference"] == "R001"
+    assert kinds["no_reply"]["raised_at"].endswith("Z") and kinds["late"]["visit_ref"] == "V-X"
+    assert api.get("/api/v1/alerts?status=nope").status == 400
+
+
+def test_alert_is_acknowledged_checked_and_resolved_with_a_history_of_who_and_when(site):
+    c = Client(site["base"])
+    c.login("coordinator")
+    aid = site["ids"]["alert"]
+    token = c.csrf(f"/alerts/{aid}")
+    before = snapshot(site["factory"])
+    bad = [("check", {"step": "not_a_step"}), ("check", {"step": "nhs", "note": "n" * 5000}),
+           ("resolve", {"note": ""}), ("resolve", {"note": "   "}), ("acknowledge", {"note": "x" * 1001}),
+           ("check", {"step": "nhs", "note": "bad\x01control"})]
+    for action, fields in bad:
+        r = c.post(f"/alerts/{aid}/{action}", {"csrf_token": token, **fields})
+        assert r.status == 400 and 'id="form-error"' in r.text, (action, fields)
+    assert snapshot(site["factory"]) == before
+    assert c.post("/alerts/999999/acknowledge", {"csrf_token": token}).status == 404
+    r = c.post(f"/alerts/{aid}/acknowledge", {"csrf_token": token, "note": XSS})
+    assert r.status == 303
+    again = c.post(f"/alerts/{aid}/acknowledge", {"csrf_token": token})
+    assert again.status == 400 and "already acknowledged by coordinator" in again.text
+    r = c.post(f"/alerts/{aid}/check", {"csrf_token": token, "step": "door_time", "note": "waited 5 min"})
+    assert r.status == 303
+    assert c.post(f"/alerts/{aid}/check", {"csrf_token": token, "step": "neighbours"}).status == 303
+    r = c.post(f"/alerts/{aid}/resolve", {"csrf_token": token, "note": "Resident was at day centre; confirmed"})
+    assert r.status == 303
+    page = c.get(f"/alerts/{aid}")
+    history = page.text.split('id="alert-history"')[1]
+    for what in ("raised", "acknowledged", "check", "resolved"):
+        assert f"<td>{what}</td>" in history, what
+    assert "coordinator" in history and "&lt;script&gt;" in history and XSS not in page.text
+    assert "Resident was at day centre" in page.text and 'id="resolve-form"' not in page.text
+    with unit_of_work(site["factory"]) as s:
+        alert = s.get(Alert, aid)
+        assert (alert.status, alert.acknowledged_by, alert.resolved_by) == ("resolved", "coordinator", "coordinator")
+        steps = sorted(s.scalars(select(AlertCheck.step).where(AlertCheck.alert_id == aid)))
+        assert steps == ["door_time", "neighbours"]
+    r = c.post(f"/alerts/{aid}/resolve", {"csrf_token": token, "note": "again"})
+    assert r.status == 400 and "already resolved" in r.text
+    checklist_late = c.post(f"/alerts/{site['ids']['late_alert']}/check", {"csrf_token": token, "step": "nhs"})
+    assert checklist_late.status == 400 and "the checklist is for no-reply alerts" in checklist_late.text
+    finance = Client(site["base"])
+    finance.login("finance")
+    ftoken = finance.csrf("/alerts")
+    assert finance.post(f"/alerts/{site['ids']['late_alert']}/acknowledge", {"csrf_token": ftoken}).status == 403

@@ -116,7 +116,7 @@ async def alerts_page(ctx: Ctx) -> Response:
         return alert_rows(session, status), counts(session)
 
     rows, totals = await ctx.db(work)
-    return ctx.render("alerts.html", rows=rows, status=status, counts=totals, statuses=STATUSES,
+    return ctx.render("alerts.html", rows=rows, current=status, counts=totals, statuses=STATUSES,
                       limit=LIST_LIMIT, can_edit=ctx.user.role in VISIT_EDITORS)
 
 
@@ -195,9 +195,9 @@ async def api_alerts(ctx: Ctx) -> Response:
 def register(app: WebApp) -> None:
     live = app.live
     app.alerts_hub = LiveHub(
-        app.runtime, lambda rows, status: app.render_template("_alert_rows.html", rows=rows, status=status),
+        app.runtime, lambda rows, status: app.render_template("_alert_rows.html", rows=rows, current=status),
         token=change_token, fetch=lambda session, status, now: alert_rows(session, status), event="alerts",
-        topics=("alert",), now=live["now"], clock=live["clock"], interval=live["interval"])
+        topics=("alert", "call"), now=live["now"], clock=live["clock"], interval=live["interval"])
     app.hubs.append(app.alerts_hub)
     app.add("GET", "/alerts", alerts_page, ANYONE)
     app.add("GET", "/alerts/events", alerts_events, ANYONE)

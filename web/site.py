@@ -19,7 +19,7 @@ from web.live import board_hub
 STATIC = HERE / "static"
 # Page modules; each has register(app). Alerts, billing and reports pages join when their
 # packages exist on main (see web/extras.py for how each degrades until then).
-PAGE_MODULES = ("web.pages", "web.admin", "web.api", "web.invoicing", "web.figures", "web.extras")
+PAGE_MODULES = ("web.pages", "web.admin", "web.api", "web.invoicing", "web.figures", "web.alerts")
 
 
 async def static(ctx: Ctx, name: str) -> Response:
