@@ -17,8 +17,7 @@ from web.auth import SessionPolicy
 from web.live import board_hub
 
 STATIC = HERE / "static"
-# Page modules; each has register(app). Alerts, billing and reports pages join when their
-# packages exist on main (see web/extras.py for how each degrades until then).
+# Page modules; each has register(app) and adds its routes (and, for alerts, its live hub).
 PAGE_MODULES = ("web.pages", "web.admin", "web.api", "web.invoicing", "web.figures", "web.alerts")
 
 
