@@ -37,8 +37,14 @@ def add_users(settings: Settings) -> None:
         assert r.returncode == 0, r.stderr
 
 
+class ServerURL(str):
+    """The web base URL of a running server; ``agi_port`` is its FastAGI listener."""
+
+    agi_port: int
+
+
 @contextlib.contextmanager
-def running_server(settings: Settings, tmp: Path, extra_toml: str = "") -> Iterator[str]:
+def running_server(settings: Settings, tmp: Path, extra_toml: str = "") -> Iterator[ServerURL]:
     port, agi_port = free_port(), free_port()
     config = tmp / f"server-{uuid.uuid4().hex[:6]}.toml"
     config.write_text(
@@ -61,7 +67,9 @@ def running_server(settings: Settings, tmp: Path, extra_toml: str = "") -> Itera
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError((tmp / f"server-{port}.log").read_text()) from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        url = ServerURL(f"http://127.0.0.1:{port}")
+        url.agi_port = agi_port
+        yield url
     finally:
         proc.terminate()
         try:

@@ -36,6 +36,7 @@ from ivr.db import unit_of_work
 from ivr.models import utcnow
 from web import auth
 from web.auth import Principal, SessionPolicy
+from web.throttle import LoginThrottle
 
 log = Logger(namespace="carecall.web")
 
@@ -201,6 +202,9 @@ class WebApp(Resource):
             idle=dt.timedelta(minutes=float(web.get("session_idle_minutes", 60))),
             absolute=dt.timedelta(hours=float(web.get("session_max_hours", 12))),
         )
+        self.throttle = LoginThrottle(
+            free=int(web.get("login_free_attempts", 3)), ip_free=int(web.get("login_ip_free_attempts", 10)),
+            max_delay=float(web.get("login_max_delay_seconds", 900)))
         self.secure_cookies = runtime.settings.base_url.startswith("https:") or bool(web.get("secure_cookies", False))
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),

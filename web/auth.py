@@ -26,6 +26,8 @@ ANYONE = frozenset(Role.ALL)
 VISIT_EDITORS = frozenset({Role.COORDINATOR, Role.MANAGER})
 INVOICING = frozenset({Role.FINANCE, Role.MANAGER})
 MANAGERS = frozenset({Role.MANAGER})
+# Contract-monitoring figures: managers answer for them; finance reads everything.
+REPORT_READERS = frozenset({Role.FINANCE, Role.MANAGER})
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,39}$")
 MIN_PASSWORD = 10

@@ -1,13 +1,13 @@
 """The day's visits as the office board shows them: one row per visit, its state in words.
 
 The state is a pure function of the visit, its attendances and ``now`` (so tests pass
-time in). Thresholds come from ``[web]`` in the config; they only colour the board —
-alerts and their deadlines are the scheduler's business.
+time in). Its thresholds are the alert rules' own (``scheduler.rules.Rules`` from
+``[alerts]``): a visit turns "late", "missed" or "no departure" on the board at the
+deadline its alert is raised for, and there is no second copy of them in ``[web]``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, selectinload
 from carecall.config import Settings
 from ivr.clock import local_day_bounds
 from ivr.models import Attendance, CallRecord, Resident, Visit, VisitStatus, Worker
+from scheduler.models import AlertKind
+from scheduler.rules import Rules, VisitFacts, deadlines
 
 
 class State:
@@ -34,37 +36,36 @@ def css_class(state: str) -> str:
     return "st-" + state.replace(" ", "-")
 
 
-@dataclasses.dataclass(frozen=True)
-class Thresholds:
-    late_after: dt.timedelta = dt.timedelta(minutes=15)
-    missed_after: dt.timedelta = dt.timedelta(minutes=30)
-    no_departure_after: dt.timedelta = dt.timedelta(minutes=15)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
-        web = settings.section("web")
-        return cls(
-            late_after=dt.timedelta(minutes=float(web.get("late_after_minutes", 15))),
-            missed_after=dt.timedelta(minutes=float(web.get("missed_after_minutes", 30))),
-            no_departure_after=dt.timedelta(minutes=float(web.get("no_departure_after_minutes", 15))),
-        )
+def alert_rules(settings: Settings) -> Rules:
+    return Rules.from_section(settings.section("alerts"), settings.timezone)
 
 
-def visit_state(status: str, planned_start: dt.datetime, planned_end: dt.datetime,
-                ends: list[tuple[dt.datetime | None, dt.datetime | None]], now: dt.datetime,
-                limits: Thresholds) -> str:
-    """``ends`` holds (arrival_at, departure_at) of each attendance of the visit."""
+def visit_deadlines(v: Visit, resident_ref: str, rules: Rules) -> dict[str, dt.datetime]:
+    """The alert rules' own deadlines for this visit (``scheduler.rules.deadlines``)."""
+    facts = VisitFacts(v.id, v.visit_ref, v.resident_id, resident_ref, v.planned_start, v.planned_end,
+                       v.time_critical, v.status == VisitStatus.CANCELLED, v.workers_required)
+    return deadlines(facts, rules)
+
+
+def visit_state(status: str, ends: list[tuple[dt.datetime | None, dt.datetime | None]], now: dt.datetime,
+                due: dict[str, dt.datetime]) -> str:
+    """``ends`` holds (arrival_at, departure_at) of each attendance; ``due`` the alert deadlines by kind.
+
+    Late, missed and no departure start exactly when their alerts are due: no arrival by
+    the late deadline (time-critical visits have their own), none by the planned end, not
+    left by the no-departure deadline.
+    """
     if status == VisitStatus.CANCELLED:
         return State.CANCELLED
     arrived = [(a, d) for a, d in ends if a is not None]
     if not arrived:
-        if now < planned_start + limits.late_after:
-            return State.DUE
-        if now < planned_start + limits.missed_after:
+        if now >= due[AlertKind.MISSED]:
+            return State.MISSED
+        if now >= due[AlertKind.LATE]:
             return State.LATE
-        return State.MISSED
+        return State.DUE
     if any(d is None for _, d in arrived):
-        return State.NO_DEPARTURE if now >= planned_end + limits.no_departure_after else State.ON_SITE
+        return State.NO_DEPARTURE if now >= due[AlertKind.NO_DEPARTURE] else State.ON_SITE
     return State.DONE
 
 
@@ -85,7 +86,7 @@ def _worker_view(att: Attendance | None, number: str, name: str) -> dict[str, An
 def board_rows(session: Session, day: dt.date, team: str, now: dt.datetime, settings: Settings) -> list[dict[str, Any]]:
     """Every visit starting on ``day`` (local), optionally only one team's residents."""
     start, end = local_day_bounds(day, settings.tz)
-    limits = Thresholds.from_settings(settings)
+    rules = alert_rules(settings)
     q = (select(Visit).join(Resident, Visit.resident_id == Resident.id)
          .where(Visit.planned_start >= start, Visit.planned_start < end)
          .options(selectinload(Visit.resident), selectinload(Visit.assignments))
@@ -110,8 +111,8 @@ def board_rows(session: Session, day: dt.date, team: str, now: dt.datetime, sett
             people.append(_worker_view(by_worker.pop(vw.worker_id, None), w.worker_number, w.name))
         for a in by_worker.values():  # came without being assigned (substitutes)
             people.append(_worker_view(a, a.worker.worker_number, a.worker.name))
-        state = visit_state(v.status, v.planned_start, v.planned_end,
-                            [(a.arrival_at, a.departure_at) for a in atts.get(v.id, [])], now, limits)
+        state = visit_state(v.status, [(a.arrival_at, a.departure_at) for a in atts.get(v.id, [])], now,
+                            visit_deadlines(v, v.resident.reference, rules))
         rows.append({
             "id": v.id, "visit_ref": v.visit_ref, "planned_start": v.planned_start, "planned_end": v.planned_end,
             "resident_name": v.resident.name, "resident_ref": v.resident.reference, "team": v.resident.team,

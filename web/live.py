@@ -1,9 +1,10 @@
-"""Live board: server-sent events pushed when the database says something changed.
+"""Live pages (the board, the alerts list): server-sent events pushed when the database says something changed.
 
 Two triggers, one path. ``runtime.events`` (a call recorded by this process) asks for an
 immediate check; a poll every ``interval`` seconds catches what other servers on the
 same database wrote. Either way one cheap "change token" query decides whether the
-board data is fetched again, once per (day, team) shown, not once per browser. Each
+page data is fetched again, once per key shown (the board's (day, team), the alerts
+list's status), not once per browser. Each
 stream is closed after ``max_age`` seconds and the browser's EventSource reconnects,
 which re-checks its session: an expired or logged-out session stops getting data.
 """
@@ -30,8 +31,7 @@ log = Logger(namespace="carecall.web.live")
 @dataclasses.dataclass(eq=False)
 class Stream:
     request: server.Request
-    day: dt.date
-    team: str
+    key: Any
     opened: float
     last_push: float = 0.0
 
@@ -40,12 +40,20 @@ class Stream:
         self.request.write(f"event: {event}\n{lines}\n".encode())
 
 
-class BoardHub:
-    def __init__(self, runtime: Runtime, render_rows: Callable[[list[dict[str, Any]]], str], *,
+class LiveHub:
+    """Streams grouped by key; ``token(session)`` says whether anything changed, ``fetch(session, key, now)``
+    returns what to render and ``render(rows, key)`` the HTML fragment sent as event ``event``."""
+
+    def __init__(self, runtime: Runtime, render: Callable[[Any, Any], str], *,
+                 token: Callable[[Any], Any], fetch: Callable[[Any, Any, dt.datetime], Any], event: str,
                  now: Callable[[], dt.datetime], clock: Any = None, interval: float = 2.0,
-                 refresh: float = 30.0, max_age: float = 600.0) -> None:
+                 refresh: float = 30.0, max_age: float = 600.0, topics: tuple[str, ...] | None = None) -> None:
         self.runtime = runtime
-        self.render_rows = render_rows
+        self.render = render
+        self.token = token
+        self.fetch = fetch
+        self.event = event
+        self.topics = topics  # runtime.events kinds that trigger a check (None: any)
         self.now = now
         self.clock = clock or runtime.reactor
         self.interval = interval
@@ -73,12 +81,12 @@ class BoardHub:
             s.request.finish()
         self.streams.clear()
 
-    def open(self, request: server.Request, day: dt.date, team: str) -> None:
+    def open(self, request: server.Request, key: Any) -> None:
         request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"X-Accel-Buffering", b"no")
         request.write(b"retry: 2000\n\n")
-        stream = Stream(request, day, team, self.clock.seconds())
+        stream = Stream(request, key, self.clock.seconds())
         self.streams.add(stream)
         request.notifyFinish().addBoth(lambda _: self.streams.discard(stream))
         if not self._loop.running:
@@ -87,7 +95,7 @@ class BoardHub:
         self._kick(force=[stream])
 
     def _on_event(self, kind: str, payload: dict[str, Any]) -> None:
-        if self.streams:
+        if self.streams and (self.topics is None or kind in self.topics):
             self._kick()
 
     def _tick(self) -> None:
@@ -107,7 +115,7 @@ class BoardHub:
             return
         self._busy = True
         d = ensureDeferred(self._check(force or []))
-        d.addErrback(lambda f: log.failure("board update failed", f))
+        d.addErrback(lambda f: log.failure("live update failed", f))
         d.addBoth(self._done)
 
     def _done(self, _: Any) -> None:
@@ -121,7 +129,7 @@ class BoardHub:
 
         def token() -> Any:
             with unit_of_work(factory) as session:
-                return change_token(session)
+                return self.token(session)
 
         current = await self.runtime.run_db(token)
         now_s = self.clock.seconds()
@@ -130,19 +138,27 @@ class BoardHub:
             due = list(self.streams)
         else:
             due = [s for s in self.streams if s in force or now_s - s.last_push >= self.refresh]
-        groups: dict[tuple[dt.date, str], list[Stream]] = {}
+        groups: dict[Any, list[Stream]] = {}
         for s in due:
-            groups.setdefault((s.day, s.team), []).append(s)
+            groups.setdefault(s.key, []).append(s)
         now = self.now()
-        settings = self.runtime.settings
-        for (day, team), streams in groups.items():
-            def rows(day: dt.date = day, team: str = team) -> list[dict[str, Any]]:
+        for key, streams in groups.items():
+            def rows(key: Any = key) -> Any:
                 with unit_of_work(factory) as session:
-                    return board_rows(session, day, team, now, settings)
+                    return self.fetch(session, key, now)
 
-            html = self.render_rows(await self.runtime.run_db(rows))
+            html = self.render(await self.runtime.run_db(rows), key)
             for s in streams:
                 if s in self.streams:
-                    s.send("board", html)
+                    s.send(self.event, html)
                     s.last_push = now_s
                     self.pushes += 1
+
+
+def board_hub(runtime: Runtime, render_rows: Callable[[list[dict[str, Any]]], str], *,
+              now: Callable[[], dt.datetime], clock: Any = None, interval: float = 2.0) -> LiveHub:
+    """The board: keyed by (day, team); any call recorded in this process triggers a check."""
+    settings = runtime.settings
+    return LiveHub(runtime, lambda rows, key: render_rows(rows), token=change_token,
+                   fetch=lambda session, key, now: board_rows(session, key[0], key[1], now, settings),
+                   event="board", now=now, clock=clock, interval=interval)

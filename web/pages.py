@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -60,6 +61,14 @@ async def login(ctx: Ctx) -> Response:
         raise HTTPError(400, "The login form was not filled in correctly") from None
     if not auth.csrf_ok(cookie, given):
         raise HTTPError(403, "The login form was out of date; reload the page and try again")
+    throttle = ctx.app.throttle
+    keys = throttle.keys(username, getattr(ctx.request.getClientAddress(), "host", "unknown"))
+    wait = throttle.wait(keys)
+    if wait > 0:  # refused before the password is looked at: guessing during the lock gains nothing
+        resp = ctx.render("login.html", status=429, login_csrf=cookie, username=username,
+                          error=f"Too many failed log-ins. Try again in {math.ceil(wait)} seconds.")
+        resp.headers["Retry-After"] = str(math.ceil(wait))
+        return resp
     now = ctx.now()
     policy = ctx.app.policy
 
@@ -69,9 +78,11 @@ async def login(ctx: Ctx) -> Response:
 
     opened = await ctx.db(work)
     if opened is None:
+        throttle.failed(keys)
         return ctx.render("login.html", status=401, login_csrf=cookie, username=username,
                           error="Wrong user name or password.")
     value, _principal = opened
+    throttle.succeeded(keys[0])
     resp = redirect("/board")
     resp.cookies.append((SESSION_COOKIE, value.encode(), {}))
     resp.cookies.append((LOGIN_CSRF_COOKIE, b"", {"max_age": "0"}))
@@ -112,7 +123,7 @@ async def board(ctx: Ctx) -> Response:
 async def board_events(ctx: Ctx) -> Response:
     settings = ctx.runtime.settings
     day, team = day_arg(ctx, settings.tz), team_arg(ctx)
-    ctx.app.hub.open(ctx.request, day, team)
+    ctx.app.hub.open(ctx.request, (day, team))
     return STREAMING
 
 

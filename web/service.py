@@ -23,11 +23,13 @@ class WebService(service.MultiService):
         self.listener.setServiceParent(self)
 
     def startService(self) -> None:
-        self.app.hub.start()
+        for hub in self.app.hubs:
+            hub.start()
         super().startService()
 
     def stopService(self) -> Any:
-        self.app.hub.stop()
+        for hub in self.app.hubs:
+            hub.stop()
         return super().stopService()
 
 

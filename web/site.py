@@ -14,12 +14,11 @@ from carecall.runtime import Runtime
 from ivr.models import utcnow
 from web.app import HERE, Ctx, HTTPError, Response, WebApp, access_log_line
 from web.auth import SessionPolicy
-from web.live import BoardHub
+from web.live import board_hub
 
 STATIC = HERE / "static"
-# Page modules; each has register(app). Alerts, billing and reports pages join when their
-# packages exist on main (see web/extras.py for how each degrades until then).
-PAGE_MODULES = ("web.pages", "web.admin", "web.api", "web.extras")
+# Page modules; each has register(app) and adds its routes (and, for alerts, its live hub).
+PAGE_MODULES = ("web.pages", "web.admin", "web.api", "web.invoicing", "web.figures", "web.alerts")
 
 
 async def static(ctx: Ctx, name: str) -> Response:
@@ -37,8 +36,10 @@ def build_app(runtime: Runtime, *, now: Callable[[], dt.datetime] = utcnow, poli
     app = WebApp(runtime, now=now, policy=policy)
     web = runtime.settings.section("web")
     interval = poll_interval if poll_interval is not None else float(web.get("poll_seconds", 2.0))
-    app.hub = BoardHub(runtime, lambda rows: app.render_template("_board_rows.html", rows=rows, team=""),
+    app.hub = board_hub(runtime, lambda rows: app.render_template("_board_rows.html", rows=rows, team=""),
                        now=now, clock=clock, interval=interval)
+    app.hubs = [app.hub]  # page modules may add theirs (alerts); the service starts and stops them all
+    app.live = {"now": now, "clock": clock, "interval": interval}
     app.add("GET", "/static/{name}", static, None)
     for name in PAGE_MODULES:
         importlib.import_module(name).register(app)
