@@ -2,7 +2,8 @@
 
 Global options come before the sub-command (``carecall --db URL import visits f.csv``).
 Each feature package adds its sub-commands through a ``register(subparsers)`` function
-in its ``commands`` module; a sub-command's handler takes ``(args, settings)`` and
+in its ``commands`` module (listed in ``COMMAND_MODULES``, the one place that says which);
+a sub-command's handler takes ``(args, settings)`` and
 returns the exit status.
 """
 
@@ -33,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default ./carecall.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 Each feature package contributes its part through a ``make_service(runtime)`` function
 (FastAGI listener, office web, alert scheduler); the list below is the one place that
-says what a server runs. A package not yet present is simply absent.
+says what a server runs. A part may decline (``None``), e.g. alerts switched off.
 """
 
 from __future__ import annotations
@@ -36,13 +36,7 @@ def make_service(runtime: Runtime, modules: tuple[str, ...] = SERVICE_MODULES) -
     top = MultiService()
     RuntimeService(runtime).setServiceParent(top)
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        child: IService | None = module.make_service(runtime)
+        child: IService | None = importlib.import_module(name).make_service(runtime)
         if child is not None:
             child.setServiceParent(top)
     return top

@@ -13,10 +13,6 @@ from ivr.models import Base
 MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "web.models")
 
 for _name in MODEL_MODULES:
-    try:
-        importlib.import_module(_name)
-    except ModuleNotFoundError as exc:  # a feature package not built yet
-        if exc.name != _name:
-            raise
+    importlib.import_module(_name)
 
 metadata = Base.metadata

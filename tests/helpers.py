@@ -45,3 +45,10 @@ def visit_row(ref: str, resident: str, start: dt.datetime, minutes: int, workers
 
 
 VISITS_HEADER = "visit_ref,resident_reference,planned_start,planned_end,workers,time_critical"
+
+
+def add_visits(settings: Settings, factory: sessionmaker[Session], *rows: tuple) -> None:
+    """Import visits given as ``visit_row`` argument tuples (ref, resident, start, minutes, workers)."""
+    text = "\n".join([VISITS_HEADER, *(visit_row(*r, settings=settings) for r in rows)]) + "\n"
+    report = import_csv(factory, "visits", text, context_for(settings))
+    assert report.ok, report.errors

@@ -13,16 +13,12 @@ import pytest
 import pytest_twisted
 from sqlalchemy import insert, select
 
-from ivr.importer import import_csv
 from ivr.models import AttendanceKind, CallOutcome, Resident, ResidentLine, ReviewStatus, Visit
 from tests.callhelpers import R001_LINE, T0, attendances, calls, raw_exchange, start_server
-from tests.helpers import VISITS_HEADER, context_for, factory_for, import_world, visit_row
+from tests.helpers import add_visits, factory_for, import_world
 
 MIN = dt.timedelta(minutes=1)
 
-
-def visits(settings, *rows):
-    return "\n".join([VISITS_HEADER, *(visit_row(*r, settings=settings) for r in rows)]) + "\n"
 
 
 @pytest.fixture
@@ -39,10 +35,6 @@ def server(settings, world):
     yield srv
     pytest_twisted.blockon(srv.stop())
 
-
-def add_visits(settings, factory, *rows):
-    report = import_csv(factory, "visits", visits(settings, *rows), context_for(settings))
-    assert report.ok, report.errors
 
 
 def visit_id(factory, ref):

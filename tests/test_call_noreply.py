@@ -13,9 +13,8 @@ from agi.fastagi import FastAGIFactory
 from carecall.runtime import Runtime
 from ivr.callstore import CallStore, MatchWindows
 from ivr.dialog import DialogConfig
-from ivr.importer import import_csv
 from tests.callhelpers import R001_LINE, T0, attendances, calls, start_server
-from tests.helpers import VISITS_HEADER, context_for, factory_for, import_world, visit_row
+from tests.helpers import add_visits, factory_for, import_world
 
 MIN = dt.timedelta(minutes=1)
 
@@ -33,11 +32,6 @@ def server(settings, world):
     yield srv
     pytest_twisted.blockon(srv.stop())
 
-
-def add_visits(settings, factory, *rows):
-    text = "\n".join([VISITS_HEADER, *(visit_row(*r, settings=settings) for r in rows)]) + "\n"
-    report = import_csv(factory, "visits", text, context_for(settings))
-    assert report.ok, report.errors
 
 
 @pytest_twisted.inlineCallbacks
