@@ -48,6 +48,17 @@ def raise_nofile() -> int:
     return target
 
 
+def stop(proc: subprocess.Popen[bytes], name: str) -> None:
+    """SIGTERM and wait; a server that does not stop in 30 s is reported and killed."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        print(f"WARNING: {name} did not stop within 30 s of SIGTERM; killed")
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -312,8 +323,7 @@ def main() -> int:
                   f"{h['held_after_s'] or float('nan'):.1f} s); then completed {h['completed']}, "
                   f"failed to connect {h['failed']}")
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop(server, "carecall")
 
         # pyst2 process AGI: one process per call, sequential like a quiet line.
         env = dict(os.environ, PYTHONPATH=str(ROOT), CARECALL_DB=db_url)
@@ -338,8 +348,7 @@ def main() -> int:
             in_subprocess("load_phase", port, min(200, args.calls), args.concurrency, 0)
             f = in_subprocess("load_phase", port, args.calls, args.concurrency, 0)
         finally:
-            floor.terminate()
-            floor.wait(timeout=30)
+            stop(floor, "floor server")
         print(f"bare Twisted floor: {f['rate']:.0f} dialogs/s, think p50 {f['p50_ms']:.2f} ms, "
               f"p99 {f['p99_ms']:.2f} ms")
         print(f"carecall / floor = {carecall_rate / f['rate']:.2f}")

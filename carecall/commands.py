@@ -17,9 +17,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         LogLevel,
         LogLevelFilterPredicate,
         globalLogBeginner,
-        textFileLogObserver,
     )
 
+    from carecall.logobserver import BufferedTextLogObserver
     from carecall.runtime import Runtime
     from carecall.service import make_service
 
@@ -30,8 +30,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if cmd_demo(args, settings) != 0:
             return 1
     level = LogLevel.levelWithName(args.log_level)
-    observer = FilteringLogObserver(textFileLogObserver(sys.stdout), [LogLevelFilterPredicate(level)])
+    writer = BufferedTextLogObserver(sys.stdout, reactor)
+    observer = FilteringLogObserver(writer, [LogLevelFilterPredicate(level)])
     globalLogBeginner.beginLoggingTo([observer])
+    reactor.addSystemEventTrigger("after", "shutdown", writer.flush)
     runtime = Runtime.create(settings, reactor)
     service = make_service(runtime)
     service.startService()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 DEFAULT_REGION = "GB"
@@ -28,8 +30,12 @@ def normalise(text: str, region: str = DEFAULT_REGION) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=65536)
 def caller_e164(callerid: str | None, region: str = DEFAULT_REGION) -> str | None:
-    """The caller ID as E.164, or None when it is withheld or not a valid number."""
+    """The caller ID as E.164, or None when it is withheld or not a valid number.
+
+    Cached: the same homes ring every day, and parsing costs more than the rest of
+    the dialog's own work for a call."""
     if callerid is None or callerid.strip().lower() in WITHHELD:
         return None
     try:
