@@ -473,6 +473,14 @@ def issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
     unassigned = Unassigned()
     with unit_of_work(factory) as session:
         scope = _scope(session, config, period_start, funder)
+        today = now.astimezone(config.tz).date()
+        running = [fp for fp in scope if fp.period.end > today]
+        if running:
+            # Invoices are issued in arrears (spec 11): a period still running would freeze
+            # an invoice that later visits of the same period could never join.
+            fp = running[0]
+            raise BillingError(f"the period {fp.period.start} to {fp.period.end - dt.timedelta(days=1)} "
+                               "has not ended yet: invoices are issued in arrears")
         closed = _closed_funders(session, period_start)
         todo = [fp for fp in scope if not _is_closed(closed, fp.funder)]
         if todo:

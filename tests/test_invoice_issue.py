@@ -162,3 +162,12 @@ def test_csv_of_issued_period_includes_correction_rows_with_signed_amounts(world
         ("INV-000004", "-45", "-16.13"), ("INV-000004", "60", "21.50")]
     with factory_for(settings)() as s:
         assert s.scalar(select(func.count()).select_from(InvoiceLine)) == 5
+
+
+def test_a_period_still_running_cannot_be_issued_and_nothing_is_stored(world, settings):
+    # Invoices are issued in arrears: P0 runs 2026-01-05 … 2026-02-01; on 2026-02-01 it has not ended.
+    with pytest.raises(invoices.BillingError, match="has not ended yet"):
+        invoices.issue(world.factory, settings, P0, now=dt.datetime(2026, 2, 1, 23, 0, tzinfo=dt.UTC))
+    assert invoices.issued(world.factory, settings, P0) == []
+    # The next morning (local) it has.
+    assert invoices.issue(world.factory, settings, P0, now=dt.datetime(2026, 2, 2, 0, 5, tzinfo=dt.UTC)).invoices

@@ -189,11 +189,10 @@ async def issue(ctx: Ctx) -> Response:
             raise FormError({"confirm": "tick the box to confirm: issued invoices are frozen for good"})
         config = BillingConfig.from_settings(settings)
         try:
-            chosen = period_starting(period, config.for_funder(funder) if funder else config.default, config.tz)
+            # Refuses a day that starts no period; billing refuses a period still running.
+            period_starting(period, config.for_funder(funder) if funder else config.default, config.tz)
         except ValueError as exc:
             raise FormError({"period": str(exc)}) from None
-        if chosen.end > now.astimezone(settings.tz).date():
-            raise FormError({"period": "has not ended yet: invoices are issued in arrears"})
         result = await ctx.runtime.run_db(
             lambda: invoices.issue(factory, settings, period, funder, now=now, actor=actor, with_lines=False))
     except (FormError, BillingError) as exc:
