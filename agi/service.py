@@ -1,4 +1,4 @@
-"""The FastAGI listener as a Twisted service, for ``carecall run`` and ``twistd``."""
+"""The FastAGI listener as a Twisted service, one part of ``carecall run`` (carecall/service.py)."""
 
 from __future__ import annotations
 
