@@ -36,9 +36,16 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def run_call(agi: Any, store: Any, config: Any, clock: Any = time.time) -> str:
-    """Drive one dialog over a pyst2 ``AGI`` object; returns the outcome."""
-    from ivr.dialog import Command, Dialog, Finished
+def run_call(agi: Any, store: Any, config: Any, clock: Any = time.time, journal: Any = None,
+             sleep: Any = time.sleep) -> str:
+    """Drive one dialog over a pyst2 ``AGI`` object; returns the outcome.
+
+    Database down: as in the server, the dialog falls back to ``journal`` (an
+    :class:`ivr.journal.CallJournal` on the site's data directory), fsynced before the
+    worker hears the time; a running server (or ``carecall journal replay``) replays it.
+    The PIN-guessing delay (``Wait``) simply blocks: this process serves one call.
+    """
+    from ivr.dialog import AppendJournal, CheckIn, Command, Dialog, Finished, Wait
     from ivr.phone import mask
 
     codec = AGIConnection(environment_received=True)
@@ -77,12 +84,31 @@ def run_call(agi: Any, store: Any, config: Any, clock: Any = time.time) -> str:
             except RemoteProtocolError as exc:
                 log(f"call {dialog.uniqueid} protocol error: {exc}")
                 action = dialog.hangup(f"protocol error: {exc}")
+        elif isinstance(action, Wait):
+            sleep(action.seconds)
+            action = dialog.send(None)
+        elif isinstance(action, AppendJournal):
+            if journal is None:
+                action = dialog.fail("database down and no journal configured")
+                continue
+            try:
+                journalled = journal.append(action.effect)
+            except OSError as exc:  # never "logged" for something that is not durable
+                log(f"call {dialog.uniqueid} journal append failed: {type(exc).__name__}")
+                action = dialog.fail("journal append failed")
+            else:
+                log(f"call {dialog.uniqueid} journalled: database unavailable, event {journalled.event_id} fsynced")
+                action = dialog.send(journalled)
+        elif isinstance(action, CheckIn) and journal is not None and journal.pending:
+            # Journalled check-ins still wait for replay: this one queues behind them, so a
+            # departure is never written before the arrival it closes (as in the server).
+            action = dialog.effect_failed("journal not yet replayed")
         else:
             try:
                 result = store.run(action)
-            except Exception as exc:  # the database is down: record nothing, hang up cleanly
+            except Exception as exc:  # only the type: the text can hold the statement's parameters
                 log(f"call {dialog.uniqueid} database error: {type(exc).__name__}")
-                action = dialog.fail(f"database error: {type(exc).__name__}")
+                action = dialog.effect_failed(f"database error: {type(exc).__name__}")
             else:
                 action = dialog.send(result)
         if action is None:  # only when a hang-up arrives during an effect, which cannot happen here
@@ -102,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from ivr.callstore import CallStore, MatchWindows
     from ivr.db import make_engine
     from ivr.dialog import DialogConfig
+    from ivr.journal import CallJournal, directory_for
     from ivr.pins import PinHasher, load_or_create_key
 
     stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="\n")
@@ -122,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         agi.send_command("HANGUP")
         return 1
     try:
-        run_call(agi, store, DialogConfig.from_settings(settings))
+        journal = CallJournal(directory_for(settings), store.hasher)
+    except OSError as exc:
+        log(f"journal unavailable ({type(exc).__name__}); a database failure will end the call unconfirmed")
+        journal = None
+    try:
+        run_call(agi, store, DialogConfig.from_settings(settings), journal=journal)
     finally:
         engine.dispose()
     return 0
