@@ -47,7 +47,8 @@ class LiveHub:
     def __init__(self, runtime: Runtime, render: Callable[[Any, Any], str], *,
                  token: Callable[[Any], Any], fetch: Callable[[Any, Any, dt.datetime], Any], event: str,
                  now: Callable[[], dt.datetime], clock: Any = None, interval: float = 2.0,
-                 refresh: float = 30.0, max_age: float = 600.0, topics: tuple[str, ...] | None = None) -> None:
+                 refresh: float = 30.0, max_age: float = 600.0, topics: tuple[str, ...] | None = None,
+                 status: Callable[[], str] | None = None, status_event: str = "journal") -> None:
         self.runtime = runtime
         self.render = render
         self.token = token
@@ -59,6 +60,11 @@ class LiveHub:
         self.interval = interval
         self.refresh = refresh
         self.max_age = max_age
+        # A page-wide notice that must not depend on the database (the journal banner):
+        # a blocking function returning HTML, run on the journal thread before any query.
+        self.status = status
+        self.status_event = status_event
+        self._status: str | None = None
         self.streams: set[Stream] = set()
         self._token: Any = None
         self._busy = False
@@ -126,6 +132,15 @@ class LiveHub:
 
     async def _check(self, force: list[Stream]) -> None:
         factory = self.runtime.factory
+        if self.status is not None:
+            # First, and off the database pool: during an outage the queries below fail or
+            # hang, and this notice is how the office learns the server runs on its journal.
+            run = self.runtime.run_journal if self.runtime.journal_pool is not None else self.runtime.run_db
+            notice = await run(self.status)
+            targets = list(self.streams) if notice != self._status else [s for s in force if s in self.streams]
+            self._status = notice
+            for s in targets:
+                s.send(self.status_event, notice)
 
         def token() -> Any:
             with unit_of_work(factory) as session:
@@ -156,9 +171,12 @@ class LiveHub:
 
 
 def board_hub(runtime: Runtime, render_rows: Callable[[list[dict[str, Any]]], str], *,
-              now: Callable[[], dt.datetime], clock: Any = None, interval: float = 2.0) -> LiveHub:
-    """The board: keyed by (day, team); any call recorded in this process triggers a check."""
+              now: Callable[[], dt.datetime], clock: Any = None, interval: float = 2.0,
+              journal_notice: Callable[[], str] | None = None) -> LiveHub:
+    """The board: keyed by (day, team); any call recorded in this process triggers a check.
+
+    ``journal_notice`` renders the banner that says this server is running on its journal."""
     settings = runtime.settings
     return LiveHub(runtime, lambda rows, key: render_rows(rows), token=change_token,
                    fetch=lambda session, key, now: board_rows(session, key[0], key[1], now, settings),
-                   event="board", now=now, clock=clock, interval=interval)
+                   event="board", now=now, clock=clock, interval=interval, status=journal_notice)

@@ -31,13 +31,20 @@ async def static(ctx: Ctx, name: str) -> Response:
     return Response(body=path.read_bytes(), content_type=ctype, headers={"Cache-Control": "max-age=300"})
 
 
+def journal_notice(app: WebApp, status: dict[str, Any]) -> str:
+    """The board's banner while check-ins wait in this server's journal ("" when none do)."""
+    oldest = dt.datetime.fromisoformat(status["oldest_at"]) if status.get("oldest_at") else None
+    return app.render_template("_journal_banner.html", journal=status, oldest=oldest)
+
+
 def build_app(runtime: Runtime, *, now: Callable[[], dt.datetime] = utcnow, policy: SessionPolicy | None = None,
               clock: Any = None, poll_interval: float | None = None) -> WebApp:
     app = WebApp(runtime, now=now, policy=policy)
     web = runtime.settings.section("web")
     interval = poll_interval if poll_interval is not None else float(web.get("poll_seconds", 2.0))
     app.hub = board_hub(runtime, lambda rows: app.render_template("_board_rows.html", rows=rows, team=""),
-                       now=now, clock=clock, interval=interval)
+                       now=now, clock=clock, interval=interval,
+                       journal_notice=lambda: journal_notice(app, runtime.journal_status()))
     app.hubs = [app.hub]  # page modules may add theirs (alerts); the service starts and stops them all
     app.live = {"now": now, "clock": clock, "interval": interval}
     app.add("GET", "/static/{name}", static, None)

@@ -7,6 +7,13 @@
   const source = new EventSource(live.dataset.src);
   source.addEventListener("open", function () { live.textContent = "live"; live.className = "live on"; });
   source.addEventListener("error", function () { live.textContent = "reconnecting…"; live.className = "live off"; });
+  const banner = document.getElementById("journal-banner");
+  source.addEventListener("journal", function (event) {
+    // Server-rendered and escaped, like the rows; "" when nothing waits in the journal.
+    const template = document.createElement("template");
+    template.innerHTML = event.data;
+    if (banner) { banner.replaceChildren(template.content); }
+  });
   source.addEventListener("board", function (event) {
     const template = document.createElement("template");
     template.innerHTML = event.data;
