@@ -87,9 +87,10 @@ class Runtime:
         self.engine.dispose()
 
     def run_journal(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        """Journal appends (fsync) on their own thread: never behind a database that hangs."""
-        assert self.journal_pool is not None
-        return deferToThreadPool(self.reactor, self.journal_pool, fn, *args)
+        """Journal work (fsynced appends, status reads) on its own thread: never behind a
+        database that hangs. A runtime built without a journal pool uses the database pool."""
+        pool = self.journal_pool if self.journal_pool is not None else self.pool
+        return deferToThreadPool(self.reactor, pool, fn, *args)
 
     def replay_journal(self) -> Deferred[Any]:
         """The journal into the database (in the database pool) → ``ReplayReport``."""

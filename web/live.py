@@ -135,8 +135,7 @@ class LiveHub:
         if self.status is not None:
             # First, and off the database pool: during an outage the queries below fail or
             # hang, and this notice is how the office learns the server runs on its journal.
-            run = self.runtime.run_journal if self.runtime.journal_pool is not None else self.runtime.run_db
-            notice = await run(self.status)
+            notice = await self.runtime.run_journal(self.status)
             targets = list(self.streams) if notice != self._status else [s for s in force if s in self.streams]
             self._status = notice
             for s in targets:

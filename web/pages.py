@@ -114,9 +114,7 @@ async def board(ctx: Ctx) -> Response:
         return board_rows(session, day, team, now, settings), teams(session)
 
     rows, team_list = await ctx.db(work)
-    runtime = ctx.runtime
-    run = runtime.run_journal if runtime.journal_pool is not None else runtime.run_db
-    journal = await run(runtime.journal_status)
+    journal = await ctx.runtime.run_journal(ctx.runtime.journal_status)
     oldest = dt.datetime.fromisoformat(journal["oldest_at"]) if journal.get("oldest_at") else None
     counts = {s: sum(1 for r in rows if r["state"] == s) for s in State.ALL}
     return ctx.render("board.html", rows=rows, day=day, team=team, teams=team_list, counts=counts,
