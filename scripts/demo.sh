@@ -2,7 +2,7 @@
 # Quick start 1: set up, load demo data into SQLite, run the server in the foreground.
 #   FastAGI on 127.0.0.1:4573, office web on http://127.0.0.1:8080 (Ctrl-C stops).
 # Then, in another terminal:
-#   .venv/bin/carecall --db sqlite:///var/demo.db simulate-call --from "020 8698 9911" --digits 1001,1234
+#   .venv/bin/carecall simulate-call --from "020 8698 9911" --digits 1001,1234
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh demo
