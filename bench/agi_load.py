@@ -38,6 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from agi.simulator import CallScript, FakeAsterisk, SimResult, simulate_process  # noqa: E402
 
 
@@ -311,7 +313,8 @@ def main() -> int:
             wait_for_port(port, server)
             in_subprocess("load_phase", port, min(200, args.calls), args.concurrency, 10_000_000)  # warm-up
             r = in_subprocess("load_phase", port, args.calls, args.concurrency, 0)
-            print(f"carecall FastAGI ({args.db}): {r['completed']}/{r['calls']} dialogs in {r['seconds']:.2f} s "
+            shown = "sqlite" if args.db == "sqlite" else make_url(args.db).render_as_string(hide_password=True)
+            print(f"carecall FastAGI ({shown}): {r['completed']}/{r['calls']} dialogs in {r['seconds']:.2f} s "
                   f"= {r['rate']:.0f} dialogs/s at concurrency {args.concurrency}; think-time per command "
                   f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; errors {r['errors']}")
             carecall_rate = r["rate"]
