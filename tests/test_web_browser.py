@@ -29,6 +29,7 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Visit
 from scheduler.models import Alert, AlertCheck
+from tests.conftest import drop_pg_database, fresh_pg_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.webclient import PASSWORD, add_users, running_server
 
@@ -37,11 +38,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="module")
-def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("browser")
-    shutil.copyfile(sqlite_template, tmp / "carecall.db")
-    settings = load_settings(None, db_url=f"sqlite:///{tmp / 'carecall.db'}", environ={},
+    pg_name = None
+    if request.param == "sqlite":
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp / "carecall.db")
+        url = f"sqlite:///{tmp / 'carecall.db'}"
+    else:
+        pg_name, url = fresh_pg_database(request.getfixturevalue("pg_server"), request.getfixturevalue("pg_template"))
+    settings = load_settings(None, db_url=url, environ={},
                              secret_file=str(tmp / "carecall.key"), data_dir=str(tmp / "var"))
     factory = factory_for(settings)
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
@@ -55,9 +61,13 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     add_users(settings)
     with unit_of_work(factory) as s:
         ids = {v.visit_ref: v.id for v in s.scalars(select(Visit))}
-    with running_server(settings, tmp, '[web]\npoll_seconds = 1.0\n') as base:
-        yield {"settings": settings, "factory": factory, "base": base, "ids": ids, "tmp": tmp}
-    factory.kw["bind"].dispose()
+    try:
+        with running_server(settings, tmp, '[web]\npoll_seconds = 1.0\n') as base:
+            yield {"settings": settings, "factory": factory, "base": base, "ids": ids, "tmp": tmp}
+    finally:
+        factory.kw["bind"].dispose()
+        if pg_name:
+            drop_pg_database(request.getfixturevalue("pg_server"), pg_name)
 
 
 @pytest.fixture(scope="module")
