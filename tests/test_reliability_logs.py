@@ -35,11 +35,8 @@ def test_redact_masks_numbers_to_the_last_three_digits_and_short_runs_whole():
 
 
 @pytest_twisted.inlineCallbacks
-def test_every_call_step_is_one_structured_line_with_the_uniqueid_and_nothing_personal(sqlite_template, tmp_path):
-    import shutil
-
-    shutil.copyfile(sqlite_template, tmp_path / "c.db")
-    settings = settings_for(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+def test_every_call_step_is_one_structured_line_with_the_uniqueid_and_nothing_personal(db_url, tmp_path):
+    settings = settings_for(db_url, tmp_path)
     world(settings, *default_visits())
     server = start_server(settings)
     try:
@@ -65,11 +62,8 @@ def test_every_call_step_is_one_structured_line_with_the_uniqueid_and_nothing_pe
     assert {e["outcome"] for e in agi if "outcome" in e} == {"arrival", "failed_login", "hangup", "unknown_line"}
 
 
-def test_a_running_server_writes_no_pin_name_or_full_number(sqlite_template, tmp_path):
-    import shutil
-
-    shutil.copyfile(sqlite_template, tmp_path / "c.db")
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+def test_a_running_server_writes_no_pin_name_or_full_number(db_url, tmp_path):
+    url = db_url
     settings = settings_for(url, tmp_path)
     world(settings, *default_visits())
     with running(tmp_path, url) as server:
