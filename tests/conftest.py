@@ -10,6 +10,7 @@ Under ``CI=true`` a missing PostgreSQL fails the run instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -101,22 +102,28 @@ def drop_pg_database(pg_server: PgServer, name: str) -> None:
     pg_server.execute_autocommit(f"DROP DATABASE IF EXISTS {name}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A freshly migrated, empty database on each engine in turn."""
-    if request.param == "sqlite":
+@contextlib.contextmanager
+def fresh_database(request: pytest.FixtureRequest, engine: str, directory: Path) -> Iterator[str]:
+    """A freshly migrated, empty database on ``engine`` ("sqlite" or "postgresql"), dropped after."""
+    if engine == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
-        path = tmp_path / "carecall.db"
+        path = directory / "carecall.db"
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
     server: PgServer = request.getfixturevalue("pg_server")
-    template_name: str = request.getfixturevalue("pg_template")
-    name, url = fresh_pg_database(server, template_name)
+    name, url = fresh_pg_database(server, request.getfixturevalue("pg_template"))
     try:
         yield url
     finally:
         drop_pg_database(server, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated, empty database on each engine in turn."""
+    with fresh_database(request, request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

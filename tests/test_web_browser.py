@@ -29,7 +29,7 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Visit
 from scheduler.models import Alert, AlertCheck
-from tests.conftest import drop_pg_database, fresh_pg_database
+from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.webclient import PASSWORD, add_users, running_server
 
@@ -41,33 +41,29 @@ SHOTS = ROOT / "docs" / "screenshots"
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("browser")
-    pg_name = None
-    if request.param == "sqlite":
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp / "carecall.db")
-        url = f"sqlite:///{tmp / 'carecall.db'}"
-    else:
-        pg_name, url = fresh_pg_database(request.getfixturevalue("pg_server"), request.getfixturevalue("pg_template"))
-    settings = load_settings(None, db_url=url, environ={},
-                             secret_file=str(tmp / "carecall.key"), data_dir=str(tmp / "var"))
-    factory = factory_for(settings)
-    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    rows = [visit_row("B-LIVE", "R001", now - dt.timedelta(minutes=2), 45, "1001", "yes", settings=settings),
-            visit_row("B-FIX", "R002", now - dt.timedelta(minutes=50), 30, "1002", settings=settings),
-            visit_row("B-LATER", "R003", now + dt.timedelta(minutes=60), 30, "1003", settings=settings),
-            visit_row("B-TWO", "R004", now - dt.timedelta(minutes=20), 60, "1003;1004", settings=settings),
-            # Ended an hour ago with nobody there: the scheduler's catch-up pass raises "missed" at start.
-            visit_row("B-MISS", "R003", now - dt.timedelta(minutes=90), 30, "1003", settings=settings)]
-    import_world(settings, factory, "\n".join([VISITS_HEADER, *rows]) + "\n")
-    add_users(settings)
-    with unit_of_work(factory) as s:
-        ids = {v.visit_ref: v.id for v in s.scalars(select(Visit))}
-    try:
-        with running_server(settings, tmp, '[web]\npoll_seconds = 1.0\n') as base:
-            yield {"settings": settings, "factory": factory, "base": base, "ids": ids, "tmp": tmp}
-    finally:
-        factory.kw["bind"].dispose()
-        if pg_name:
-            drop_pg_database(request.getfixturevalue("pg_server"), pg_name)
+    with fresh_database(request, request.param, tmp) as url:
+        settings = load_settings(None, db_url=url, environ={},
+                                 secret_file=str(tmp / "carecall.key"), data_dir=str(tmp / "var"))
+        factory = factory_for(settings)
+        now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+        rows = [visit_row("B-LIVE", "R001", now - dt.timedelta(minutes=2), 45, "1001", "yes", settings=settings),
+                visit_row("B-FIX", "R002", now - dt.timedelta(minutes=50), 30, "1002", settings=settings),
+                visit_row("B-LATER", "R003", now + dt.timedelta(minutes=60), 30, "1003", settings=settings),
+                visit_row("B-TWO", "R004", now - dt.timedelta(minutes=20), 60, "1003;1004", settings=settings),
+                # Ended an hour ago with nobody there: the scheduler's catch-up pass raises "missed" at start.
+                visit_row("B-MISS", "R003", now - dt.timedelta(minutes=90), 30, "1003", settings=settings)]
+        import_world(settings, factory, "\n".join([VISITS_HEADER, *rows]) + "\n")
+        add_users(settings)
+        with unit_of_work(factory) as s:
+            ids = {v.visit_ref: v.id for v in s.scalars(select(Visit))}
+        try:
+            with running_server(settings, tmp, '[web]\npoll_seconds = 1.0\n') as base:
+                yield {"settings": settings, "factory": factory, "base": base, "ids": ids, "tmp": tmp}
+        finally:
+            factory.kw["bind"].dispose()
+
+
+
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from ivr.db import unit_of_work
 from ivr.models import Attendance, AuditEntry, CallRecord, Resident, ReviewStatus, Visit, Worker
 from scheduler.models import Alert, AlertAction, AlertCheck
 from scheduler.store import raise_alert
-from tests.conftest import drop_pg_database, fresh_pg_database
+from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.webclient import Client, add_users, cli, running_server
 from web.site import build_app
@@ -39,66 +39,61 @@ XSS = '<script>alert("x")</script>'
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("web")
-    pg_name = None
-    if request.param == "sqlite":
-        import shutil
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp / "carecall.db")
-        url = f"sqlite:///{tmp / 'carecall.db'}"
-    else:
-        server = request.getfixturevalue("pg_server")
-        pg_name, url = fresh_pg_database(server, request.getfixturevalue("pg_template"))
-    settings = load_settings(None, db_url=url, environ={}, secret_file=str(tmp / "carecall.key"),
-                             data_dir=str(tmp / "var"))
-    factory = factory_for(settings)
-    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    past = last_ended_period(settings, now)
-    day2 = dt.datetime.combine(past + dt.timedelta(days=1), dt.time(10), tzinfo=settings.tz)
-    rows = [visit_row("V-NOW", "R001", now - dt.timedelta(minutes=5), 45, "1001", settings=settings),
-            visit_row("V-LATER", "R002", now + dt.timedelta(minutes=20), 30, "1002", settings=settings),
-            visit_row("V-X", "R003", now - dt.timedelta(minutes=10), 30, "1003", settings=settings),
-            # In the last ended billing period: two delivered visits and one missed.
-            visit_row("V-PAST", "R001", day2, 45, "1001", settings=settings),
-            visit_row("V-PRIV", "R003", day2 + dt.timedelta(hours=2), 60, "1003", settings=settings),
-            visit_row("V-MISS", "R002", day2 + dt.timedelta(hours=1), 30, "1002", settings=settings)]
-    import_world(settings, factory, "\n".join([VISITS_HEADER, *rows]) + "\n")
-    with unit_of_work(factory) as s:
-        s.add(CallRecord(uniqueid="u-open", script="checkin", started_at=now - dt.timedelta(minutes=4),
-                         outcome="unknown_line", review_status=ReviewStatus.OPEN, caller_e164="+442086980000"))
-        for ref, worker, minutes in (("V-PAST", "1001", 45), ("V-PRIV", "1003", 60)):
-            v = s.scalar(select(Visit).where(Visit.visit_ref == ref))
-            w = s.scalar(select(Worker).where(Worker.worker_number == worker))
-            s.add(Attendance(visit_id=v.id, resident_id=v.resident_id, worker_id=w.id, arrival_at=v.planned_start,
-                             arrival_method="phone", arrival_verified=True, departure_method="phone",
-                             departure_at=v.planned_start + dt.timedelta(minutes=minutes), departure_verified=True))
-        s.add(Resident(reference="R-XSS", name=XSS, funder="Lewisham", team="North"))
-    with unit_of_work(factory) as s:  # a no-reply alert for V-NOW (as the no-reply call raises it), and a late one
-        v_now = s.scalar(select(Visit).where(Visit.visit_ref == "V-NOW"))
-        w1 = s.scalar(select(Worker.id).where(Worker.worker_number == "1001"))
-        raise_alert(s, kind="no_reply", visit_id=v_now.id, worker_id=w1, resident_id=v_now.resident_id, at=now,
-                    detail=XSS)
-        v_x = s.scalar(select(Visit).where(Visit.visit_ref == "V-X"))
-        raise_alert(s, kind="late", visit_id=v_x.id, resident_id=v_x.resident_id, at=now - dt.timedelta(minutes=1),
-                    due_at=now - dt.timedelta(minutes=1))
-    # The private funder's invoice for that period is issued (frozen) before the server starts: number 1.
-    issued = invoices.issue(factory, settings, past, "Private", actor="test")
-    assert [d.number for d in issued.invoices] == ["INV-000001"]
-    add_users(settings)
-    with unit_of_work(factory) as s:
-        ids: dict[str, Any] = {v.visit_ref: v.id for v in s.scalars(select(Visit))}
-        ids["period"] = past
-        ids["alert"] = s.scalar(select(Alert.id).where(Alert.kind == "no_reply"))
-        ids["late_alert"] = s.scalar(select(Alert.id).where(Alert.kind == "late"))
-        ids.update({w.worker_number: w.id for w in s.scalars(select(Worker))})
-        ids["call"] = s.scalar(select(CallRecord.id))
-    try:
-        # Every test client comes from 127.0.0.1: the per-address limit is covered in test_web_throttle.py.
-        # The alert scheduler is off here so nothing changes under the sweep; the browser test runs it.
-        with running_server(settings, tmp, "[web]\nlogin_ip_free_attempts = 1000\n[alerts]\nenabled = false\n") as base:
-            yield {"settings": settings, "base": base, "factory": factory, "ids": ids, "tmp": tmp}
-    finally:
-        factory.kw["bind"].dispose()
-        if pg_name:
-            drop_pg_database(request.getfixturevalue("pg_server"), pg_name)
+    with fresh_database(request, request.param, tmp) as url:
+        settings = load_settings(None, db_url=url, environ={}, secret_file=str(tmp / "carecall.key"),
+                                 data_dir=str(tmp / "var"))
+        factory = factory_for(settings)
+        now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+        past = last_ended_period(settings, now)
+        day2 = dt.datetime.combine(past + dt.timedelta(days=1), dt.time(10), tzinfo=settings.tz)
+        rows = [visit_row("V-NOW", "R001", now - dt.timedelta(minutes=5), 45, "1001", settings=settings),
+                visit_row("V-LATER", "R002", now + dt.timedelta(minutes=20), 30, "1002", settings=settings),
+                visit_row("V-X", "R003", now - dt.timedelta(minutes=10), 30, "1003", settings=settings),
+                # In the last ended billing period: two delivered visits and one missed.
+                visit_row("V-PAST", "R001", day2, 45, "1001", settings=settings),
+                visit_row("V-PRIV", "R003", day2 + dt.timedelta(hours=2), 60, "1003", settings=settings),
+                visit_row("V-MISS", "R002", day2 + dt.timedelta(hours=1), 30, "1002", settings=settings)]
+        import_world(settings, factory, "\n".join([VISITS_HEADER, *rows]) + "\n")
+        with unit_of_work(factory) as s:
+            s.add(CallRecord(uniqueid="u-open", script="checkin", started_at=now - dt.timedelta(minutes=4),
+                             outcome="unknown_line", review_status=ReviewStatus.OPEN, caller_e164="+442086980000"))
+            for ref, worker, minutes in (("V-PAST", "1001", 45), ("V-PRIV", "1003", 60)):
+                v = s.scalar(select(Visit).where(Visit.visit_ref == ref))
+                w = s.scalar(select(Worker).where(Worker.worker_number == worker))
+                s.add(Attendance(visit_id=v.id, resident_id=v.resident_id, worker_id=w.id, arrival_at=v.planned_start,
+                                 arrival_method="phone", arrival_verified=True, departure_method="phone",
+                                 departure_at=v.planned_start + dt.timedelta(minutes=minutes), departure_verified=True))
+            s.add(Resident(reference="R-XSS", name=XSS, funder="Lewisham", team="North"))
+        with unit_of_work(factory) as s:  # a no-reply alert for V-NOW (as the no-reply call raises it), and a late one
+            v_now = s.scalar(select(Visit).where(Visit.visit_ref == "V-NOW"))
+            w1 = s.scalar(select(Worker.id).where(Worker.worker_number == "1001"))
+            raise_alert(s, kind="no_reply", visit_id=v_now.id, worker_id=w1, resident_id=v_now.resident_id, at=now,
+                        detail=XSS)
+            v_x = s.scalar(select(Visit).where(Visit.visit_ref == "V-X"))
+            raise_alert(s, kind="late", visit_id=v_x.id, resident_id=v_x.resident_id, at=now - dt.timedelta(minutes=1),
+                        due_at=now - dt.timedelta(minutes=1))
+        # The private funder's invoice for that period is issued (frozen) before the server starts: number 1.
+        issued = invoices.issue(factory, settings, past, "Private", actor="test")
+        assert [d.number for d in issued.invoices] == ["INV-000001"]
+        add_users(settings)
+        with unit_of_work(factory) as s:
+            ids: dict[str, Any] = {v.visit_ref: v.id for v in s.scalars(select(Visit))}
+            ids["period"] = past
+            ids["alert"] = s.scalar(select(Alert.id).where(Alert.kind == "no_reply"))
+            ids["late_alert"] = s.scalar(select(Alert.id).where(Alert.kind == "late"))
+            ids.update({w.worker_number: w.id for w in s.scalars(select(Worker))})
+            ids["call"] = s.scalar(select(CallRecord.id))
+        try:
+            # Every test client comes from 127.0.0.1: the per-address limit is covered in test_web_throttle.py.
+            # The alert scheduler is off here so nothing changes under the sweep; the browser test runs it.
+            config = "[web]\nlogin_ip_free_attempts = 1000\n[alerts]\nenabled = false\n"
+            with running_server(settings, tmp, config) as base:
+                yield {"settings": settings, "base": base, "factory": factory, "ids": ids, "tmp": tmp}
+        finally:
+            factory.kw["bind"].dispose()
+
+
+
 
 
 def last_ended_period(settings: Settings, now: dt.datetime) -> dt.date:
