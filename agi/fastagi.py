@@ -6,7 +6,8 @@ All call logic is in :class:`ivr.dialog.Dialog`; all protocol rules in
 * bytes from the socket go into the codec; its events go into the dialog;
 * the dialog's commands go out through the codec (which refuses a second command
   while one is outstanding); its effects run in the database thread pool through
-  ``run_db`` (never SQL on the reactor thread) and their results go back in;
+  ``run_db`` (never SQL on the reactor thread), several calls' at a time
+  (:mod:`agi.effects`, group commit), and their results go back in;
 * time comes from an injectable clock (``IReactorTime``): an idle timeout and a total
   call limit cut calls whose peer went silent;
 * when the dialog finishes, the connection is closed (after our own ``HANGUP``'s reply
@@ -37,6 +38,7 @@ from agi.codec import (
     LocalProtocolError,
     RemoteProtocolError,
 )
+from agi.effects import EffectBatcher, one_by_one
 from ivr.callstore import CallStore
 from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait
 from ivr.phone import mask
@@ -185,7 +187,7 @@ class FastAGIProtocol(Protocol):
             # so a departure is never written before the arrival it closes.
             self._act(self.dialog.effect_failed("journal not yet replayed"))
         else:
-            d: Deferred[Any] = self.factory.run_db(self.factory.store.run, action)
+            d: Deferred[Any] = self.factory.effects.submit(action)
             d.addCallbacks(self._effect_done, self._effect_failed)
 
     def _wait_done(self) -> None:
@@ -236,7 +238,7 @@ class FastAGIProtocol(Protocol):
 class FastAGIFactory(Factory):
     """Shared by all calls: configuration, the effect runner, the clock, counters.
 
-    ``run_db(fn, effect)`` must run ``fn`` off the reactor thread and return a Deferred
+    ``run_db(fn, effects)`` must run ``fn`` off the reactor thread and return a Deferred
     (``Runtime.run_db``). ``clock`` supplies ``seconds()`` for the logged times and
     ``callLater`` for timeouts; tests pass a ``task.Clock``.
     """
@@ -257,10 +259,14 @@ class FastAGIFactory(Factory):
         run_journal: Callable[..., Deferred[Any]] | None = None,
         replay: Callable[[], Deferred[Any]] | None = None,
         journal_retry: float = 15.0,
+        batches_in_flight: int = 1,
     ) -> None:
         self.config = config
         self.store = store
         self.run_db = run_db
+        # Group commit (agi/effects.py): one hand-off and one transaction per batch of calls.
+        run_batch = getattr(store, "run_batch", None) or one_by_one(store.run)
+        self.effects = EffectBatcher(run_db, run_batch, max_inflight=batches_in_flight)
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.call_limit = call_limit
@@ -291,6 +297,7 @@ class FastAGIFactory(Factory):
             run_journal=runtime.run_journal,
             replay=runtime.replay_journal,
             journal_retry=s.journal_retry_seconds,
+            batches_in_flight=runtime.pool.max,
         )
 
     # ------------------------------------------------------------ journal replay

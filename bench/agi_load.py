@@ -321,10 +321,11 @@ def main() -> int:
             low = in_subprocess("load_phase", port, min(1000, args.calls), 10, 30_000_000)
             print(f"carecall at concurrency 10 (these calls are the departures): {low['rate']:.0f} dialogs/s; "
                   f"think-time p50 {low['p50_ms']:.2f} ms, p99 {low['p99_ms']:.2f} ms")
-            h = in_subprocess("hold_phase", port, args.hold, 20_000_000)
-            print(f"held open at once: {h['peak_held']}/{h['requested']} calls (all mid-dialog after "
-                  f"{h['held_after_s'] or float('nan'):.1f} s); then completed {h['completed']}, "
-                  f"failed to connect {h['failed']}")
+            h = in_subprocess("hold_phase", port, args.hold, 20_000_000) if args.hold else None
+            if h:
+                print(f"held open at once: {h['peak_held']}/{h['requested']} calls (all mid-dialog after "
+                      f"{h['held_after_s'] or float('nan'):.1f} s); then completed {h['completed']}, "
+                      f"failed to connect {h['failed']}")
         finally:
             stop(server, "carecall")
 
@@ -340,9 +341,10 @@ def main() -> int:
                                    CallScript(callerid=uk_line(i), digits=[str(20000 + i), "1234"],
                                               uniqueid=f"proc.{i}"), env=env, timeout=60)
             ok += res.completed
-        proc_rate = ok / (time.perf_counter() - t)
-        print(f"pyst2 process AGI: {ok}/{args.process_calls} dialogs = {proc_rate:.1f} dialogs/s "
-              f"(FastAGI is {carecall_rate / proc_rate:.0f}x faster)")
+        if args.process_calls:
+            proc_rate = ok / (time.perf_counter() - t)
+            print(f"pyst2 process AGI: {ok}/{args.process_calls} dialogs = {proc_rate:.1f} dialogs/s "
+                  f"(FastAGI is {carecall_rate / proc_rate:.0f}x faster)")
 
         port = free_port()
         floor = start_floor(workdir, port)

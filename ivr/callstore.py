@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ivr.db import READ_ONLY
 from ivr.dialog import (
@@ -144,6 +144,9 @@ _INSERT_CALL = Prepared(
 )
 
 
+_READS = (LookupLine, LookupPhoneCode)
+
+
 class _Race(Exception):
     """Another server changed what this transaction decided on: roll back and decide again."""
 
@@ -239,12 +242,21 @@ class CallStore:
         self.windows = windows or MatchWindows()
         self.lockout = lockout or LockoutPolicy()
         self._dbapi_integrity: type[Exception] = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
+        self._dbapi_operational: type[Exception] = engine.dialect.dbapi.OperationalError  # type: ignore[union-attr]
         self._dispatch = {
             LookupLine: self.lookup_line,
             LookupPhoneCode: self.lookup_phone_code,
             CheckIn: self.check_in,
             NoReplyCall: self.no_reply,
             RecordCall: self.record_call,
+        }
+        # The same effects inside a caller's transaction (run_batch).
+        self._in_transaction: dict[type, Any] = {
+            LookupLine: lambda conn, e: tuple(_LINE.scalars(conn, e164=e.e164)),
+            LookupPhoneCode: lambda conn, e: tuple(_PHONE_CODE.scalars(conn, code=e.code)),
+            CheckIn: self._check_in,
+            NoReplyCall: self._no_reply,
+            RecordCall: self._record_call,
         }
 
     @classmethod
@@ -259,6 +271,39 @@ class CallStore:
             raise TypeError(f"not a call effect: {effect!r}") from None
         return handler(effect)
 
+    def run_batch(self, effects: Sequence[Any]) -> list[tuple[bool, Any]]:
+        """Several calls' effects in one transaction (group commit, :mod:`agi.effects`).
+
+        Returns ``(True, result)`` or ``(False, exception)`` per effect, in order. The
+        effects run in arrival order inside one transaction, so each sees the ones before
+        it exactly as if they had committed first. If any of them raises (a race another
+        server won, a constraint, the database itself), the whole transaction is rolled
+        back and every effect runs again on its own, with its usual retries: one call's
+        error never costs another call its check-in, and nothing is half-committed.
+        """
+        if len(effects) > 1 and all(type(e) in self._in_transaction for e in effects):
+            reads_only = all(type(e) in _READS for e in effects)
+            try:
+                if reads_only:
+                    with self.engine.connect().execution_options(**READ_ONLY) as conn:
+                        return [(True, self._in_transaction[type(e)](conn, e)) for e in effects]
+                with self.engine.begin() as conn:
+                    results = [self._in_transaction[type(e)](conn, e) for e in effects]
+                return [(True, r) for r in results]
+            except (OperationalError, self._dbapi_operational) as exc:
+                # The database itself (down, locked, connection lost), not one effect: each
+                # would only wait for the same failure again.
+                return [(False, exc)] * len(effects)
+            except Exception:  # rolled back: each effect is retried alone below
+                pass
+        outcomes: list[tuple[bool, Any]] = []
+        for effect in effects:
+            try:
+                outcomes.append((True, self.run(effect)))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
     # ------------------------------------------------------------ lookups
 
     def lookup_line(self, effect: LookupLine) -> tuple[int, ...]:
@@ -271,17 +316,20 @@ class CallStore:
 
     def record_call(self, effect: RecordCall) -> int:
         with self.engine.begin() as conn:
-            return self._insert_call(
-                conn,
-                effect.call,
-                outcome=effect.outcome,
-                stage=effect.stage,
-                at=effect.at,
-                worker_number_entered=effect.worker_number_entered,
-                failed_pin_attempts=effect.failed_pin_attempts,
-                resident_id=effect.resident_id,
-                review_status=effect.review_status,
-                detail=effect.detail,
+            return self._record_call(conn, effect)
+
+    def _record_call(self, conn: Connection, effect: RecordCall) -> int:
+        return self._insert_call(
+            conn,
+            effect.call,
+            outcome=effect.outcome,
+            stage=effect.stage,
+            at=effect.at,
+            worker_number_entered=effect.worker_number_entered,
+            failed_pin_attempts=effect.failed_pin_attempts,
+            resident_id=effect.resident_id,
+            review_status=effect.review_status,
+            detail=effect.detail,
             )
 
     # ------------------------------------------------------------ helpers
