@@ -18,6 +18,7 @@ the environment at most :data:`MAX_ENV_LINES` lines / :data:`MAX_ENV_BYTES` byte
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -132,8 +133,11 @@ def quote_arg(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@functools.lru_cache(maxsize=1024)
 def format_command(verb: str, *args: str | int) -> bytes:
-    """Encode one command line, refusing what Asterisk would misread."""
+    """Encode one command line, refusing what Asterisk would misread.
+
+    Cached: a dialog sends the same few command lines on every call."""
     words = verb.split()
     if not words or not all(w.isalnum() for w in words):
         raise LocalProtocolError(f"not an AGI command verb: {verb!r}")
@@ -235,6 +239,10 @@ class AGIConnection:
             raise RemoteProtocolError("connection already failed")
         if self._state == CLOSED:
             return Closed()
+        if self._state == ENV:
+            env = self._whole_environment()
+            if env is not None:
+                return env
         while True:
             line = self._next_line()
             if line is None:
@@ -246,6 +254,38 @@ class AGIConnection:
             event = self._handle_line(line)
             if event is not None:
                 return event
+
+    def _whole_environment(self) -> Environment | None:
+        """The environment in one pass when all of it has arrived (the usual case: Asterisk
+        writes it at once), else None and it is read line by line. Same limits, same errors."""
+        buf = self._buffer
+        if buf[:1] in (b"\n", b"\r"):
+            return None  # an empty environment: the line-by-line path says so
+        ends = [i for i in (buf.find(b"\n\n"), buf.find(b"\n\r\n")) if i >= 0]
+        if not ends:
+            return None
+        end = min(ends)
+        blank = 1 if buf[end + 1 : end + 2] == b"\n" else 2
+        raws = bytes(buf[:end]).split(b"\n")
+        del buf[: end + 1 + blank]
+        env = self._env
+        for raw in raws:
+            if len(raw) > MAX_LINE:
+                self._fail(f"line longer than {MAX_LINE} bytes")
+            self._env_lines += 1
+            self._env_bytes += len(raw) + 1
+            if self._env_lines >= MAX_ENV_LINES or self._env_bytes + blank > MAX_ENV_BYTES:
+                self._fail(f"environment longer than {MAX_ENV_LINES} lines / {MAX_ENV_BYTES} bytes")
+            line = (raw[:-1] if raw.endswith(b"\r") else raw).decode("utf-8", "replace")
+            m = _ENV_LINE.match(line)
+            if m is None:
+                self._fail(f"environment line is not 'agi_name: value': {line[:60]!r}")
+            assert m is not None
+            env[m.group(1)] = m.group(2)
+        self._env_lines += 1
+        self._env_bytes += blank
+        self._state = IDLE
+        return Environment(MappingProxyType(dict(env)))
 
     def _handle_line(self, line: str) -> Event | None:
         state = self._state

@@ -114,10 +114,10 @@ def build_world(n: int, workdir: Path, db_url: str) -> dict[str, Any]:
     return {"key": key}
 
 
-def start_carecall(db_url: str, workdir: Path, key: Path, port: int) -> subprocess.Popen[bytes]:
+def start_carecall(db_url: str, workdir: Path, key: Path, port: int, alerts: bool = True) -> subprocess.Popen[bytes]:
     config = workdir / "carecall.toml"
     config.write_text(f'[carecall]\nagi_port = {port}\nweb_port = {free_port()}\nsecret_file = "{key}"\n'
-                      f'data_dir = "{workdir}"\n')
+                      f'data_dir = "{workdir}"\n' + ("" if alerts else "[alerts]\nenabled = false\n"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = (workdir / "server.log").open("wb")
     return subprocess.Popen([sys.executable, "-m", "carecall", "--db", db_url, "--config", str(config), "run"],
@@ -129,6 +129,25 @@ def start_floor(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, str(ROOT / "bench" / "agi_floor_server.py"), str(port),
                              str(workdir / "floor.db")], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env)
+
+
+class CPU:
+    """User and system CPU a process used between two readings (Linux /proc)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float]:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+
+    def per(self, n: int) -> str:
+        user, system = (now - then for now, then in zip(self._read(), self.start, strict=True))
+        n = max(n, 1)
+        return f"server CPU {(user + system) / n * 1e3:.3f} ms per dialog ({user / n * 1e3:.3f} user, " \
+               f"{system / n * 1e3:.3f} system)"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -295,6 +314,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--hold", type=int, default=5000)
     ap.add_argument("--process-calls", type=int, default=20)
+    ap.add_argument("--no-alerts", action="store_true",
+                    help="switch the alert scheduler off (its passes over N visits all due now share the pool)")
     ap.add_argument("--db", default="sqlite", help="sqlite (a temp file) or a PostgreSQL URL")
     args = ap.parse_args()
     nofile = raise_nofile()
@@ -308,15 +329,18 @@ def main() -> int:
         print(f"imported {n_world} residents, workers and visits in {time.perf_counter() - t:.1f} s")
 
         port = free_port()
-        server = start_carecall(db_url, workdir, world["key"], port)
+        server = start_carecall(db_url, workdir, world["key"], port, alerts=not args.no_alerts)
         try:
             wait_for_port(port, server)
             in_subprocess("load_phase", port, min(200, args.calls), args.concurrency, 10_000_000)  # warm-up
+            cpu = CPU(server.pid)
             r = in_subprocess("load_phase", port, args.calls, args.concurrency, 0)
+            server_cpu = cpu.per(r["completed"])
             shown = "sqlite" if args.db == "sqlite" else make_url(args.db).render_as_string(hide_password=True)
             print(f"carecall FastAGI ({shown}): {r['completed']}/{r['calls']} dialogs in {r['seconds']:.2f} s "
                   f"= {r['rate']:.0f} dialogs/s at concurrency {args.concurrency}; think-time per command "
-                  f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; errors {r['errors']}")
+                  f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; errors {r['errors']}; "
+                  f"{server_cpu}")
             carecall_rate = r["rate"]
             low = in_subprocess("load_phase", port, min(1000, args.calls), 10, 30_000_000)
             print(f"carecall at concurrency 10 (these calls are the departures): {low['rate']:.0f} dialogs/s; "
@@ -351,11 +375,13 @@ def main() -> int:
         try:
             wait_for_port(port, floor)
             in_subprocess("load_phase", port, min(200, args.calls), args.concurrency, 0)
+            cpu = CPU(floor.pid)
             f = in_subprocess("load_phase", port, args.calls, args.concurrency, 0)
+            floor_cpu = cpu.per(f["completed"])
         finally:
             stop(floor, "floor server")
         print(f"bare Twisted floor: {f['rate']:.0f} dialogs/s, think p50 {f['p50_ms']:.2f} ms, "
-              f"p99 {f['p99_ms']:.2f} ms")
+              f"p99 {f['p99_ms']:.2f} ms; {floor_cpu}")
         print(f"carecall / floor = {carecall_rate / f['rate']:.2f}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0

@@ -44,8 +44,11 @@ def caller_e164(callerid: str | None, region: str = DEFAULT_REGION) -> str | Non
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def mask(number: str | None) -> str:
-    """All but the last three digits hidden: enough for the office to tell lines apart."""
+    """All but the last three digits hidden: enough for the office to tell lines apart.
+
+    Cached: every log line of a call masks the same caller."""
     if not number:
         return "-"
     digits = [c for c in number if c.isdigit()]

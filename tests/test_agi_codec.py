@@ -206,3 +206,36 @@ def test_eof_gives_closed_and_sending_afterwards_is_refused():
     assert events(c) == [Closed()]
     with pytest.raises(LocalProtocolError, match="closed"):
         c.send("ANSWER")
+
+
+def _outcome(chunks: list[bytes]) -> tuple[str, object]:
+    c = AGIConnection()
+    try:
+        for chunk in chunks:
+            c.receive_data(chunk)
+            event = c.next_event()
+            if event is not NEED_DATA:
+                return "event", event
+        return "need data", None
+    except RemoteProtocolError as exc:
+        return "error", str(exc)
+
+
+@pytest.mark.parametrize("data", [
+    ENV,
+    ENV + b"200 result=0\n",
+    b"agi_a: 1\r\n\r\nHANGUP\n",
+    b"\n",
+    b"agi_a: 1\nnot env\n\n",
+    b"agi_a: " + b"x" * (MAX_LINE + 1) + b"\n\n",
+    b"agi_a: " + b"x" * (MAX_LINE - 8) + b"\n\n",
+    b"".join(b"agi_arg_%d: x\n" % i for i in range(255)) + b"\n",
+    b"".join(b"agi_arg_%d: x\n" % i for i in range(256)) + b"\n",
+    b"".join(b"agi_v%d: " % i + b"y" * 4000 + b"\n" for i in range(16)) + b"\n",
+    b"".join(b"agi_v%d: " % i + b"y" * 4080 + b"\n" for i in range(16)) + b"\n",
+])
+def test_the_environment_reads_the_same_whole_or_byte_by_byte(data):
+    """The whole-environment fast path and the line-by-line path agree, limits and errors included."""
+    whole = _outcome([data])
+    assert whole == _outcome([data[i : i + 1] for i in range(len(data))])
+    assert whole == _outcome([c for c in (data[: len(data) // 2], data[len(data) // 2 :]) if c])
