@@ -266,9 +266,21 @@ class AGIConnection:
             return None
         end = min(ends)
         blank = 1 if buf[end + 1 : end + 2] == b"\n" else 2
-        raws = bytes(buf[:end]).split(b"\n")
+        block = bytes(buf[:end])
         del buf[: end + 1 + blank]
         env = self._env
+        raws = block.split(b"\n")
+        if (self._env_lines + len(raws) < MAX_ENV_LINES and self._env_bytes + end + 1 + blank <= MAX_ENV_BYTES
+                and max(map(len, raws)) <= MAX_LINE):
+            # Within every limit: decode once and match each line (any mismatch: the loop below says which).
+            lines = block.decode("utf-8", "replace").split("\n")
+            matches = [_ENV_LINE.match(line[:-1] if line.endswith("\r") else line) for line in lines]
+            if all(matches):
+                env.update(m.groups() for m in matches)  # type: ignore[union-attr]
+                self._env_lines += len(raws) + 1
+                self._env_bytes += end + 1 + blank
+                self._state = IDLE
+                return Environment(MappingProxyType(dict(env)))
         for raw in raws:
             if len(raw) > MAX_LINE:
                 self._fail(f"line longer than {MAX_LINE} bytes")

@@ -26,7 +26,6 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from agi.codec import (
@@ -39,11 +38,12 @@ from agi.codec import (
     RemoteProtocolError,
 )
 from agi.effects import EffectBatcher, one_by_one
+from carecall.logobserver import CallLogger
 from ivr.callstore import CallStore
 from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait
 from ivr.phone import mask
 
-log = Logger(namespace="carecall.agi")
+log = CallLogger(namespace="carecall.agi")
 _DIGITS = re.compile(r"\+?\d[\d ()-]{2,}\d")
 
 
@@ -308,6 +308,10 @@ class FastAGIFactory(Factory):
             self._replay_timer = self.clock.callLater(0, self._replay_tick)
 
     def stopFactory(self) -> None:
+        b = self.effects
+        if b.batches:
+            log.info("group commit: {effects} database effects in {batches} batches (largest {largest})",
+                     effects=b.effects, batches=b.batches, largest=b.largest)
         if self._replay_timer is not None and self._replay_timer.active():
             self._replay_timer.cancel()
         self._replay_timer = None

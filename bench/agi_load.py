@@ -314,6 +314,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--hold", type=int, default=5000)
     ap.add_argument("--process-calls", type=int, default=20)
+    ap.add_argument("--no-floor", action="store_true", help="skip the bare Twisted floor")
     ap.add_argument("--no-alerts", action="store_true",
                     help="switch the alert scheduler off (its passes over N visits all due now share the pool)")
     ap.add_argument("--db", default="sqlite", help="sqlite (a temp file) or a PostgreSQL URL")
@@ -352,6 +353,9 @@ def main() -> int:
                       f"failed to connect {h['failed']}")
         finally:
             stop(server, "carecall")
+            for line in (workdir / "server.log").read_text(errors="replace").splitlines():
+                if "group commit:" in line:
+                    print("server:", line.split("] ", 1)[-1])
 
         # pyst2 process AGI: one process per call, sequential like a quiet line.
         env = dict(os.environ, PYTHONPATH=str(ROOT), CARECALL_DB=db_url)
@@ -370,6 +374,8 @@ def main() -> int:
             print(f"pyst2 process AGI: {ok}/{args.process_calls} dialogs = {proc_rate:.1f} dialogs/s "
                   f"(FastAGI is {carecall_rate / proc_rate:.0f}x faster)")
 
+        if args.no_floor:
+            return 0
         port = free_port()
         floor = start_floor(workdir, port)
         try:

@@ -12,12 +12,7 @@ from ivr.db import upgrade
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from twisted.internet import reactor
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-    )
+    from twisted.logger import LogLevel, globalLogBeginner
 
     from carecall.logobserver import BufferedTextLogObserver
     from carecall.runtime import Runtime
@@ -30,9 +25,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if cmd_demo(args, settings) != 0:
             return 1
     level = LogLevel.levelWithName(args.log_level)
-    writer = BufferedTextLogObserver(sys.stdout, reactor)
-    observer = FilteringLogObserver(writer, [LogLevelFilterPredicate(level)])
-    globalLogBeginner.beginLoggingTo([observer])
+    writer = BufferedTextLogObserver(sys.stdout, reactor, min_level=level)
+    globalLogBeginner.beginLoggingTo([writer])
     reactor.addSystemEventTrigger("after", "shutdown", writer.flush)
     runtime = Runtime.create(settings, reactor)
     service = make_service(runtime)

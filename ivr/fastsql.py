@@ -20,11 +20,36 @@ import collections
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 Processor = Callable[[Any], Any] | None
+
+
+class _LastValue:
+    """A bind processor that remembers its last value: a check-in binds the same instant
+    (arrival, created, updated, the call's end) several times, and turning an aware
+    datetime into SQLite's text costs more than running the statement. Identity, not
+    equality, is compared, and the (value, result) pair is swapped in one assignment, so
+    threads sharing the statement can only miss, never mix values up."""
+
+    __slots__ = ("_fn", "_last")
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self._fn = fn
+        self._last: tuple[Any, Any] = (object(), None)
+
+    def __call__(self, value: Any) -> Any:
+        last = self._last
+        if last[0] is value:
+            return last[1]
+        out = self._fn(value)
+        self._last = (value, out)
+        return out
+
+
+_DATETIME_BINDS: dict[tuple[Any, ...], _LastValue] = {}
 
 
 class _Compiled:
@@ -40,7 +65,12 @@ class _Compiled:
         self.literals: dict[str, Any] = {}
         for name in set(names):
             param = compiled.binds[name]
-            self.bind[name] = param.type.dialect_impl(dialect).bind_processor(dialect)
+            proc = param.type.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None and isinstance(getattr(param.type, "impl", param.type), DateTime):
+                # One memo per (type, dialect), shared by every datetime bind of that type.
+                key = (type(param.type), getattr(param.type, "timezone", None), dialect.name)
+                proc = _DATETIME_BINDS.setdefault(key, _LastValue(proc))
+            self.bind[name] = proc
             if param.value is not None:
                 self.literals[name] = param.effective_value
         # Result columns, in order, with the processor that turns raw values into Python ones.

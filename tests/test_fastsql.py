@@ -33,3 +33,21 @@ def test_prepared_insert_stores_the_same_text_as_sqlalchemy(db_url):
         assert row.updated_at == AT and row.active is True
         assert by_id.first(conn, wid=-1) is None
     engine.dispose()
+
+
+def test_remembered_datetime_binds_never_mix_up_instants(db_url):
+    """The datetime bind memo (fastsql._LastValue): the same instant again, another one, an equal copy."""
+    engine = make_engine(db_url)
+    columns = ("worker_number", "name", "pin_hash", "team", "active", "updated_at")
+    prepared = Prepared(insert(workers).values({c: bindparam(c, type_=workers.c[c].type) for c in columns})
+                        .returning(workers.c.id))
+    other = AT + dt.timedelta(hours=1, microseconds=1)
+    london = other.astimezone(dt.timezone(dt.timedelta(hours=1)))  # the same instant, another zone
+    instants = [AT, AT, other, AT, london, other]
+    with engine.begin() as conn:
+        ids = [prepared.scalars(conn, worker_number=str(n), name="w", pin_hash="x", team="", active=True,
+                                updated_at=at)[0] for n, at in enumerate(instants)]
+    read = Prepared(select(workers.c.updated_at).where(workers.c.id == bindparam("wid")))
+    with engine.connect() as conn:
+        assert [read.scalars(conn, wid=i)[0] for i in ids] == instants
+    engine.dispose()

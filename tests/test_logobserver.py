@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogPublisher
+from twisted.logger import Logger, LogLevel, LogPublisher
 
-from carecall.logobserver import BufferedTextLogObserver
+from carecall.logobserver import BufferedTextLogObserver, CallLogger
 
 
 def _setup() -> tuple[io.StringIO, Clock, Logger, BufferedTextLogObserver]:
@@ -45,3 +45,23 @@ def test_twisted_format_syntax_still_renders_and_failures_keep_their_traceback()
     writer.flush()
     text = stream.getvalue()
     assert "seconds=1.23 called" in text and "ValueError: boom" in text
+
+
+def test_events_below_the_minimum_level_are_dropped_by_the_writer():
+    stream, clock = io.StringIO(), Clock()
+    writer = BufferedTextLogObserver(stream, clock, min_level=LogLevel.warn)
+    log = CallLogger(namespace="carecall.agi", observer=LogPublisher(writer))
+    log.info("call {uniqueid} stage={stage}", uniqueid="3.1", stage="pin")
+    log.debug("noise")
+    log.error("call {uniqueid} failed", uniqueid="3.1")
+    writer.flush()
+    assert stream.getvalue().splitlines()[0].split(" ", 1)[1] == "[carecall.agi#error] call 3.1 failed"
+    assert stream.getvalue().count("\n") == 1
+
+
+def test_the_call_logger_emits_the_same_event_as_twisteds_logger():
+    seen: list[dict] = []
+    for cls in (Logger, CallLogger):
+        cls(namespace="carecall.agi", observer=seen.append).info("call {uniqueid}", uniqueid="4.1")
+    plain, fast = ({k: v for k, v in e.items() if k not in ("log_time", "log_logger")} for e in seen)
+    assert plain == fast and fast["log_level"] is LogLevel.info and fast["uniqueid"] == "4.1"
