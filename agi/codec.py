@@ -119,6 +119,9 @@ ERROR = "error"  # peer sent garbage; nothing more will be parsed
 
 _RESULT = re.compile(r"result=(-?[0-9]*)(?: \((.*)\))?(?: endpos=(-?[0-9]+))?\s*$")
 _ENV_LINE = re.compile(r"(agi_[A-Za-z0-9_]+):\s?(.*)$")
+# The same, over a whole block at once: one trailing \r dropped per line, and the optional
+# space after the colon may be any whitespace but the newline that ends the line.
+_ENV_BLOCK = re.compile(r"^(agi_[A-Za-z0-9_]+):[^\S\n]?(.*?)\r?$", re.MULTILINE)
 _SAFE_ARG = re.compile(r"[A-Za-z0-9_.,:/@+*#&=-]+")
 
 
@@ -273,10 +276,9 @@ class AGIConnection:
         if (self._env_lines + len(raws) < MAX_ENV_LINES and self._env_bytes + end + 1 + blank <= MAX_ENV_BYTES
                 and max(map(len, raws)) <= MAX_LINE):
             # Within every limit: decode once and match each line (any mismatch: the loop below says which).
-            lines = block.decode("utf-8", "replace").split("\n")
-            matches = [_ENV_LINE.match(line[:-1] if line.endswith("\r") else line) for line in lines]
-            if all(matches):
-                env.update(m.groups() for m in matches)  # type: ignore[union-attr]
+            pairs = _ENV_BLOCK.findall(block.decode("utf-8", "replace"))
+            if len(pairs) == len(raws):
+                env.update(pairs)
                 self._env_lines += len(raws) + 1
                 self._env_bytes += end + 1 + blank
                 self._state = IDLE

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agi.codec import (
     MAX_LINE,
@@ -239,3 +241,20 @@ def test_the_environment_reads_the_same_whole_or_byte_by_byte(data):
     whole = _outcome([data])
     assert whole == _outcome([data[i : i + 1] for i in range(len(data))])
     assert whole == _outcome([c for c in (data[: len(data) // 2], data[len(data) // 2 :]) if c])
+
+
+_ENV_PIECES = ["agi_", "a", "Z", "_", "9", ":", " ", "\t", "\r", "\x0b", "\x85", "\u2028", "é", "x y", "\n"]
+
+
+_ANY_LINE = st.lists(st.sampled_from(_ENV_PIECES), max_size=8).map("".join)
+_ENV_LIKE_LINE = st.builds(lambda name, sep, value: f"agi_{name}:{sep}{value}",
+                           st.text("az_9", min_size=1, max_size=4), st.sampled_from(["", " ", "\t", "\r", "\x85"]),
+                           st.lists(st.sampled_from([p for p in _ENV_PIECES if p != "\n"]), max_size=5).map("".join))
+
+
+@given(st.lists(st.one_of(_ENV_LIKE_LINE, _ENV_LIKE_LINE, _ENV_LIKE_LINE, _ANY_LINE), min_size=1, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_any_environment_reads_the_same_whole_or_byte_by_byte(lines):
+    data = ("\n".join(lines) + "\n\n").encode("utf-8")
+    whole = _outcome([data])
+    assert whole == _outcome([data[i : i + 1] for i in range(len(data))])
