@@ -40,6 +40,7 @@ from agi.codec import (
 from agi.effects import EffectBatcher, one_by_one
 from carecall.logobserver import CallLogger
 from ivr.callstore import CallStore
+from ivr.db import is_sqlite
 from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait
 from ivr.phone import mask
 
@@ -235,6 +236,18 @@ class FastAGIProtocol(Protocol):
             self.transport.loseConnection()
 
 
+def batches_in_flight(settings: Any, pool_threads: int) -> int:
+    """How many group-commit batches may run at once (``agi_batches_in_flight``, 0 = by engine).
+
+    SQLite has one writer, so one batch. On PostgreSQL two keep the database busy while
+    the next batch gathers; more only make every batch smaller (more commits) and set
+    the database threads fighting over the GIL: 10 in flight ran at 456 dialogs/s
+    where 2 ran at 783–1,138 (docs/benchmarks.md).
+    """
+    wanted = settings.agi_batches_in_flight or (1 if is_sqlite(settings.db_url) else 2)
+    return max(1, min(wanted, pool_threads))
+
+
 class FastAGIFactory(Factory):
     """Shared by all calls: configuration, the effect runner, the clock, counters.
 
@@ -297,7 +310,7 @@ class FastAGIFactory(Factory):
             run_journal=runtime.run_journal,
             replay=runtime.replay_journal,
             journal_retry=s.journal_retry_seconds,
-            batches_in_flight=runtime.pool.max,
+            batches_in_flight=batches_in_flight(s, runtime.pool.max),
         )
 
     # ------------------------------------------------------------ journal replay

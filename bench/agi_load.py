@@ -114,10 +114,12 @@ def build_world(n: int, workdir: Path, db_url: str) -> dict[str, Any]:
     return {"key": key}
 
 
-def start_carecall(db_url: str, workdir: Path, key: Path, port: int, alerts: bool = True) -> subprocess.Popen[bytes]:
+def start_carecall(db_url: str, workdir: Path, key: Path, port: int, alerts: bool = True,
+                   db_threads: int = 0) -> subprocess.Popen[bytes]:
     config = workdir / "carecall.toml"
     config.write_text(f'[carecall]\nagi_port = {port}\nweb_port = {free_port()}\nsecret_file = "{key}"\n'
-                      f'data_dir = "{workdir}"\n' + ("" if alerts else "[alerts]\nenabled = false\n"))
+                      f'data_dir = "{workdir}"\n' + (f"db_threads = {db_threads}\n" if db_threads else "")
+                      + ("" if alerts else "[alerts]\nenabled = false\n"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = (workdir / "server.log").open("wb")
     return subprocess.Popen([sys.executable, "-m", "carecall", "--db", db_url, "--config", str(config), "run"],
@@ -314,6 +316,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--hold", type=int, default=5000)
     ap.add_argument("--process-calls", type=int, default=20)
+    ap.add_argument("--db-threads", type=int, default=0, help="database threads (default: the server's own)")
     ap.add_argument("--no-floor", action="store_true", help="skip the bare Twisted floor")
     ap.add_argument("--no-alerts", action="store_true",
                     help="switch the alert scheduler off (its passes over N visits all due now share the pool)")
@@ -330,7 +333,8 @@ def main() -> int:
         print(f"imported {n_world} residents, workers and visits in {time.perf_counter() - t:.1f} s")
 
         port = free_port()
-        server = start_carecall(db_url, workdir, world["key"], port, alerts=not args.no_alerts)
+        server = start_carecall(db_url, workdir, world["key"], port, alerts=not args.no_alerts,
+                                db_threads=args.db_threads)
         try:
             wait_for_port(port, server)
             in_subprocess("load_phase", port, min(200, args.calls), args.concurrency, 10_000_000)  # warm-up

@@ -76,6 +76,9 @@ class Settings:
     lockout_minutes: int = 30
     lockout_worker_alert_after: int = 10  # this worker number on any lines: alert + delay, no lock
     db_threads: int = 0  # 0 = 1 for SQLite, 10 for PostgreSQL
+    # Group commit (agi/effects.py): batches of call effects in the pool at once.
+    # 0 = 1 for SQLite (one writer anyway), 2 for PostgreSQL (measured best, docs/benchmarks.md).
+    agi_batches_in_flight: int = 0
     prompts: Prompts = dataclasses.field(default_factory=Prompts)
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
 

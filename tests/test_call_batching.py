@@ -227,3 +227,18 @@ def test_calls_waiting_on_a_busy_pool_are_recorded_in_one_batch(settings):
     assert agi.effects.effects == 6 and agi.effects.batches < 6
     with factory() as s:
         assert sorted(s.scalars(select(CallRecord.uniqueid))) == ["w.0", "w.1", "w.2"]
+
+
+@pytest.mark.parametrize(("url", "setting", "pool", "expected"), [
+    ("sqlite:///x.db", 0, 1, 1),
+    ("postgresql://u@h/db", 0, 10, 2),
+    ("postgresql://u@h/db", 6, 10, 6),
+    ("postgresql://u@h/db", 6, 4, 4),  # never more batches than database threads
+    ("sqlite:///x.db", 3, 1, 1),
+])
+def test_batches_in_flight_follow_the_engine_unless_set(url, setting, pool, expected, tmp_path):
+    from agi.fastagi import batches_in_flight
+    from carecall.config import load_settings
+
+    s = load_settings(None, db_url=url, environ={}, agi_batches_in_flight=setting, data_dir=str(tmp_path))
+    assert batches_in_flight(s, pool) == expected
