@@ -297,13 +297,14 @@ def in_subprocess(fn_name: str, *args: Any) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def scripts_for(n: int, offset: int = 0) -> list[CallScript]:
+def scripts_for(n: int, offset: int = 0, first: int = 0) -> list[CallScript]:
+    """Arrival dialogs of residents/workers ``first`` … ``first + n - 1`` (a second call is a departure)."""
     return [CallScript(callerid=uk_line(i), digits=[str(20000 + i), "1234"], uniqueid=f"bench.{offset + i}")
-            for i in range(n)]
+            for i in range(first, first + n)]
 
 
-def load_phase(port: int, n: int, concurrency: int, offset: int = 0) -> dict[str, Any]:
-    return run_load(port, scripts_for(n, offset), concurrency)
+def load_phase(port: int, n: int, concurrency: int, offset: int = 0, first: int = 0) -> dict[str, Any]:
+    return run_load(port, scripts_for(n, offset, first), concurrency)
 
 
 def hold_phase(port: int, n: int, offset: int) -> dict[str, Any]:
@@ -316,6 +317,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--hold", type=int, default=5000)
     ap.add_argument("--process-calls", type=int, default=20)
+    ap.add_argument("--sweep", default="", help="more arrival phases at these concurrencies, e.g. 10,25,50,100")
+    ap.add_argument("--sweep-calls", type=int, default=2000, help="dialogs per sweep level")
     ap.add_argument("--db-threads", type=int, default=0, help="database threads (default: the server's own)")
     ap.add_argument("--no-floor", action="store_true", help="skip the bare Twisted floor")
     ap.add_argument("--no-alerts", action="store_true",
@@ -324,7 +327,8 @@ def main() -> int:
     args = ap.parse_args()
     nofile = raise_nofile()
     print(f"RLIMIT_NOFILE raised to {nofile}; load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    n_world = max(args.calls, args.hold, args.process_calls)
+    sweep = [int(c) for c in args.sweep.split(",") if c.strip()]
+    n_world = max(args.calls + args.sweep_calls * len(sweep), args.hold, args.process_calls)
     with tempfile.TemporaryDirectory(prefix="carecall-bench-") as tmp:
         workdir = Path(tmp)
         db_url = f"sqlite:///{workdir / 'bench.db'}" if args.db == "sqlite" else args.db
@@ -350,6 +354,11 @@ def main() -> int:
             low = in_subprocess("load_phase", port, min(1000, args.calls), 10, 30_000_000)
             print(f"carecall at concurrency 10 (these calls are the departures): {low['rate']:.0f} dialogs/s; "
                   f"think-time p50 {low['p50_ms']:.2f} ms, p99 {low['p99_ms']:.2f} ms")
+            for n, c in enumerate(sweep):  # arrivals again, each level on residents not called yet
+                first = args.calls + n * args.sweep_calls
+                w = in_subprocess("load_phase", port, args.sweep_calls, c, 40_000_000 + first, first)
+                print(f"sweep: concurrency {c}: {w['rate']:.0f} dialogs/s; think-time p50 {w['p50_ms']:.2f} ms, "
+                      f"p99 {w['p99_ms']:.2f} ms; errors {w['errors']}")
             h = in_subprocess("hold_phase", port, args.hold, 20_000_000) if args.hold else None
             if h:
                 print(f"held open at once: {h['peak_held']}/{h['requested']} calls (all mid-dialog after "
