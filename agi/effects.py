@@ -24,6 +24,11 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+# Up to this many effects per batch: 256 ran 8 % more dialogs/s than 64 at 200 calls in
+# flight, with a lower p99 (fewer batches, fewer GIL hand-offs), and still holds SQLite's
+# write lock for only ~25 ms at worst (docs/benchmarks.md).
+MAX_BATCH = 256
+
 # (True, result) or (False, the exception that effect raised)
 Outcome = tuple[bool, Any]
 BatchRunner = Callable[[Sequence[Any]], list[Outcome]]
@@ -53,7 +58,7 @@ class EffectBatcher:
     """
 
     def __init__(self, run_db: Callable[..., Deferred[Any]], run_batch: BatchRunner, *,
-                 max_batch: int = 64, max_inflight: int = 1) -> None:
+                 max_batch: int = MAX_BATCH, max_inflight: int = 1) -> None:
         if max_batch < 1 or max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be at least 1")
         self.run_db = run_db
