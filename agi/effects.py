@@ -6,7 +6,8 @@ and a commit (on PostgreSQL a WAL flush, on SQLite a WAL append under the write 
 :class:`EffectBatcher` sends an effect to the pool at once when the pool has room, and
 otherwise queues it; when a batch comes back, everything queued meanwhile goes as the
 next batch, one hand-off and one transaction for all of them
-(:meth:`ivr.callstore.CallStore.run_batch`). A quiet server therefore runs each effect
+(:meth:`ivr.callstore.CallStore.run_batch`), in the database thread pool or in a worker
+process (:mod:`agi.effectprocess`). A quiet server therefore runs each effect
 alone with no added delay, and a busy one amortises the fixed costs over the calls
 that arrived while the database was working: the classic group commit.
 
@@ -34,6 +35,12 @@ Outcome = tuple[bool, Any]
 BatchRunner = Callable[[Sequence[Any]], list[Outcome]]
 
 
+def in_thread_pool(run_db: Callable[..., Deferred[Any]], run_batch: BatchRunner
+                   ) -> Callable[[list[Any]], Deferred[list[Outcome]]]:
+    """A batch runner for :class:`EffectBatcher`: ``run_batch`` in the database thread pool (``Runtime.run_db``)."""
+    return lambda effects: run_db(run_batch, effects)
+
+
 def one_by_one(run: Callable[[Any], Any]) -> BatchRunner:
     """A batch runner for a store that only runs single effects (tests' fakes, simple stores)."""
 
@@ -50,19 +57,19 @@ def one_by_one(run: Callable[[Any], Any]) -> BatchRunner:
 
 
 class EffectBatcher:
-    """Queues effects on the reactor thread; at most ``max_inflight`` batches in the pool.
+    """Queues effects on the reactor thread; at most ``max_inflight`` batches out at once.
 
-    ``run_db(fn, *args)`` runs ``fn`` off the reactor thread (``Runtime.run_db``) and
-    ``run_batch(effects)`` runs a batch there, returning one :data:`Outcome` per effect.
+    ``runner(effects)`` runs a batch off the reactor thread and returns a Deferred that
+    fires with one :data:`Outcome` per effect: :func:`in_thread_pool` (the database thread
+    pool) or :meth:`agi.effectprocess.EffectProcessPool.run_batch` (worker processes).
     Reactor thread only.
     """
 
-    def __init__(self, run_db: Callable[..., Deferred[Any]], run_batch: BatchRunner, *,
+    def __init__(self, runner: Callable[[list[Any]], Deferred[list[Outcome]]], *,
                  max_batch: int = MAX_BATCH, max_inflight: int = 1) -> None:
         if max_batch < 1 or max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be at least 1")
-        self.run_db = run_db
-        self.run_batch = run_batch
+        self.runner = runner
         self.max_batch = max_batch
         self.max_inflight = max_inflight
         self._queue: list[tuple[Any, Deferred[Any]]] = []
@@ -86,7 +93,7 @@ class EffectBatcher:
             self.batches += 1
             self.effects += len(batch)
             self.largest = max(self.largest, len(batch))
-            d = self.run_db(self.run_batch, [effect for effect, _ in batch])
+            d = self.runner([effect for effect, _ in batch])
             d.addBoth(self._done, batch)
 
     def _done(self, result: list[Outcome] | Failure, batch: list[tuple[Any, Deferred[Any]]]) -> None:

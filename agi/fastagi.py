@@ -37,7 +37,7 @@ from agi.codec import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from agi.effects import EffectBatcher, one_by_one
+from agi.effects import EffectBatcher, in_thread_pool, one_by_one
 from carecall.logobserver import CallLogger
 from ivr.callstore import CallStore
 from ivr.db import is_sqlite
@@ -273,13 +273,16 @@ class FastAGIFactory(Factory):
         replay: Callable[[], Deferred[Any]] | None = None,
         journal_retry: float = 15.0,
         batches_in_flight: int = 1,
+        effect_runner: Callable[[list[Any]], Deferred[Any]] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.run_db = run_db
-        # Group commit (agi/effects.py): one hand-off and one transaction per batch of calls.
-        run_batch = getattr(store, "run_batch", None) or one_by_one(store.run)
-        self.effects = EffectBatcher(run_db, run_batch, max_inflight=batches_in_flight)
+        # Group commit (agi/effects.py): one hand-off and one transaction per batch of calls,
+        # in worker processes (effect_runner, agi/effectprocess.py) or the database thread pool.
+        if effect_runner is None:
+            effect_runner = in_thread_pool(run_db, getattr(store, "run_batch", None) or one_by_one(store.run))
+        self.effects = EffectBatcher(effect_runner, max_inflight=batches_in_flight)
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.call_limit = call_limit
@@ -296,7 +299,8 @@ class FastAGIFactory(Factory):
         self.outcomes: dict[str, int] = {}
 
     @classmethod
-    def from_runtime(cls, runtime: Any, clock: IReactorTime | None = None) -> FastAGIFactory:
+    def from_runtime(cls, runtime: Any, clock: IReactorTime | None = None,
+                     effect_runner: Callable[[list[Any]], Deferred[Any]] | None = None) -> FastAGIFactory:
         s = runtime.settings
         return cls(
             DialogConfig.from_settings(s),
@@ -311,6 +315,7 @@ class FastAGIFactory(Factory):
             replay=runtime.replay_journal,
             journal_retry=s.journal_retry_seconds,
             batches_in_flight=batches_in_flight(s, runtime.pool.max),
+            effect_runner=effect_runner,
         )
 
     # ------------------------------------------------------------ journal replay

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 
-from agi.fastagi import FastAGIFactory
+from agi.effectprocess import EffectProcessPool
+from agi.fastagi import FastAGIFactory, batches_in_flight
+from carecall.config import ConfigError
 
 
 def endpoint_description(host: str, port: int) -> str:
@@ -16,8 +18,22 @@ def endpoint_description(host: str, port: int) -> str:
 
 
 def make_service(runtime: Any) -> IService:
+    """The listener, and with ``agi_effects = "process"`` the effect worker processes it uses."""
     s = runtime.settings
-    factory = FastAGIFactory.from_runtime(runtime)
-    service = strports.service(endpoint_description(s.agi_host, s.agi_port), factory)
+    if s.agi_effects not in ("process", "thread"):
+        raise ConfigError(f"agi_effects must be \"process\" or \"thread\", got {s.agi_effects!r}")
+    workers = None
+    if s.agi_effects == "process":
+        workers = EffectProcessPool(runtime.reactor, s, batches_in_flight(s, runtime.pool.max))
+    factory = FastAGIFactory.from_runtime(runtime, effect_runner=workers.run_batch if workers else None)
+    listener = strports.service(endpoint_description(s.agi_host, s.agi_port), factory)
+    if workers is None:
+        listener.setName("fastagi")
+        return listener
+    # Children start in order and stop in reverse: the workers before the listener opens,
+    # and after it has closed.
+    service = MultiService()
     service.setName("fastagi")
+    workers.setServiceParent(service)
+    listener.setServiceParent(service)
     return service

@@ -134,22 +134,36 @@ def start_floor(workdir: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 class CPU:
-    """User and system CPU a process used between two readings (Linux /proc)."""
+    """User and system CPU a process and its children (the effect workers) used between two readings (/proc)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.start = self._read()
 
-    def _read(self) -> tuple[float, float]:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def _pids(self) -> list[int]:
+        children: list[int] = []
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+        return [self.pid, *children]
+
+    def _read(self) -> dict[int, tuple[float, float]]:
         tick = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) / tick, int(fields[12]) / tick
+        out = {}
+        for pid in self._pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            out[pid] = (int(fields[11]) / tick, int(fields[12]) / tick)
+        return out
 
     def per(self, n: int) -> str:
-        user, system = (now - then for now, then in zip(self._read(), self.start, strict=True))
+        now = self._read()
+        user = sum(u - self.start.get(pid, (0.0, 0.0))[0] for pid, (u, _s) in now.items())
+        system = sum(s - self.start.get(pid, (0.0, 0.0))[1] for pid, (_u, s) in now.items())
         n = max(n, 1)
         return f"server CPU {(user + system) / n * 1e3:.3f} ms per dialog ({user / n * 1e3:.3f} user, " \
-               f"{system / n * 1e3:.3f} system)"
+               f"{system / n * 1e3:.3f} system; {len(now) - 1} worker process(es) included)"
 
 
 def pct(values: list[float], p: float) -> float:

@@ -79,6 +79,9 @@ class Settings:
     # Group commit (agi/effects.py): batches of call effects in the pool at once.
     # 0 = 1 for SQLite (one writer anyway), 2 for PostgreSQL (measured best, docs/benchmarks.md).
     agi_batches_in_flight: int = 0
+    # Where those batches run: "process" (worker processes, agi/effectprocess.py: their
+    # Python work never holds the reactor's GIL) or "thread" (the database thread pool).
+    agi_effects: str = "process"
     prompts: Prompts = dataclasses.field(default_factory=Prompts)
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
 

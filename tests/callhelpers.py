@@ -52,6 +52,7 @@ class TestServer:
     port: int
     listener: Any
     events: list[tuple[str, dict[str, Any]]]
+    workers: Any = None  # agi.effectprocess.EffectProcessPool when the effects run in processes
 
     __test__ = False
 
@@ -64,6 +65,8 @@ class TestServer:
 
     def stop(self) -> Deferred[Any]:
         d = self.listener.stopListening()
+        if self.workers is not None:
+            d.addBoth(lambda _: self.workers.stopService())
 
         def done(_: Any) -> None:
             self.runtime.stop()
@@ -71,17 +74,24 @@ class TestServer:
         return d.addBoth(done)
 
 
-def start_server(settings: Settings, now: dt.datetime = T0) -> TestServer:
+def start_server(settings: Settings, now: dt.datetime = T0, effects: str = "thread") -> TestServer:
+    """``effects="thread"`` (most tests: no child process to start) or ``"process"`` (worker processes)."""
     from twisted.internet import reactor
+
+    from agi.effectprocess import EffectProcessPool
 
     runtime = Runtime.create(settings, reactor)
     runtime.start()
     clock = PinnedClock(reactor, now)
-    factory = FastAGIFactory.from_runtime(runtime, clock)
+    workers = None
+    if effects == "process":
+        workers = EffectProcessPool(reactor, settings, 1)
+        workers.startService()
+    factory = FastAGIFactory.from_runtime(runtime, clock, effect_runner=workers.run_batch if workers else None)
     listener = reactor.listenTCP(0, factory, interface="127.0.0.1")
     events: list[tuple[str, dict[str, Any]]] = []
     runtime.events.subscribe(lambda kind, payload: events.append((kind, payload)))
-    return TestServer(reactor, runtime, factory, clock, listener.getHost().port, listener, events)
+    return TestServer(reactor, runtime, factory, clock, listener.getHost().port, listener, events, workers)
 
 
 class _Raw(Protocol):

@@ -15,7 +15,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
 
-from agi.effects import EffectBatcher, one_by_one
+from agi.effects import EffectBatcher, in_thread_pool, one_by_one
 from agi.fastagi import FastAGIFactory
 from agi.simulator import CallScript, FakeAsterisk
 from ivr.callstore import CallStore, MatchWindows
@@ -42,6 +42,10 @@ class HandPool:
         self.waiting.append((fn, args, d))
         return d
 
+    def runner(self, run_batch: Any) -> Any:
+        """This pool as an EffectBatcher runner for ``run_batch``."""
+        return in_thread_pool(self, run_batch)
+
     def batches(self) -> list[list[Any]]:
         return [list(args[0]) for _fn, args, _d in self.waiting]
 
@@ -67,7 +71,7 @@ def _results(ds: list[Deferred[Any]]) -> list[Any]:
 
 def test_a_quiet_server_sends_each_effect_at_once_and_a_busy_one_groups_what_queued_meanwhile():
     pool = HandPool()
-    batcher = EffectBatcher(pool, one_by_one(lambda e: e * 10))
+    batcher = EffectBatcher(pool.runner(one_by_one(lambda e: e * 10)))
     first = batcher.submit(1)
     assert pool.batches() == [[1]]  # nothing in flight: no waiting for company
     rest = [batcher.submit(n) for n in (2, 3, 4)]
@@ -88,7 +92,7 @@ def test_one_failing_effect_fails_only_its_own_call():
             raise ValueError("bad effect")
         return effect
 
-    batcher = EffectBatcher(pool, one_by_one(run))
+    batcher = EffectBatcher(pool.runner(one_by_one(run)))
     batcher.submit(0)
     ds = [batcher.submit(n) for n in (2, 3, 4)]
     got = _results(ds)
@@ -108,7 +112,7 @@ def test_a_broken_runner_fails_its_batch_and_the_next_batch_still_runs():
             raise RuntimeError("pool broke")
         return [(True, e) for e in effects]
 
-    batcher = EffectBatcher(pool, runner, max_batch=2)
+    batcher = EffectBatcher(pool.runner(runner), max_batch=2)
     got = _results([batcher.submit(n) for n in range(5)])
     for _ in range(3):
         pool.run_next()
@@ -119,14 +123,14 @@ def test_a_broken_runner_fails_its_batch_and_the_next_batch_still_runs():
 
 def test_batches_in_flight_are_bounded():
     pool = HandPool()
-    batcher = EffectBatcher(pool, one_by_one(lambda e: e), max_inflight=2)
+    batcher = EffectBatcher(pool.runner(one_by_one(lambda e: e)), max_inflight=2)
     for n in range(5):
         batcher.submit(n)
     assert pool.batches() == [[0], [1]]
     pool.run_next()
     assert pool.batches() == [[1], [2, 3, 4]]
     with pytest.raises(ValueError):
-        EffectBatcher(pool, one_by_one(lambda e: e), max_batch=0)
+        EffectBatcher(pool.runner(one_by_one(lambda e: e)), max_batch=0)
 
 
 # ---------------------------------------------------------------- the store's batches (both engines)
