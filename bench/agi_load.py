@@ -2,8 +2,9 @@
 
 Usage (from the repository root):
 
-    PYTHONPATH=$PWD python bench/agi_load.py [--calls 4000] [--concurrency 200] [--hold 5000]
-                                             [--process-calls 20] [--db sqlite|postgresql://…]
+    PYTHONPATH=$PWD python bench/agi_load.py [--calls 4000] [--concurrency 200] [--rounds 3] [--hold 5000]
+                                             [--process-calls 20] [--sweep 10,25,50,100]
+                                             [--db sqlite|postgresql://…]
 
 What it measures (each server runs in its own subprocess, the load generator here):
 
@@ -16,7 +17,10 @@ What it measures (each server runs in its own subprocess, the load generator her
    until all are open, then all completed → most concurrent calls held open.
 3. the pyst2 process-AGI script, one Python process per call (as Asterisk runs it).
 4. the floor: a bare Twisted protocol sending the same commands with one plain SQLite
-   insert per call in a thread pool (bench/agi_floor_server.py).
+   insert per call in a thread pool (bench/agi_floor_server.py). The floor and carecall
+   take turns for ``--rounds`` rounds, and the ratio is given per round and as the
+   median: the machine's speed drifts, so only like-with-like ratios mean anything.
+5. ``--sweep``: more arrival phases at lower concurrencies (rate and p99 per level).
 
 The machine is shared: other processes use the CPU too; run it twice and read both.
 """
@@ -28,6 +32,7 @@ import datetime as dt
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -331,6 +336,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--hold", type=int, default=5000)
     ap.add_argument("--process-calls", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3, help="floor and carecall take turns this many times")
     ap.add_argument("--sweep", default="", help="more arrival phases at these concurrencies, e.g. 10,25,50,100")
     ap.add_argument("--sweep-calls", type=int, default=2000, help="dialogs per sweep level")
     ap.add_argument("--db-threads", type=int, default=0, help="database threads (default: the server's own)")
@@ -342,7 +348,7 @@ def main() -> int:
     nofile = raise_nofile()
     print(f"RLIMIT_NOFILE raised to {nofile}; load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     sweep = [int(c) for c in args.sweep.split(",") if c.strip()]
-    n_world = max(args.calls + args.sweep_calls * len(sweep), args.hold, args.process_calls)
+    n_world = max(args.calls * args.rounds + args.sweep_calls * len(sweep), args.hold, args.process_calls)
     with tempfile.TemporaryDirectory(prefix="carecall-bench-") as tmp:
         workdir = Path(tmp)
         db_url = f"sqlite:///{workdir / 'bench.db'}" if args.db == "sqlite" else args.db
@@ -350,26 +356,48 @@ def main() -> int:
         world = build_world(n_world, workdir, db_url)
         print(f"imported {n_world} residents, workers and visits in {time.perf_counter() - t:.1f} s")
 
+        floor = None
+        if not args.no_floor:
+            floor_port = free_port()
+            floor = start_floor(workdir, floor_port)
         port = free_port()
         server = start_carecall(db_url, workdir, world["key"], port, alerts=not args.no_alerts,
                                 db_threads=args.db_threads)
+        shown = "sqlite" if args.db == "sqlite" else make_url(args.db).render_as_string(hide_password=True)
         try:
             wait_for_port(port, server)
             in_subprocess("load_phase", port, min(200, args.calls), args.concurrency, 10_000_000)  # warm-up
-            cpu = CPU(server.pid)
-            r = in_subprocess("load_phase", port, args.calls, args.concurrency, 0)
-            server_cpu = cpu.per(r["completed"])
-            shown = "sqlite" if args.db == "sqlite" else make_url(args.db).render_as_string(hide_password=True)
-            print(f"carecall FastAGI ({shown}): {r['completed']}/{r['calls']} dialogs in {r['seconds']:.2f} s "
-                  f"= {r['rate']:.0f} dialogs/s at concurrency {args.concurrency}; think-time per command "
-                  f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; errors {r['errors']}; "
-                  f"{server_cpu}")
-            carecall_rate = r["rate"]
+            if floor is not None:
+                wait_for_port(floor_port, floor)
+                in_subprocess("load_phase", floor_port, min(200, args.calls), args.concurrency, 0)
+            # The floor and carecall take turns, round after round: this shared machine's speed
+            # drifts by ±15 % over minutes, and each round's ratio compares like with like.
+            rates, ratios = [], []
+            for k in range(args.rounds):
+                if floor is not None:
+                    cpu = CPU(floor.pid)
+                    f = in_subprocess("load_phase", floor_port, args.calls, args.concurrency, 0)
+                    print(f"round {k + 1}: bare Twisted floor: {f['rate']:.0f} dialogs/s, think p50 "
+                          f"{f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms; {cpu.per(f['completed'])}")
+                cpu = CPU(server.pid)
+                r = in_subprocess("load_phase", port, args.calls, args.concurrency, k * 1_000_000, k * args.calls)
+                print(f"round {k + 1}: carecall FastAGI ({shown}): {r['completed']}/{r['calls']} dialogs in "
+                      f"{r['seconds']:.2f} s = {r['rate']:.0f} dialogs/s at concurrency {args.concurrency}; "
+                      f"think-time per command p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; "
+                      f"errors {r['errors']}; {cpu.per(r['completed'])}")
+                rates.append(r["rate"])
+                if floor is not None:
+                    ratios.append(r["rate"] / f["rate"])
+                    print(f"round {k + 1}: carecall / floor = {ratios[-1]:.2f}")
+            carecall_rate = statistics.median(rates)
+            if ratios:
+                print(f"carecall / floor, median of {len(ratios)} rounds = {statistics.median(ratios):.2f} "
+                      f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
             low = in_subprocess("load_phase", port, min(1000, args.calls), 10, 30_000_000)
             print(f"carecall at concurrency 10 (these calls are the departures): {low['rate']:.0f} dialogs/s; "
                   f"think-time p50 {low['p50_ms']:.2f} ms, p99 {low['p99_ms']:.2f} ms")
             for n, c in enumerate(sweep):  # arrivals again, each level on residents not called yet
-                first = args.calls + n * args.sweep_calls
+                first = args.calls * args.rounds + n * args.sweep_calls
                 w = in_subprocess("load_phase", port, args.sweep_calls, c, 40_000_000 + first, first)
                 print(f"sweep: concurrency {c}: {w['rate']:.0f} dialogs/s; think-time p50 {w['p50_ms']:.2f} ms, "
                       f"p99 {w['p99_ms']:.2f} ms; errors {w['errors']}")
@@ -380,6 +408,8 @@ def main() -> int:
                       f"failed to connect {h['failed']}")
         finally:
             stop(server, "carecall")
+            if floor is not None:
+                stop(floor, "floor server")
             for line in (workdir / "server.log").read_text(errors="replace").splitlines():
                 if "group commit:" in line:
                     print("server:", line.split("] ", 1)[-1])
@@ -401,21 +431,6 @@ def main() -> int:
             print(f"pyst2 process AGI: {ok}/{args.process_calls} dialogs = {proc_rate:.1f} dialogs/s "
                   f"(FastAGI is {carecall_rate / proc_rate:.0f}x faster)")
 
-        if args.no_floor:
-            return 0
-        port = free_port()
-        floor = start_floor(workdir, port)
-        try:
-            wait_for_port(port, floor)
-            in_subprocess("load_phase", port, min(200, args.calls), args.concurrency, 0)
-            cpu = CPU(floor.pid)
-            f = in_subprocess("load_phase", port, args.calls, args.concurrency, 0)
-            floor_cpu = cpu.per(f["completed"])
-        finally:
-            stop(floor, "floor server")
-        print(f"bare Twisted floor: {f['rate']:.0f} dialogs/s, think p50 {f['p50_ms']:.2f} ms, "
-              f"p99 {f['p99_ms']:.2f} ms; {floor_cpu}")
-        print(f"carecall / floor = {carecall_rate / f['rate']:.2f}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
