@@ -151,12 +151,15 @@ def _commits(store: CallStore) -> list[int]:
     return seen
 
 
-def test_a_batch_of_check_ins_is_one_transaction_and_each_sees_the_one_before(settings):
+def _batch_world(settings):
+    """Three residents with a visit each, a store that counts its commits, and a call time."""
     factory = world(settings, *default_visits())
-    r1, r2 = _rid(factory, "R001"), _rid(factory, "R002")
     store = _store(settings)
-    commits = _commits(store)
-    at = T0 + 5 * MIN
+    return factory, store, _commits(store), (_rid(factory, "R001"), _rid(factory, "R002")), T0 + 5 * MIN
+
+
+def test_a_batch_of_check_ins_is_one_transaction_and_each_sees_the_one_before(settings):
+    factory, store, commits, (r1, r2), at = _batch_world(settings)
     out = store.run_batch([
         LookupLine(R001),
         _checkin("b.1", R001, "1001", "1234", (r1,), at),
@@ -176,11 +179,7 @@ def test_a_batch_of_check_ins_is_one_transaction_and_each_sees_the_one_before(se
 
 
 def test_one_bad_effect_rolls_the_batch_back_and_the_others_are_logged_on_their_own(settings):
-    factory = world(settings, *default_visits())
-    r1, r2 = _rid(factory, "R001"), _rid(factory, "R002")
-    store = _store(settings)
-    commits = _commits(store)
-    at = T0 + 5 * MIN
+    factory, store, commits, (r1, r2), at = _batch_world(settings)
     broken = RecordCall(CallInfo("b.bad", "checkin", at, R001), None, "pin", at)  # type: ignore[arg-type]
     out = store.run_batch([
         _checkin("b.1", R001, "1001", "1234", (r1,), at),
