@@ -52,3 +52,14 @@ def add_visits(settings: Settings, factory: sessionmaker[Session], *rows: tuple)
     text = "\n".join([VISITS_HEADER, *(visit_row(*r, settings=settings) for r in rows)]) + "\n"
     report = import_csv(factory, "visits", text, context_for(settings))
     assert report.ok, report.errors
+
+
+def on_today(now: dt.datetime, minutes: int, settings: Settings) -> dt.datetime:
+    """``now`` + ``minutes``, pulled inside today's local date (00:00 … 23:40), for visits a test reads on
+    today's board while the server runs on the real clock: near midnight "five minutes
+    ago" is yesterday and "in twenty minutes" is tomorrow. A start pulled back to 23:40
+    has begun at most 20 minutes ago, so such a visit is still "due" (late after 30)."""
+    midnight = dt.datetime.combine(dt.datetime.now(settings.tz).date(), dt.time(), settings.tz)
+    last = midnight + dt.timedelta(hours=23, minutes=40)
+    at = now + dt.timedelta(minutes=minutes)
+    return min(max(at, midnight.astimezone(dt.UTC)), last.astimezone(dt.UTC))

@@ -179,3 +179,34 @@ def test_the_server_protocol_survives_any_byte_stream(chunks):
     proto.connectionLost()
     clock.advance(700)
     assert f.active == 0
+
+
+def test_commands_go_straight_to_the_socket_until_it_is_full_then_through_the_transport_in_order():
+    """FastAGIProtocol._write: direct sends while they are whole; after a short one, Twisted buffers the rest."""
+    import socket
+
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+    class SocketTransport(StringTransport):
+        def getHandle(self):
+            return ours
+
+    clock = task.Clock()
+    proto = _factory(clock, _Recorder()).buildProtocol(None)
+    transport = SocketTransport()
+    proto.makeConnection(transport)
+    try:
+        proto._write(b"ANSWER\n")
+        assert peer.recv(100) == b"ANSWER\n" and transport.value() == b""  # sent directly
+        big = b"x" * 1_000_000  # more than the socket takes at once
+        proto._write(big)
+        proto._write(b"HANGUP\n")
+        taken = len(big) - len(transport.value()) + len(b"HANGUP\n")
+        assert 0 < taken < len(big)
+        assert transport.value().endswith(b"HANGUP\n")  # the rest, then the next command, in order
+        assert proto._direct is None
+    finally:
+        ours.close()
+        peer.close()

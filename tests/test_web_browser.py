@@ -30,7 +30,7 @@ from ivr.db import unit_of_work
 from ivr.models import Attendance, Visit
 from scheduler.models import Alert, AlertCheck
 from tests.conftest import fresh_database
-from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
+from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
 from tests.webclient import PASSWORD, add_users, running_server
 
 pytestmark = pytest.mark.browser
@@ -46,9 +46,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                  secret_file=str(tmp / "carecall.key"), data_dir=str(tmp / "var"))
         factory = factory_for(settings)
         now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-        rows = [visit_row("B-LIVE", "R001", now - dt.timedelta(minutes=2), 45, "1001", "yes", settings=settings),
+        rows = [visit_row("B-LIVE", "R001", on_today(now, -2, settings), 45, "1001", "yes", settings=settings),
                 visit_row("B-FIX", "R002", now - dt.timedelta(minutes=50), 30, "1002", settings=settings),
-                visit_row("B-LATER", "R003", now + dt.timedelta(minutes=60), 30, "1003", settings=settings),
+                visit_row("B-LATER", "R003", on_today(now, 60, settings), 30, "1003", settings=settings),
                 visit_row("B-TWO", "R004", now - dt.timedelta(minutes=20), 60, "1003;1004", settings=settings),
                 # Ended an hour ago with nobody there: the scheduler's catch-up pass raises "missed" at start.
                 visit_row("B-MISS", "R003", now - dt.timedelta(minutes=90), 30, "1003", settings=settings)]

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from agi.simulator import CallScript, simulate_blocking
 from ivr.db import make_engine
 from tests.callhelpers import attendances
-from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
+from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
 from tests.webclient import Client, add_users, running_server
 
 TABLES = ("attendances", "call_records")
@@ -67,7 +67,7 @@ def test_board_shows_the_journal_banner_while_check_ins_wait_and_clears_it_after
     factory = factory_for(settings)
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     import_world(settings, factory, f"{VISITS_HEADER}\n"
-                 + visit_row("V-J", "R001", now - dt.timedelta(minutes=5), 45, "1001", settings=settings) + "\n")
+                 + visit_row("V-J", "R001", on_today(now, -5, settings), 45, "1001", settings=settings) + "\n")
     add_users(settings)
     with running_server(settings, tmp_path, "journal_retry_seconds = 1\n") as url:
         c = Client(url)

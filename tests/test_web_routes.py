@@ -28,7 +28,7 @@ from ivr.models import Attendance, AuditEntry, CallRecord, Resident, ReviewStatu
 from scheduler.models import Alert, AlertAction, AlertCheck
 from scheduler.store import raise_alert
 from tests.conftest import fresh_database
-from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
+from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
 from tests.webclient import Client, add_users, cli, running_server
 from web.site import build_app
 
@@ -46,9 +46,9 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
         past = last_ended_period(settings, now)
         day2 = dt.datetime.combine(past + dt.timedelta(days=1), dt.time(10), tzinfo=settings.tz)
-        rows = [visit_row("V-NOW", "R001", now - dt.timedelta(minutes=5), 45, "1001", settings=settings),
-                visit_row("V-LATER", "R002", now + dt.timedelta(minutes=20), 30, "1002", settings=settings),
-                visit_row("V-X", "R003", now - dt.timedelta(minutes=10), 30, "1003", settings=settings),
+        rows = [visit_row("V-NOW", "R001", on_today(now, -5, settings), 45, "1001", settings=settings),
+                visit_row("V-LATER", "R002", on_today(now, 20, settings), 30, "1002", settings=settings),
+                visit_row("V-X", "R003", on_today(now, -10, settings), 30, "1003", settings=settings),
                 # In the last ended billing period: two delivered visits and one missed.
                 visit_row("V-PAST", "R001", day2, 45, "1001", settings=settings),
                 visit_row("V-PRIV", "R003", day2 + dt.timedelta(hours=2), 60, "1003", settings=settings),
