@@ -225,6 +225,11 @@ def due_alerts(snap: Snapshot, now: dt.datetime, rules: Rules) -> list[Due]:
         if since < due.due_at <= now:
             out.append(due)
 
+    def in_window(at: dt.datetime) -> bool:
+        # Checked before a Due is built: most visits have no deadline in the window, and the
+        # texts (local times, the visit's label) cost more than the rule itself.
+        return since < at <= now
+
     for v in snap.visits.values():
         if v.cancelled:
             continue
@@ -232,19 +237,21 @@ def due_alerts(snap: Snapshot, now: dt.datetime, rules: Rules) -> list[Due]:
         arrivals = _arrivals(atts, now)
         dl = deadlines(v, rules)
         first_worker = v.worker_ids[0] if v.worker_ids else None
-        label = _visit_label(v, tz)
+        label: str | None = None
         for kind in (AlertKind.LATE, AlertKind.MISSED):
-            if not any(t <= dl[kind] for t in arrivals):
+            if in_window(dl[kind]) and not any(t <= dl[kind] for t in arrivals):
                 # Arrived after the deadline but before this pass (a catch-up): still raised,
                 # then settled at once with the arrival time, so the office sees both.
                 what = "no arrival by" if kind == AlertKind.LATE else "no arrival by planned end"
+                label = label or _visit_label(v, tz)
                 add(Due(kind, dedupe_key(kind, visit_id=v.id, due_at=dl[kind]), dl[kind], v.id, first_worker,
                         v.resident_id, detail=f"{what} {format_local(dl[kind], tz, '%H:%M')}: {label}"))
         for a in atts:
             if a.arrival_at is None or a.arrival_at > now:
                 continue
-            if a.departure_at is None or a.departure_at > dl[AlertKind.NO_DEPARTURE]:
-                d = dl[AlertKind.NO_DEPARTURE]
+            d = dl[AlertKind.NO_DEPARTURE]
+            if in_window(d) and (a.departure_at is None or a.departure_at > d):
+                label = label or _visit_label(v, tz)
                 add(Due(AlertKind.NO_DEPARTURE,
                         dedupe_key(AlertKind.NO_DEPARTURE, visit_id=v.id, worker_id=a.worker_id, due_at=d), d,
                         v.id, a.worker_id, v.resident_id, a.id,
@@ -252,9 +259,10 @@ def due_alerts(snap: Snapshot, now: dt.datetime, rules: Rules) -> list[Due]:
                                f"no departure by {format_local(d, tz, '%H:%M')}: {label}"))
         if v.workers_required == 2 and arrivals:
             d = arrivals[0] + rules.double_up_minutes * MINUTE
-            if len(arrivals) < 2 or arrivals[1] > d:
+            if in_window(d) and (len(arrivals) < 2 or arrivals[1] > d):
                 second = format_local(arrivals[1], tz, "%H:%M") if len(arrivals) >= 2 and arrivals[1] <= now \
                     else "not yet"
+                label = label or _visit_label(v, tz)
                 add(Due(AlertKind.DOUBLE_UP_APART, dedupe_key(AlertKind.DOUBLE_UP_APART, visit_id=v.id), d, v.id,
                         None, v.resident_id,
                         detail=f"double-up: first arrival {format_local(arrivals[0], tz, '%H:%M')}, "
