@@ -14,6 +14,7 @@ is logged, exactly as when the database itself is down.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,8 +95,6 @@ class EffectProcess(ProcessProtocol):
                 return
             if len(buf) < HEADER.size + size:
                 return
-            import pickle
-
             batch_id, outcomes = pickle.loads(bytes(buf[HEADER.size : HEADER.size + size]))  # our own child
             del buf[: HEADER.size + size]
             if batch_id == "ready":
