@@ -44,7 +44,6 @@ class EffectProcess(ProcessProtocol):
     """One worker process and the batches sent to it (reactor thread only)."""
 
     def __init__(self, reactor: Any, settings: Any, name: str) -> None:
-        super().__init__()
         self.reactor = reactor
         self.settings = settings
         self.name = name
@@ -75,16 +74,12 @@ class EffectProcess(ProcessProtocol):
         self.transport.write(frame(self.settings))  # type: ignore[union-attr]
 
     def run_batch(self, effects: Sequence[Any]) -> Deferred[list[Outcome]]:
-        return self.request("effects", list(effects))
-
-    def request(self, kind: str, payload: Any) -> Deferred[Any]:
-        """Send one request (``effects``, ``alert_pass``); fires with its value or fails with its error."""
         if not self.running or self.stopping:
             return fail(EffectProcessGone(f"{self.name} is not running"))
         self._next_id += 1
-        d: Deferred[Any] = Deferred()
+        d: Deferred[list[Outcome]] = Deferred()
         self.pending[self._next_id] = d
-        self.transport.write(frame((self._next_id, kind, payload)))  # type: ignore[union-attr]
+        self.transport.write(frame((self._next_id, list(effects))))  # type: ignore[union-attr]
         return d
 
     # ------------------------------------------------------------ the pipe
@@ -100,16 +95,13 @@ class EffectProcess(ProcessProtocol):
                 return
             if len(buf) < HEADER.size + size:
                 return
-            request_id, ok, value = pickle.loads(bytes(buf[HEADER.size : HEADER.size + size]))  # our own child
+            batch_id, outcomes = pickle.loads(bytes(buf[HEADER.size : HEADER.size + size]))  # our own child
             del buf[: HEADER.size + size]
-            if request_id == "ready":
+            if batch_id == "ready":
                 continue
-            d = self.pending.pop(request_id, None)
+            d = self.pending.pop(batch_id, None)
             if d is not None:
-                if ok:
-                    d.callback(value)
-                else:
-                    d.errback(Failure(value))
+                d.callback(outcomes)
 
     def errReceived(self, data: bytes) -> None:
         from agi.fastagi import redact

@@ -10,12 +10,9 @@ unchanged: batches are pickled across a pipe instead of handed to a thread.
 
 Wire format on stdin/stdout, both ways: a 4-byte big-endian length, then a pickle. The
 first frame from the parent is the server's :class:`~carecall.config.Settings`; then each
-request is ``(request_id, kind, payload)`` and each reply ``(request_id, ok, value)``:
-``"effects"`` runs a batch of call effects (:meth:`CallStore.run_batch`, the value is one
-``(ok, value)`` per effect) and ``"alert_pass"`` one alert pass at ``payload``, the time
-(:func:`scheduler.service.db_pass`: the rules are Python over every visit in the window, so
-the alert scheduler runs them in a worker of its own). Only the parent writes to this
-pipe, so unpickling it is as safe as importing our own modules.
+request is ``(batch_id, [effect, …])`` and each reply ``(batch_id, [(ok, value), …])``
+(:meth:`CallStore.run_batch`). Only the parent writes to this pipe, so unpickling it is
+as safe as importing our own modules.
 
 The worker dies with its parent (``PR_SET_PDEATHSIG`` on Linux, end of stdin elsewhere):
 a server killed in the middle of a check-in must leave that transaction uncommitted, as
@@ -99,41 +96,16 @@ def main() -> int:
     engine = make_engine(settings.db_url, hide_parameters=True)
     store = CallStore(engine, PinHasher(load_or_create_key(settings.secret_path)),
                       MatchWindows.from_settings(settings), LockoutPolicy.from_settings(settings))
-    handlers = {"effects": lambda effects: portable(store.run_batch(effects)),
-                "alert_pass": _alert_pass(settings, engine)}
-    stdout.write(frame(("ready", True, None)))
+    stdout.write(frame(("ready", None)))
     stdout.flush()
     while True:
         try:
-            request_id, kind, payload = read_frame(stdin)
+            batch_id, effects = read_frame(stdin)
         except EOFError:
             engine.dispose()
             return 0
-        try:
-            reply = (request_id, True, handlers[kind](payload))
-        except Exception as exc:
-            reply = (request_id, False, portable([(False, exc)])[0][1])
-        stdout.write(frame(reply))
+        stdout.write(frame((batch_id, portable(store.run_batch(effects)))))
         stdout.flush()
-
-
-def _alert_pass(settings: Any, engine: Any) -> Any:
-    """One alert pass at a given time, with the site's rules (built on first use)."""
-    state: dict[str, Any] = {}
-
-    def run(now: Any) -> Any:
-        if not state:
-            from ivr.db import session_factory
-            from scheduler.delivery import DeliveryConfig
-            from scheduler.rules import Rules
-
-            state.update(factory=session_factory(engine), cfg=DeliveryConfig.from_settings(settings),
-                         rules=Rules.from_section(settings.section("alerts"), settings.timezone))
-        from scheduler.service import db_pass
-
-        return db_pass(state["factory"], now, state["rules"], state["cfg"])
-
-    return run
 
 
 if __name__ == "__main__":

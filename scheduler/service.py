@@ -44,11 +44,8 @@ class AlertService(Service):
 
     def __init__(self, runtime: Runtime, *, interval: float = 15.0, rules: Rules | None = None,
                  cfg: DeliveryConfig | None = None, clock: Callable[[], dt.datetime] = utcnow,
-                 sender: Callable[[Job, DeliveryConfig], None] = delivery.send, worker: Any = None) -> None:
+                 sender: Callable[[Job, DeliveryConfig], None] = delivery.send) -> None:
         self.runtime = runtime
-        # agi.effectprocess.EffectProcess: the pass runs there, off this process's GIL (the
-        # rules are Python over every visit in the window, and the reactor serves calls).
-        self.worker = worker
         self.interval = interval
         self.rules = rules or Rules()
         self.cfg = cfg or DeliveryConfig()
@@ -62,8 +59,6 @@ class AlertService(Service):
     # -- lifecycle -------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
-        if self.worker is not None:
-            self.worker.start()
         reactor = self.runtime.reactor
         self.scheduler = TwistedScheduler(
             reactor=reactor, timezone=dt.UTC,
@@ -78,11 +73,7 @@ class AlertService(Service):
         super().stopService()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        if self.worker is None:
-            return self._running
-        # The tick in flight finishes first (its pass is in the worker), then the worker stops.
-        d = self._running if self._running is not None else succeed(None)
-        return d.addBoth(lambda _: self.worker.stop())
+        return self._running
 
     def _from_scheduler(self) -> None:
         # Runs in a reactor pool thread (TwistedExecutor): only hop to the reactor.
@@ -107,15 +98,9 @@ class AlertService(Service):
     def _tick(self) -> Any:
         now = self.clock()
         try:
-            if self.worker is not None:
-                result = yield self.worker.request("alert_pass", now)
-            else:
-                result = yield self.runtime.run_db(self._db_pass, now)
+            result = yield self.runtime.run_db(self._db_pass, now)
         except DBAPIError as exc:  # a lost race (deadlock) or a database blip: the next tick retries
             log.warn("alert pass at {now} failed: {error}", now=now.isoformat(), error=str(exc.orig))
-            return None
-        except Exception as exc:  # the worker died or restarts, or its error could not cross: retried too
-            log.warn("alert pass at {now} failed: {error}", now=now.isoformat(), error=type(exc).__name__)
             return None
         self.ticks += 1
         self.last_pass = {"now": now.isoformat(), "raised": len(result["raised"]),
@@ -129,7 +114,13 @@ class AlertService(Service):
         return result
 
     def _db_pass(self, now: dt.datetime) -> dict[str, Any]:
-        return db_pass(self.runtime.factory, now, self.rules, self.cfg)
+        with unit_of_work(self.runtime.factory) as s:
+            res = run_pass(s, now, self.rules)
+        with unit_of_work(self.runtime.factory) as s:
+            delivery.plan_deliveries(s, now, self.cfg)
+            escalated = delivery.escalate(s, now, self.cfg)
+            delivery.plan_deliveries(s, now, self.cfg)
+        return {"raised": res.raised, "settled": res.settled, "escalated": escalated}
 
     def _claim(self, now: dt.datetime) -> list[Job]:
         with unit_of_work(self.runtime.factory) as s:
@@ -159,17 +150,6 @@ class AlertService(Service):
         return len(jobs)
 
 
-def db_pass(factory: Any, now: dt.datetime, rules: Rules, cfg: DeliveryConfig) -> dict[str, Any]:
-    """One pass (blocking): raise and settle alerts, plan deliveries, escalate → plain data."""
-    with unit_of_work(factory) as s:
-        res = run_pass(s, now, rules)
-    with unit_of_work(factory) as s:
-        delivery.plan_deliveries(s, now, cfg)
-        escalated = delivery.escalate(s, now, cfg)
-        delivery.plan_deliveries(s, now, cfg)
-    return {"raised": res.raised, "settled": res.settled, "escalated": escalated}
-
-
 def make_service(runtime: Runtime) -> AlertService | None:
     section = runtime.settings.section("alerts")
     if section.get("enabled", True) is False:
@@ -181,9 +161,4 @@ def make_service(runtime: Runtime) -> AlertService | None:
         from carecall.config import ConfigError
 
         raise ConfigError("[alerts] interval_seconds must be positive")
-    worker = None
-    if runtime.settings.agi_effects == "process":
-        from agi.effectprocess import EffectProcess
-
-        worker = EffectProcess(runtime.reactor, runtime.settings, "alert worker")
-    return AlertService(runtime, interval=interval, rules=rules, cfg=cfg, worker=worker)
+    return AlertService(runtime, interval=interval, rules=rules, cfg=cfg)

@@ -148,38 +148,3 @@ def test_two_server_processes_on_one_postgresql_store_and_send_each_alert_once(p
                 p.kill()
                 p.wait()
         drop_pg_database(pg_server, name)
-
-
-@pytest_twisted.inlineCallbacks
-def test_the_pass_runs_in_a_worker_process_that_may_die_and_come_back(settings):
-    """make_service's default: the pass in an alert worker process (off the reactor's GIL)."""
-    from agi.effectprocess import EffectProcess
-
-    factory = world(settings, (("V1", "R001", "10:00", 45, "1001", "no"),))
-    runtime = Runtime.create(settings, reactor)
-    runtime.start()
-    events: list[tuple[str, dict]] = []
-    runtime.events.subscribe(lambda kind, payload: events.append((kind, payload)))
-    worker = EffectProcess(reactor, settings, "alert worker")
-    service = AlertService(runtime, interval=0.2, rules=Rules(), cfg=DeliveryConfig(), clock=lambda: at("11:00"),
-                           worker=worker)
-    try:
-        service.startService()
-        deadline = time.monotonic() + 20
-        while service.ticks < 2 and time.monotonic() < deadline:
-            yield task.deferLater(reactor, 0.1, lambda: None)
-        assert service.ticks >= 2
-        os.kill(worker.transport.pid, signal.SIGKILL)  # a tick may fail meanwhile: it is only retried
-        while worker.started < 2 and time.monotonic() < deadline:
-            yield task.deferLater(reactor, 0.1, lambda: None)
-        ticks = service.ticks
-        while service.ticks < ticks + 2 and time.monotonic() < deadline:
-            yield task.deferLater(reactor, 0.1, lambda: None)
-        assert worker.started == 2 and service.ticks >= ticks + 2
-    finally:
-        yield service.stopService()
-        runtime.stop()
-    assert not worker.running
-    assert sorted(p["kind"] for k, p in events if k == "alert" and p["event"] == "raised") == ["late", "missed"]
-    with factory() as s:
-        assert s.scalar(select(func.count()).select_from(Alert)) == 2
