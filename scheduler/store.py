@@ -81,17 +81,33 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
         yield items[i:i + CHUNK]
 
 
+def _attendance_query() -> Any:
+    return select(Attendance.id, Attendance.visit_id, Attendance.resident_id, Resident.reference,
+                  Attendance.worker_id, Worker.worker_number, Attendance.kind, Attendance.arrival_at,
+                  Attendance.departure_at) \
+        .join(Resident, Resident.id == Attendance.resident_id).join(Worker, Worker.id == Attendance.worker_id)
+
+
 UNRESOLVED = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
 SETTLEABLE = (AlertKind.LATE, AlertKind.MISSED, AlertKind.NO_DEPARTURE)
 
 
 def load_snapshot(session: Session, now: dt.datetime, rules: Rules) -> tuple[Snapshot, list[OpenAlert]]:
-    """The visits, attendances and calls whose deadlines can fall in ``(now - lookback, now]``."""
+    """The visits, attendances and calls whose deadlines can fall in ``(now - lookback, now]``.
+
+    Each range below is one rule's deadline solved for the stored column, so a visit is read
+    only once one of its deadlines has passed (not while its worker is merely on the way or
+    on site): during a morning rush the pass stays as cheap as the alerts it can raise.
+    ``tests/test_alert_snapshot.py`` checks that this gives the same alerts as reading
+    everything.
+    """
     since = now - rules.lookback
     late_max = max(rules.late_minutes, rules.late_minutes_time_critical) * MINUTE
+    late_min = min(rules.late_minutes, rules.late_minutes_time_critical) * MINUTE
+    double_up = rules.double_up_minutes * MINUTE
     visit_ids: set[int] = set()
-    visit_ids.update(session.scalars(
-        select(Visit.id).where(Visit.planned_start >= since - late_max, Visit.planned_start <= now)))
+    visit_ids.update(session.scalars(  # late: planned start + late_after ∈ window
+        select(Visit.id).where(Visit.planned_start >= since - late_max, Visit.planned_start <= now - late_min)))
     visit_ids.update(session.scalars(
         select(Visit.id).where(Visit.planned_end >= since - rules.no_departure_minutes * MINUTE,
                                Visit.planned_end <= now)))
@@ -103,18 +119,24 @@ def load_snapshot(session: Session, now: dt.datetime, rules: Rules) -> tuple[Sna
     ]
     visit_ids.update(a.visit_id for a in open_alerts if a.visit_id is not None)
 
-    att_cols = (Attendance.id, Attendance.visit_id, Attendance.resident_id, Resident.reference, Attendance.worker_id,
-                Worker.worker_number, Attendance.kind, Attendance.arrival_at, Attendance.departure_at)
-    att_base = select(*att_cols).join(Resident, Resident.id == Attendance.resident_id) \
-        .join(Worker, Worker.id == Attendance.worker_id)
+    att_base = _attendance_query()
     windowed = session.execute(att_base.where(or_(
-        and_(Attendance.arrival_at >= since - rules.double_up_minutes * MINUTE, Attendance.arrival_at <= now),
+        # double-up apart: first arrival + double_up ∈ window
+        and_(Attendance.arrival_at >= since - double_up, Attendance.arrival_at <= now - double_up),
+        # substitute / unscheduled: due at the arrival
+        and_(Attendance.kind.in_(AlertKind.INFORMATIONAL), Attendance.arrival_at >= since,
+             Attendance.arrival_at <= now),
+        # short visit and informational without an arrival: due at the departure
         and_(Attendance.departure_at >= since, Attendance.departure_at <= now),
     ))).all()
     visit_ids.update(r.visit_id for r in windowed if r.visit_id is not None)
+    return _snapshot(session, visit_ids, windowed, calls=_calls(session, since, now, rules)), open_alerts
 
+
+def _calls(session: Session, since: dt.datetime, now: dt.datetime, rules: Rules) -> list[CallFacts]:
+    """Failed logins (their window reaches further back) and no-reply calls."""
     call_since = since - rules.failed_login_window_minutes * MINUTE
-    calls = [
+    return [
         CallFacts(r.id, r.started_at, r.script, r.outcome, r.caller_e164, r.worker_number_entered, r.worker_id,
                   r.resident_id, r.visit_id, r.failed_pin_attempts)
         for r in session.execute(
@@ -125,8 +147,12 @@ def load_snapshot(session: Session, now: dt.datetime, rules: Rules) -> tuple[Sna
                    or_(CallRecord.failed_pin_attempts > 0,
                        CallRecord.outcome.in_(("failed_login", "no_reply", "no_visit")))))
     ]
-    visit_ids.update(c.visit_id for c in calls if c.visit_id is not None)
 
+
+def _snapshot(session: Session, visit_ids: set[int], windowed: Sequence[Any], calls: list[CallFacts]) -> Snapshot:
+    """The facts of these visits (every attendance of each) plus the windowed attendances and calls."""
+    visit_ids = visit_ids | {c.visit_id for c in calls if c.visit_id is not None}
+    att_base = _attendance_query()
     snap = Snapshot(calls=calls)
     assigned: dict[int, list[tuple[int, str]]] = {}
     rows_by_id: dict[int, Any] = {r.id: r for r in windowed}
@@ -151,7 +177,7 @@ def load_snapshot(session: Session, now: dt.datetime, rules: Rules) -> tuple[Sna
                         r.arrival_at, r.departure_at)
         for r in sorted(rows_by_id.values(), key=lambda r: r.id)
     ]
-    return snap, open_alerts
+    return snap
 
 
 def alert_data(alert: Alert | Any, event: str = "raised", note: str = "") -> dict[str, Any]:
