@@ -410,9 +410,13 @@ def main() -> int:
             stop(server, "carecall")
             if floor is not None:
                 stop(floor, "floor server")
+            slow = []
             for line in (workdir / "server.log").read_text(errors="replace").splitlines():
                 if "group commit:" in line:
                     print("server:", line.split("] ", 1)[-1])
+                if "slow alert pass" in line:
+                    slow.append(line.split("] ", 1)[-1])
+            print(f"server: {len(slow)} alert passes took 0.1 s or more" + (f"; the last: {slow[-1]}" if slow else ""))
 
         # pyst2 process AGI: one process per call, sequential like a quiet line.
         env = dict(os.environ, PYTHONPATH=str(ROOT), CARECALL_DB=db_url)
