@@ -82,6 +82,23 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@contextlib.contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that only reads and never takes SQLite's write lock.
+
+    On SQLite it opens no transaction (:func:`_sqlite_begin`), so each SELECT sees its
+    own WAL snapshot and writers are never queued behind it; a caller that needs the
+    reads to agree must check again under :func:`unit_of_work`. On PostgreSQL it is an
+    ordinary transaction, rolled back.
+    """
+    bind = factory.kw["bind"]
+    with factory(bind=bind.execution_options(**READ_ONLY)) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 

@@ -30,12 +30,12 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from carecall.runtime import Runtime
-from ivr.db import unit_of_work
+from ivr.db import reading, unit_of_work
 from ivr.models import utcnow
 from scheduler import delivery
 from scheduler.delivery import DeliveryConfig, Job
 from scheduler.rules import Rules
-from scheduler.store import run_pass
+from scheduler.store import PassResult, pass_would_write, run_pass
 
 log = Logger(namespace="carecall.alerts")
 # A pass this slow is logged: its deadlines reach the office that much later, and on a
@@ -122,8 +122,12 @@ class AlertService(Service):
 
     def _db_pass(self, now: dt.datetime) -> dict[str, Any]:
         started = time.perf_counter()
-        with unit_of_work(self.runtime.factory) as s:
-            res = run_pass(s, now, self.rules)
+        with reading(self.runtime.factory) as s:  # no write lock while the rules read and evaluate
+            needed, visits_read = pass_would_write(s, now, self.rules)
+        res = PassResult(visits_read=visits_read)
+        if needed:
+            with unit_of_work(self.runtime.factory) as s:
+                res = run_pass(s, now, self.rules)
         with unit_of_work(self.runtime.factory) as s:
             delivery.plan_deliveries(s, now, self.cfg)
             escalated = delivery.escalate(s, now, self.cfg)

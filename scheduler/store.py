@@ -218,11 +218,15 @@ def settle(session: Session, alert_id: int, note: str, now: dt.datetime) -> bool
     return True
 
 
-def store_due(session: Session, due: Sequence[Due], now: dt.datetime) -> list[int]:
-    keys = [d.dedupe_key for d in due]
+def _stored_keys(session: Session, keys: Sequence[str]) -> set[str]:
     existing: set[str] = set()
     for i in range(0, len(keys), CHUNK):
         existing.update(session.scalars(select(Alert.dedupe_key).where(Alert.dedupe_key.in_(keys[i:i + CHUNK]))))
+    return existing
+
+
+def store_due(session: Session, due: Sequence[Due], now: dt.datetime) -> list[int]:
+    existing = _stored_keys(session, [d.dedupe_key for d in due])
     ids = []
     for d in due:
         if d.dedupe_key in existing:
@@ -234,6 +238,22 @@ def store_due(session: Session, due: Sequence[Due], now: dt.datetime) -> list[in
         if new_id is not None:
             ids.append(new_id)
     return ids
+
+
+def pass_would_write(session: Session, now: dt.datetime, rules: Rules) -> tuple[bool, int]:
+    """Whether a pass at ``now`` has an alert to raise or settle, and how many visits it read.
+
+    Reads only, so the scheduler can ask this outside a write transaction: most passes
+    find nothing new, and on SQLite a pass inside ``BEGIN IMMEDIATE`` would hold every
+    check-in's write behind it for as long as it reads and evaluates. When this says
+    yes, :func:`run_pass` does the pass again under the lock, so what it stores is
+    decided on facts no writer can change meanwhile.
+    """
+    snap, open_alerts = load_snapshot(session, now, rules)
+    due = due_alerts(snap, now, rules)
+    if due and len(_stored_keys(session, [d.dedupe_key for d in due])) < len({d.dedupe_key for d in due}):
+        return True, len(snap.visits)
+    return bool(settlements(open_alerts, snap, now, rules)), len(snap.visits)
 
 
 def run_pass(session: Session, now: dt.datetime, rules: Rules) -> PassResult:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from ivr.db import unit_of_work
+from ivr.db import reading, unit_of_work
 from ivr.models import Attendance, Visit
 from scheduler.rules import MINUTE, Rules, deadlines, due_alerts, settlements
-from scheduler.store import _attendance_query, _calls, _snapshot, load_snapshot, raise_alert
-from tests.test_alerts_world import DAY, at, attend, call, world
+from scheduler.store import _attendance_query, _calls, _snapshot, load_snapshot, pass_would_write, raise_alert
+from tests.test_alerts_world import DAY, at, attend, call, run, world
 
 RESIDENTS = ("R001", "R002", "R003", "R004")
 WORKERS = ("1001", "1002", "1003", "1004")
@@ -118,3 +119,31 @@ def test_a_visit_still_before_its_deadlines_is_not_read(settings):
         assert snap.visits == {}  # started and attended, but late is 10:30 and double-up does not apply
         snap, _ = load_snapshot(s, at("10:30"), Rules())
         assert list(snap.visits) == [s.scalar(select(Visit.id))]
+
+
+def test_a_pass_asks_under_no_lock_whether_it_has_anything_to_write(settings):
+    factory = world(settings)  # V2 is time-critical: late at 10:15
+    rules = Rules()
+
+    def would(now: dt.datetime) -> bool:
+        with reading(factory) as s:
+            return pass_would_write(s, now, rules)[0]
+
+    assert would(at("10:14", 59)) is False
+    assert would(at("10:15")) is True
+    assert [r["kind"] for r in run(factory, at("10:15")).raised] == ["late"]
+    assert would(at("10:15")) is False  # stored: a second pass has nothing to write
+    attend(factory, "V2", "1002", at("10:16"))
+    assert would(at("10:17")) is True  # the late alert can be settled
+    assert len(run(factory, at("10:17")).settled) == 1
+    assert would(at("10:17")) is False
+
+    # A check-in's write transaction is open (on SQLite it holds the database's one write
+    # lock): the quiet pass still reads and answers, instead of waiting behind it.
+    answers: list[bool] = []
+    with factory.kw["bind"].begin() as writer:
+        writer.execute(update(Visit).where(Visit.visit_ref == "V1").values(time_critical=False))
+        reader = threading.Thread(target=lambda: answers.append(would(at("10:18"))))
+        reader.start()
+        reader.join(timeout=5)
+        assert answers == [False], "the pass waited for the writer"
