@@ -24,6 +24,7 @@ from scheduler.delivery import DeliveryConfig
 from scheduler.models import Alert, AlertDelivery
 from scheduler.rules import Rules
 from scheduler.service import AlertService, make_service
+from scheduler.store import run_pass as _real_run_pass
 from tests.conftest import ROOT, drop_pg_database, fresh_pg_database
 from tests.helpers import factory_for, import_world
 from tests.pg import free_port
@@ -148,3 +149,43 @@ def test_two_server_processes_on_one_postgresql_store_and_send_each_alert_once(p
                 p.kill()
                 p.wait()
         drop_pg_database(pg_server, name)
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_rules_run_under_the_write_lock_only_when_something_is_due_and_a_slow_pass_is_logged(settings, monkeypatch):
+    from twisted.logger import globalLogPublisher
+
+    from scheduler import service as service_module
+
+    factory = world(settings, (("V1", "R001", "10:00", 45, "1001", "no"),))
+    runtime = Runtime.create(settings, reactor)
+    runtime.start()
+    writes: list[dt.datetime] = []  # the instants the rules ran inside a write transaction
+
+    def counted_run_pass(s, when, rules):
+        writes.append(when)
+        return _real_run_pass(s, when, rules)
+
+    monkeypatch.setattr(service_module, "run_pass", counted_run_pass)
+    now = [at("10:29")]
+    service = AlertService(runtime, interval=3600, rules=Rules(), cfg=DeliveryConfig(), clock=lambda: now[0])
+    lines: list[str] = []
+
+    def observe(event: dict) -> None:
+        if event.get("log_namespace") == "carecall.alerts" and "slow alert pass" in (event.get("log_format") or ""):
+            lines.append(event["log_format"].format_map(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield service._tick()  # V1 is late at 10:30: nothing to write at 10:29
+        assert writes == [] and lines == []
+        monkeypatch.setattr(service_module, "SLOW_PASS_SECONDS", 0.0)
+        now[0] = at("10:30")
+        yield service._tick()
+        assert writes == [at("10:30")]
+        assert len(lines) == 1 and "1 visits read" in lines[0]
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        runtime.stop()
+    with factory() as s:
+        assert s.scalars(select(Alert.kind)).all() == ["late"]
