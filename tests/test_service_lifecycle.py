@@ -34,3 +34,19 @@ def test_pools_stop_only_after_every_part_finished_its_work(settings):
     yield stopping
     assert ran == ["last database work"]
     assert not runtime.pool.started
+
+
+def test_the_server_freezes_what_startup_built_out_of_the_collectors_scans():
+    import gc
+
+    from carecall.commands import GC_THRESHOLDS, quiet_collector
+
+    before = gc.get_threshold()
+    try:
+        quiet_collector()
+        assert gc.get_freeze_count() > 1000  # modules, classes, mappers: everything built so far
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.isenabled()  # cycles made later are still collected
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
