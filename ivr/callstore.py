@@ -252,8 +252,8 @@ class CallStore:
         }
         # The same effects inside a caller's transaction (run_batch).
         self._in_transaction: dict[type, Any] = {
-            LookupLine: lambda conn, e: tuple(_LINE.scalars(conn, e164=e.e164)),
-            LookupPhoneCode: lambda conn, e: tuple(_PHONE_CODE.scalars(conn, code=e.code)),
+            LookupLine: self._lookup_line,
+            LookupPhoneCode: self._lookup_phone_code,
             CheckIn: self._check_in,
             NoReplyCall: self._no_reply,
             RecordCall: self._record_call,
@@ -308,11 +308,17 @@ class CallStore:
 
     def lookup_line(self, effect: LookupLine) -> tuple[int, ...]:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return tuple(_LINE.scalars(conn, e164=effect.e164))
+            return self._lookup_line(conn, effect)
+
+    def _lookup_line(self, conn: Connection, effect: LookupLine) -> tuple[int, ...]:
+        return tuple(_LINE.scalars(conn, e164=effect.e164))
 
     def lookup_phone_code(self, effect: LookupPhoneCode) -> tuple[int, ...]:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return tuple(_PHONE_CODE.scalars(conn, code=effect.code))
+            return self._lookup_phone_code(conn, effect)
+
+    def _lookup_phone_code(self, conn: Connection, effect: LookupPhoneCode) -> tuple[int, ...]:
+        return tuple(_PHONE_CODE.scalars(conn, code=effect.code))
 
     def record_call(self, effect: RecordCall) -> int:
         with self.engine.begin() as conn:
@@ -330,7 +336,7 @@ class CallStore:
             resident_id=effect.resident_id,
             review_status=effect.review_status,
             detail=effect.detail,
-            )
+        )
 
     # ------------------------------------------------------------ helpers
 
