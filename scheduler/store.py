@@ -92,6 +92,15 @@ UNRESOLVED = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
 SETTLEABLE = (AlertKind.LATE, AlertKind.MISSED, AlertKind.NO_DEPARTURE)
 
 
+def _open_alerts(session: Session) -> list[OpenAlert]:
+    """The unresolved alerts a pass may settle (late, missed, no departure)."""
+    return [
+        OpenAlert(r.id, r.kind, r.visit_id, r.worker_id, r.due_at)
+        for r in session.execute(select(Alert.id, Alert.kind, Alert.visit_id, Alert.worker_id, Alert.due_at)
+                                 .where(Alert.status.in_(UNRESOLVED), Alert.kind.in_(SETTLEABLE)))
+    ]
+
+
 def load_snapshot(session: Session, now: dt.datetime, rules: Rules) -> tuple[Snapshot, list[OpenAlert]]:
     """The visits, attendances and calls whose deadlines can fall in ``(now - lookback, now]``.
 
@@ -112,11 +121,7 @@ def load_snapshot(session: Session, now: dt.datetime, rules: Rules) -> tuple[Sna
         select(Visit.id).where(Visit.planned_end >= since - rules.no_departure_minutes * MINUTE,
                                Visit.planned_end <= now)))
 
-    open_alerts = [
-        OpenAlert(r.id, r.kind, r.visit_id, r.worker_id, r.due_at)
-        for r in session.execute(select(Alert.id, Alert.kind, Alert.visit_id, Alert.worker_id, Alert.due_at)
-                                 .where(Alert.status.in_(UNRESOLVED), Alert.kind.in_(SETTLEABLE)))
-    ]
+    open_alerts = _open_alerts(session)
     visit_ids.update(a.visit_id for a in open_alerts if a.visit_id is not None)
 
     att_base = _attendance_query()
@@ -266,11 +271,7 @@ def run_pass(session: Session, now: dt.datetime, rules: Rules) -> PassResult:
     new_ids = store_due(session, due_alerts(snap, now, rules), now)
     # Settle after inserting, so an alert raised late in a catch-up (the worker has
     # since arrived) is stored and settled in the same transaction.
-    open_alerts = [
-        OpenAlert(r.id, r.kind, r.visit_id, r.worker_id, r.due_at)
-        for r in session.execute(select(Alert.id, Alert.kind, Alert.visit_id, Alert.worker_id, Alert.due_at)
-                                 .where(Alert.status.in_(UNRESOLVED), Alert.kind.in_(SETTLEABLE)))
-    ]
+    open_alerts = _open_alerts(session)
     settled: list[tuple[int, str]] = []
     for s in settlements(open_alerts, snap, now, rules):
         if settle(session, s.alert_id, s.note, now):
