@@ -95,6 +95,10 @@ class Settings:
             raise ConfigError(f"[{name}] must be a table")
         return value
 
+    def table(self, name: str) -> Any:
+        """The typed ``[name]`` table (see :func:`register_table`), parsed and checked."""
+        return parse_table(name, self.section(name))
+
     def path(self, relative: str) -> Path:
         """A path from the config, relative to the data directory unless absolute."""
         p = Path(relative)
@@ -173,3 +177,89 @@ def load_settings(
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"unknown time zone {settings.timezone!r}") from exc
     return settings
+
+
+# --- Typed configuration tables --------------------------------------------------------
+#
+# A feature declares its ``[table]`` once, as a frozen dataclass whose fields are the keys
+# (with their defaults) and whose ``__post_init__`` raises ConfigError for a bad value,
+# and registers it here. ``Settings.table(name)`` then parses the raw TOML into that
+# dataclass: unknown keys and wrong types are errors that name the key, so a typo never
+# leaves a safety threshold silently at its default.
+
+_TABLES: dict[str, type[Any]] = {}
+
+
+def register_table(name: str) -> Any:
+    """Class decorator: ``@register_table("provider")`` on a frozen dataclass."""
+
+    def wrap(cls: type[Any]) -> type[Any]:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls!r} must be a dataclass")
+        _TABLES[name] = cls
+        return cls
+
+    return wrap
+
+
+def registered_tables() -> dict[str, type[Any]]:
+    return dict(_TABLES)
+
+
+def _typed(table: str, key: str, kind: Any, value: Any) -> Any:
+    where = f"[{table}] {key}"
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    kind_name = kind_name.replace(" ", "")
+    if kind_name in ("bool",):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind_name in ("int",):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return value
+    if kind_name in ("float",):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if kind_name in ("str",):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if kind_name in ("Decimal",):
+        import decimal
+
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where} must be an amount, got {value!r}")
+        try:
+            return decimal.Decimal(str(value))
+        except decimal.InvalidOperation as exc:
+            raise ConfigError(f"{where} must be an amount, got {value!r}") from exc
+    if kind_name.startswith(("tuple[str", "list[str")):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
+    return value  # anything richer: the dataclass's __post_init__ checks it
+
+
+def parse_table(name: str, raw: dict[str, Any]) -> Any:
+    """The registered dataclass for ``[name]`` built from ``raw``; ConfigError names the key."""
+    cls = _TABLES[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"unknown setting [{name}] {key}")
+        values[key] = _typed(name, key, fields[key].type, value)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{name}] {exc}") from exc
+
+
+def settings_table(settings: Settings, name: str) -> Any:
+    return parse_table(name, settings.section(name))
