@@ -86,9 +86,16 @@ class Resident(Base):
     team: Mapped[str] = mapped_column(String(80), default="")
     # Keyed in when the caller ID is withheld or not registered: must name one home.
     phone_code: Mapped[str | None] = mapped_column(String(8), unique=True)
+    # How the worker or the on-call manager gets in (spec 004 §14.15): the key safe's
+    # *reference* and where it is; any code itself is sealed elsewhere, never beside this.
+    access_notes: Mapped[str] = mapped_column(Text, default="")
+    keysafe_reference: Mapped[str] = mapped_column(String(80), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    contacts: Mapped[list[ResidentContact]] = relationship(
+        back_populates="resident", cascade="all, delete-orphan", order_by="ResidentContact.position"
+    )
     lines: Mapped[list[ResidentLine]] = relationship(
         back_populates="resident", cascade="all, delete-orphan", order_by="ResidentLine.id"
     )
@@ -113,6 +120,43 @@ class ResidentLine(Base):
     resident: Mapped[Resident] = relationship(back_populates="lines")
 
     __table_args__ = (UniqueConstraint("resident_id", "e164"),)
+
+
+class ContactRelation:
+    NEXT_OF_KIN = "next_of_kin"
+    REPRESENTATIVE = "representative"
+    OTHER = "other"
+    ALL = (NEXT_OF_KIN, REPRESENTATIVE, OTHER)
+
+
+class ResidentContact(Base):
+    """A person the office rings or writes to about a resident: next of kin, a
+    representative (who may also be the billing address of a private client), others.
+
+    ``position`` is the order the office tries them in; ``notify_missed`` is the
+    resident's (or representative's) consent to be told of a missed visit (spec §3.44).
+    """
+
+    __tablename__ = "resident_contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=1)
+    name: Mapped[str] = mapped_column(String(200))
+    relation: Mapped[str] = mapped_column(String(20), default=ContactRelation.NEXT_OF_KIN)
+    relation_note: Mapped[str] = mapped_column(String(80), default="")  # "daughter", "neighbour"
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    phone2_e164: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str] = mapped_column(String(254), default="")
+    notify_missed: Mapped[bool] = mapped_column(Boolean, default=False)
+    billing_address: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    resident: Mapped[Resident] = relationship(back_populates="contacts")
+
+    __table_args__ = (
+        CheckConstraint("relation IN ('next_of_kin', 'representative', 'other')", name="relation_known"),
+    )
 
 
 class Worker(Base):
