@@ -90,6 +90,9 @@ class Resident(Base):
     # *reference* and where it is; any code itself is sealed elsewhere, never beside this.
     access_notes: Mapped[str] = mapped_column(Text, default="")
     keysafe_reference: Mapped[str] = mapped_column(String(80), default="")
+    # Right to restriction (UK GDPR art. 18): no notice, survey or other optional
+    # processing while set; the care itself and its records go on.
+    processing_restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

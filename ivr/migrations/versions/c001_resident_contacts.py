@@ -1,4 +1,4 @@
-"""resident_contacts, residents.access_notes and keysafe_reference (issue 12)
+"""resident_contacts, residents.access_notes, keysafe_reference, processing_restricted (issue 12)
 
 Revision ID: c001
 Revises: m001
@@ -16,6 +16,7 @@ def upgrade() -> None:
     with op.batch_alter_table("residents") as batch:
         batch.add_column(sa.Column("access_notes", sa.Text(), nullable=False, server_default=""))
         batch.add_column(sa.Column("keysafe_reference", sa.String(length=80), nullable=False, server_default=""))
+        batch.add_column(sa.Column("processing_restricted", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "resident_contacts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -45,5 +46,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_resident_contacts_resident_id"), table_name="resident_contacts")
     op.drop_table("resident_contacts")
     with op.batch_alter_table("residents") as batch:
+        batch.drop_column("processing_restricted")
         batch.drop_column("keysafe_reference")
         batch.drop_column("access_notes")
