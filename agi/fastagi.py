@@ -9,7 +9,12 @@ All call logic is in :class:`ivr.dialog.Dialog`; all protocol rules in
   ``run_db`` (never SQL on the reactor thread), several calls' at a time
   (:mod:`agi.effects`, group commit), and their results go back in;
 * time comes from an injectable clock (``IReactorTime``): an idle timeout and a total
-  call limit cut calls whose peer went silent;
+  call limit cut calls whose peer went silent, and an environment deadline cuts a peer
+  that has not sent its whole ``agi_*`` environment in ``env_timeout`` seconds (a
+  slowloris dripping a byte a second never trips the idle timeout);
+* at most ``max_connections`` calls at once: the excess is closed at once (Asterisk's
+  ``AGISTATUS`` is then ``FAILURE`` and the dialplan tries the backup server), counted
+  and logged, so a flood of idle peers cannot hold every file descriptor;
 * when the dialog finishes, the connection is closed (after our own ``HANGUP``'s reply
   a real Asterisk keeps the channel inside ``AGI()`` until we do).
 
@@ -81,7 +86,7 @@ class FastAGIProtocol(Protocol):
         self._started = self._last = f.clock.seconds()
         f.active += 1
         f.peak = max(f.peak, f.active)
-        self._timer = f.clock.callLater(min(f.idle_timeout, f.call_limit), self._check_time)
+        self._timer = f.clock.callLater(min(f.idle_timeout, f.call_limit, f.env_timeout), self._check_time)
         handle = getattr(self.transport, "getHandle", None)
         sock = handle() if handle is not None else None
         self._direct = sock if isinstance(sock, socket.socket) else None
@@ -110,12 +115,16 @@ class FastAGIProtocol(Protocol):
         f = self.factory
         now = f.clock.seconds()
         self._timer = None
+        in_env = self.codec.state == "env"
         if now - self._started >= f.call_limit:
             self._cut(f"call longer than {f.call_limit:g} s")
+        elif in_env and now - self._started >= f.env_timeout:
+            self._cut(f"environment not complete after {f.env_timeout:g} s")
         elif now - self._last >= f.idle_timeout:
             self._cut(f"peer silent for {f.idle_timeout:g} s")
         else:
-            due = min(self._last + f.idle_timeout, self._started + f.call_limit) - now
+            due = min(self._last + f.idle_timeout, self._started + f.call_limit,
+                      self._started + f.env_timeout if in_env else float("inf")) - now
             self._timer = f.clock.callLater(max(due, 0.01), self._check_time)
 
     def _cut(self, why: str) -> None:
@@ -274,6 +283,22 @@ def batches_in_flight(settings: Any, pool_threads: int) -> int:
     return max(1, min(wanted, pool_threads))
 
 
+def max_connections(settings: Any) -> int:
+    """``agi_max_connections``, or (0) the open-file limit less 256 descriptors for everything else.
+
+    Past the limit ``accept`` fails with EMFILE for the web and the database too; the
+    cap keeps that from happening however many peers connect.
+    """
+    if settings.agi_max_connections:
+        return int(settings.agi_max_connections)
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(16, soft - 256)
+
+
 class FastAGIFactory(Factory):
     """Shared by all calls: configuration, the effect runner, the clock, counters.
 
@@ -293,6 +318,8 @@ class FastAGIFactory(Factory):
         *,
         idle_timeout: float = 60.0,
         call_limit: float = 600.0,
+        env_timeout: float = 10.0,
+        max_connections: int = 10_000,
         publish: Callable[[str, dict[str, Any]], None] | None = None,
         journal: Any = None,
         run_journal: Callable[..., Deferred[Any]] | None = None,
@@ -312,6 +339,10 @@ class FastAGIFactory(Factory):
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.call_limit = call_limit
+        self.env_timeout = env_timeout
+        self.max_connections = max_connections
+        self.refused = 0  # connections closed at once because max_connections were open
+        self._refusals_logged_at: float | None = None
         self.publish = publish
         self.journal = journal  # ivr.journal.CallJournal: where check-ins go when the database is down
         self.run_journal = run_journal  # runs journal appends off the reactor thread (fsync blocks)
@@ -335,6 +366,8 @@ class FastAGIFactory(Factory):
             clock if clock is not None else runtime.reactor,
             idle_timeout=s.agi_idle_timeout,
             call_limit=s.agi_call_limit,
+            env_timeout=s.agi_environment_timeout,
+            max_connections=max_connections(s),
             publish=runtime.events.publish,
             journal=runtime.journal,
             run_journal=runtime.run_journal,
@@ -400,5 +433,25 @@ class FastAGIFactory(Factory):
 
         return d.addCallbacks(done, failed)
 
-    def buildProtocol(self, addr: Any) -> FastAGIProtocol:
+    def buildProtocol(self, addr: Any) -> Protocol:
+        if self.active >= self.max_connections:
+            self.refused += 1
+            self._log_refusal()
+            return _Refused()
         return FastAGIProtocol(self)
+
+    def _log_refusal(self) -> None:
+        """One warning per 10 s at most: a flood must not become a flood of log lines."""
+        now = self.clock.seconds()
+        if self._refusals_logged_at is not None and now - self._refusals_logged_at < 10:
+            return
+        self._refusals_logged_at = now
+        log.warn("AGI connection refused: {active} calls open (agi_max_connections={cap}); {refused} refused so far",
+                 active=self.active, cap=self.max_connections, refused=self.refused)
+
+
+class _Refused(Protocol):
+    """An AGI connection over the cap: closed before anything is read or sent."""
+
+    def connectionMade(self) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]

@@ -62,6 +62,11 @@ class Settings:
     # FastAGI: a call whose peer is silent this long, or that lasts this long, is cut.
     agi_idle_timeout: float = 60.0
     agi_call_limit: float = 600.0
+    # A peer that has not sent its whole environment this long after connecting is cut
+    # (Asterisk sends it at once); at most agi_max_connections calls at once, the rest closed
+    # (0 = the process's open-file limit less 256 kept for the database, web and logs).
+    agi_environment_timeout: float = 10.0
+    agi_max_connections: int = 0
     max_tries: int = 3
     # Database down (issue 7): check-ins go to this append-only journal (under data_dir)
     # and are replayed into the database every journal_retry_seconds.
