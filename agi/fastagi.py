@@ -197,6 +197,9 @@ class FastAGIProtocol(Protocol):
                 return
             d = f.run_journal(f.journal.append, action.effect)
             d.addCallbacks(self._journalled, self._journal_failed)
+        elif not self.factory.ready():
+            # Started with the database down, schema not yet upgraded: straight to the journal.
+            self._act(self.dialog.effect_failed("database schema not yet upgraded"))
         elif isinstance(action, CheckIn) and self.factory.journal is not None and self.factory.journal.pending:
             # Journalled check-ins are still waiting for replay: this one queues behind them,
             # so a departure is never written before the arrival it closes.
@@ -327,8 +330,10 @@ class FastAGIFactory(Factory):
         journal_retry: float = 15.0,
         batches_in_flight: int = 1,
         effect_runner: Callable[[list[Any]], Deferred[Any]] | None = None,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
+        self.ready = ready  # False until the schema upgrade has run (carecall/schema_upgrade.py)
         self.store = store
         self.run_db = run_db
         # Group commit (agi/effects.py): one hand-off and one transaction per batch of calls,
@@ -359,7 +364,7 @@ class FastAGIFactory(Factory):
     def from_runtime(cls, runtime: Any, clock: IReactorTime | None = None,
                      effect_runner: Callable[[list[Any]], Deferred[Any]] | None = None) -> FastAGIFactory:
         s = runtime.settings
-        return cls(
+        factory = cls(
             DialogConfig.from_settings(s),
             CallStore.from_runtime(runtime),
             runtime.run_db,
@@ -375,7 +380,10 @@ class FastAGIFactory(Factory):
             journal_retry=s.journal_retry_seconds,
             batches_in_flight=batches_in_flight(s, runtime.pool.max),
             effect_runner=effect_runner,
+            ready=lambda: runtime.schema_ready,
         )
+        runtime.ready_callbacks.append(factory.replay_soon)
+        return factory
 
     # ------------------------------------------------------------ journal replay
 
@@ -402,6 +410,11 @@ class FastAGIFactory(Factory):
         if self._replay_timer is None and self.replay is not None and self.running_replay_loop:
             self._replay_timer = self.clock.callLater(self.journal_retry, self._replay_tick)
 
+    def replay_soon(self) -> None:
+        """The database just became usable: replay now rather than at the next retry."""
+        if self.replay is not None and self.journal is not None and self.running_replay_loop:
+            self.clock.callLater(0, self.replay_journal)
+
     @property
     def running_replay_loop(self) -> bool:
         return bool(self.numPorts)
@@ -410,7 +423,7 @@ class FastAGIFactory(Factory):
         """Replay now if anything is pending (one replay at a time); fires with the report or None."""
         from twisted.internet.defer import succeed
 
-        if self.replay is None or self.journal is None or not self.journal.pending:
+        if self.replay is None or self.journal is None or not self.journal.pending or not self.ready():
             return succeed(None)
         if self._replaying is not None:
             return succeed(None)
