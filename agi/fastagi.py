@@ -77,6 +77,9 @@ class FastAGIProtocol(Protocol):
         self._last = 0.0
         self._stage = ""
         self._waiting: IDelayedCall | None = None
+        self._effect_token = 0  # the database effect the dialog waits for (older results are ignored)
+        self._effect_timer: IDelayedCall | None = None
+        self._effect_deferred: Deferred[Any] | None = None
         self._direct: socket.socket | None = None
 
     # ------------------------------------------------------------ transport events
@@ -105,6 +108,9 @@ class FastAGIProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._effect_timer is not None and self._effect_timer.active():
+            self._effect_timer.cancel()  # the effect's own result still reaches the dialog
+        self._effect_timer = None
         if self.dialog.finished:
             return
         self._act(self.dialog.hangup("connection closed"))
@@ -205,8 +211,7 @@ class FastAGIProtocol(Protocol):
             # so a departure is never written before the arrival it closes.
             self._act(self.dialog.effect_failed("journal not yet replayed"))
         else:
-            d: Deferred[Any] = self.factory.effects.submit(action)
-            d.addCallbacks(self._effect_done, self._effect_failed)
+            self._submit(action)
 
     def _write(self, data: bytes) -> None:
         """Send a command now, straight to the socket, while nothing of ours is buffered.
@@ -244,10 +249,57 @@ class FastAGIProtocol(Protocol):
                      uniqueid=self.dialog.uniqueid, error=failure.type.__name__)
         self._act(self.dialog.fail("journal append failed"))
 
-    def _effect_done(self, result: Any) -> None:
-        self._act(self.dialog.send(result))
+    def _submit(self, effect: Any) -> None:
+        """Run a database effect, but never keep the caller in silence longer than ``effect_timeout``.
 
-    def _effect_failed(self, failure: Failure) -> None:
+        A database that hangs (another process holding SQLite's write lock, a PostgreSQL
+        row lock) would otherwise hold the caller through the busy timeout, or behind a
+        stuck batch. Past the deadline the effect counts as failed, exactly as if the
+        database were down: the dialog falls back to the journal and the call goes on.
+        If the effect had not left the queue it never runs; if it is already running and
+        commits late, its result is ignored and the replay finds the check-in by its
+        uniqueid (a ``duplicate``, never a second attendance).
+        """
+        f = self.factory
+        self._effect_token += 1
+        token = self._effect_token
+        d: Deferred[Any] = f.effects.submit(effect)
+        self._effect_deferred = d
+        if f.effect_timeout > 0:
+            self._effect_timer = f.clock.callLater(f.effect_timeout, self._effect_late, token)
+        d.addCallbacks(self._effect_done, self._effect_failed, callbackArgs=(token,), errbackArgs=(token,))
+
+    def _settle(self, token: int) -> bool:
+        """True if ``token`` is the effect the dialog still waits for (then it waits no more)."""
+        if token != self._effect_token:
+            return False
+        self._effect_token += 1
+        if self._effect_timer is not None and self._effect_timer.active():
+            self._effect_timer.cancel()
+        self._effect_timer = None
+        self._effect_deferred = None
+        return True
+
+    def _effect_late(self, token: int) -> None:
+        self._effect_timer = None
+        d = self._effect_deferred
+        if not self._settle(token):
+            return
+        f = self.factory
+        f.effects_timed_out += 1
+        withdrawn = d is not None and f.effects.withdraw(d)
+        log.warn("call {uniqueid} stage={stage} database effect took over {timeout:g} s ({where}); "
+                 "falling back to the journal", uniqueid=self.dialog.uniqueid, stage=self.dialog.stage,
+                 timeout=f.effect_timeout, where="withdrawn from the queue" if withdrawn else "still running")
+        self._act(self.dialog.effect_failed(f"database slower than {f.effect_timeout:g} s"))
+
+    def _effect_done(self, result: Any, token: int) -> None:
+        if self._settle(token):
+            self._act(self.dialog.send(result))
+
+    def _effect_failed(self, failure: Failure, token: int) -> None:
+        if not self._settle(token):
+            return
         # Only the exception's type: a database error's text can hold the statement's parameters.
         log.error("call {uniqueid} stage={stage} database effect failed: {error}", uniqueid=self.dialog.uniqueid,
                   stage=self.dialog.stage, error=failure.type.__name__)
@@ -323,6 +375,7 @@ class FastAGIFactory(Factory):
         call_limit: float = 600.0,
         env_timeout: float = 10.0,
         max_connections: int = 10_000,
+        effect_timeout: float = 0.0,
         publish: Callable[[str, dict[str, Any]], None] | None = None,
         journal: Any = None,
         run_journal: Callable[..., Deferred[Any]] | None = None,
@@ -346,6 +399,8 @@ class FastAGIFactory(Factory):
         self.call_limit = call_limit
         self.env_timeout = env_timeout
         self.max_connections = max_connections
+        self.effect_timeout = effect_timeout  # 0 = wait for the database however long it takes
+        self.effects_timed_out = 0
         self.refused = 0  # connections closed at once because max_connections were open
         self._refusals_logged_at: float | None = None
         self.publish = publish
@@ -373,6 +428,7 @@ class FastAGIFactory(Factory):
             call_limit=s.agi_call_limit,
             env_timeout=s.agi_environment_timeout,
             max_connections=max_connections(s),
+            effect_timeout=s.agi_effect_timeout,
             publish=runtime.events.publish,
             journal=runtime.journal,
             run_journal=runtime.run_journal,

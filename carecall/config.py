@@ -67,6 +67,9 @@ class Settings:
     # (0 = the process's open-file limit less 256 kept for the database, web and logs).
     agi_environment_timeout: float = 10.0
     agi_max_connections: int = 0
+    # A database effect (line lookup, check-in) that has not answered in this many seconds
+    # counts as failed: the caller goes on via the journal instead of waiting in silence.
+    agi_effect_timeout: float = 2.5
     max_tries: int = 3
     # Database down (issue 7): check-ins go to this append-only journal (under data_dir)
     # and are replayed into the database every journal_retry_seconds.
