@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     runtime = Runtime.create(settings, reactor)
     # The database may be down (a restart during an outage): start anyway, on the journal.
     if upgrade_at_start(runtime) and args.demo:
-        from ivr.commands import cmd_demo
+        from carecall.data_commands import cmd_demo
 
         if cmd_demo(args, settings) != 0:
             return 1

@@ -64,7 +64,7 @@ def _release(proc: subprocess.Popen[str]) -> None:
 def test_calls_against_a_locked_database_never_wait_more_than_3_s_and_are_replayed(db_url, tmp_path):
     settings = settings_for(db_url, tmp_path)
     factory = world(settings, *default_visits())
-    with running(tmp_path, db_url, journal_retry=0.5) as server:
+    with running(tmp_path, db_url, journal_retry=0.5, extra_toml="agi_effect_timeout = 2.5\n") as server:
         # Warm: one call with the database free (worker processes started, statements prepared).
         ok = simulate_blocking("127.0.0.1", server.agi_port,
                                CallScript(callerid="020 8698 9933", digits=["1003", "3456"], uniqueid="free.1"))
