@@ -104,9 +104,14 @@ class DeliveryConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
-        section = settings.section("alerts")
+        return cls.from_section(settings.section("alerts"), settings.base_url, settings.timezone)
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], base_url: str = "http://127.0.0.1:8080",
+                     timezone: str = "Europe/London") -> DeliveryConfig:
+        """The ``[alerts]`` table's delivery keys (checked at start by scheduler/alerts_table.py)."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {"base_url": settings.base_url, "timezone": settings.timezone}
+        values: dict[str, Any] = {"base_url": base_url, "timezone": timezone}
         for key, value in section.items():
             if key not in fields or key in ("base_url", "timezone"):
                 continue  # the rules' own thresholds live in the same table

@@ -133,6 +133,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+# The suite shares 2 cores with other work: a cold effect worker process or two loaded
+# servers can take longer than the deployed 2.5 s, which would journal check-ins the tests
+# expect in the database. The stuck-database tests (tests/test_fault_stuck_database.py)
+# run with the deployed default.
+SUITE_EFFECT_TIMEOUT = 30.0
+
+
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Site settings pointing at the test's database, with a private key and data dir."""
@@ -142,4 +149,5 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         environ={},
         secret_file=str(tmp_path / "carecall.key"),
         data_dir=str(tmp_path / "var"),
+        agi_effect_timeout=SUITE_EFFECT_TIMEOUT,
     )
