@@ -192,11 +192,14 @@ class LimitedRequest(server.Request):
     the body itself once the caller is known.
     """
 
-    _parsePOSTFormSubmission = False
     _received = 0
     _refused = False
     body_limit = MAX_BODY
     form: FormFields = {}  # replaced per request by WebApp._dispatch
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["parsePOSTFormSubmission"] = False  # Twisted would parse it on the reactor, before routing
+        super().__init__(channel, *args, **kwargs)
 
     def gotLength(self, length: int | None) -> None:
         app = getattr(getattr(self.channel, "site", None), "resource", None)
