@@ -91,7 +91,14 @@ class Settings:
     lockout_max_delay: float = 30.0
     lockout_pair_after: int = 10  # this worker number on this line: locked for lockout_minutes
     lockout_minutes: int = 30
-    lockout_worker_alert_after: int = 10  # this worker number on any lines: alert + delay, no lock
+    lockout_worker_alert_after: int = 10  # this worker number on any lines: alert the office
+    # The worker-wide budget (issue 14 item 9): after this many wrong PINs in the window on
+    # any lines, the number is guarded for lockout_guard_minutes — its PIN is checked only
+    # from a home where the worker has a visit now; lines that are not a known landline
+    # (unknown caller ID + phone code, withheld) share the smaller unknown budget.
+    lockout_worker_budget: int = 10
+    lockout_unknown_budget: int = 5
+    lockout_guard_minutes: int = 60
     db_threads: int = 0  # 0 = 1 for SQLite, 10 for PostgreSQL
     # Group commit (agi/effects.py): batches of call effects in the pool at once.
     # 0 = 1 for SQLite (one writer anyway), 2 for PostgreSQL (measured best, docs/benchmarks.md).

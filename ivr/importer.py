@@ -33,6 +33,7 @@ from ivr.models import (
 )
 from ivr.phone import PhoneNumberError, normalise
 from ivr.pins import PinHasher, valid_pin
+from ivr.text import control_problem
 
 KINDS = ("residents", "workers", "packages", "visits")
 
@@ -190,6 +191,12 @@ def read_rows(data: bytes | str, kind: str) -> tuple[list[tuple[int, dict[str, s
             long = [n for n, f in row.items() if len(f) > MAX_FIELD]
             if long:
                 errors.append(RowError(line, f"{long[0]} is longer than {MAX_FIELD} characters"))
+                continue
+            # Every imported field is one line of text (ivr.text): a CR in a name split the
+            # board's live updates, an ESC forges terminal output.
+            bad = next(((n, p) for n, f in row.items() if (p := control_problem(f)) is not None), None)
+            if bad is not None:
+                errors.append(RowError(line, f"{bad[0]} {bad[1]}"))
                 continue
             rows.append((line, row))
     except csv.Error as exc:

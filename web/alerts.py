@@ -136,7 +136,7 @@ async def alert_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200) -
 async def _act(ctx: Ctx, id: str, what: str) -> Response:
     alert_id, actor, now = int(id), ctx.user.username, ctx.now()
     try:
-        note = ctx.field("note", limit=1000)
+        note = ctx.field("note", limit=1000, multiline=True)
         if what == "acknowledge":
             def work(session: Session) -> None:
                 acknowledge(session, alert_id, actor, note, now)

@@ -31,7 +31,6 @@ from web.app import (
     HTTPError,
     Response,
     WebApp,
-    new_login_csrf,
     redirect,
 )
 from web.auth import ANYONE, VISIT_EDITORS
@@ -42,12 +41,14 @@ from web.forms import day_arg, int_field, local_time_field, team_arg
 
 
 async def login_form(ctx: Ctx) -> Response:
-    token = (ctx.request.getCookie(LOGIN_CSRF_COOKIE) or b"").decode("latin-1")
-    resp = ctx.render("login.html", login_csrf=token or "", error="", username="")
-    if not token or len(token) > 64:
-        token = new_login_csrf()
-        resp = ctx.render("login.html", login_csrf=token, error="", username="")
-        resp.cookies.append((LOGIN_CSRF_COOKIE, token.encode(), {}))
+    nonce = (ctx.request.getCookie(LOGIN_CSRF_COOKIE) or b"").decode("latin-1")
+    fresh = auth.login_nonce_fresh(nonce, ctx.now())
+    if not fresh:
+        nonce = auth.new_login_nonce(ctx.now())
+    resp = ctx.render("login.html", login_csrf=auth.login_csrf_token(ctx.app.login_key, nonce), error="",
+                      username="")
+    if not fresh:
+        resp.cookies.append((LOGIN_CSRF_COOKIE, nonce.encode(), {}))
     return resp
 
 
@@ -59,13 +60,14 @@ async def login(ctx: Ctx) -> Response:
         password = ctx.field("password", limit=auth.MAX_PASSWORD)
     except FormError:
         raise HTTPError(400, "The login form was not filled in correctly") from None
-    if not auth.csrf_ok(cookie, given):
+    if not auth.login_csrf_ok(ctx.app.login_key, cookie, given, ctx.now()):
         raise HTTPError(403, "The login form was out of date; reload the page and try again")
+    token = auth.login_csrf_token(ctx.app.login_key, cookie)
     throttle = ctx.app.throttle
     keys = throttle.keys(username, getattr(ctx.request.getClientAddress(), "host", "unknown"))
     wait = throttle.wait(keys)
     if wait > 0:  # refused before the password is looked at: guessing during the lock gains nothing
-        resp = ctx.render("login.html", status=429, login_csrf=cookie, username=username,
+        resp = ctx.render("login.html", status=429, login_csrf=token, username=username,
                           error=f"Too many failed log-ins. Try again in {math.ceil(wait)} seconds.")
         resp.headers["Retry-After"] = str(math.ceil(wait))
         return resp
@@ -79,7 +81,7 @@ async def login(ctx: Ctx) -> Response:
     opened = await ctx.db(work)
     if opened is None:
         throttle.failed(keys)
-        return ctx.render("login.html", status=401, login_csrf=cookie, username=username,
+        return ctx.render("login.html", status=401, login_csrf=token, username=username,
                           error="Wrong user name or password.")
     value, _principal = opened
     throttle.succeeded(keys[0])
@@ -204,7 +206,8 @@ async def visit_correct(ctx: Ctx, id: str) -> Response:
     form: dict[str, str] = {}
     try:
         action = ctx.field("action", limit=20)
-        form = {"action": action, "reason": ctx.field("reason", limit=40), "note": ctx.field("note", limit=1000)}
+        form = {"action": action, "reason": ctx.field("reason", limit=40),
+                "note": ctx.field("note", limit=1000, multiline=True)}
         reason, note = form["reason"], form["note"]
         if action in ("arrival", "departure"):
             worker_id = int_field(ctx, "worker_id")
@@ -273,7 +276,7 @@ async def call_link(ctx: Ctx, id: str) -> Response:
     try:
         visit_id = int_field(ctx, "visit_id")
         worker_id = int_field(ctx, "worker_id", required=False)
-        note = ctx.field("note", limit=1000)
+        note = ctx.field("note", limit=1000, multiline=True)
 
         def work(session: Session) -> Any:
             return corrections.link_call(session, call_id=int(id), visit_id=visit_id, worker_id=worker_id,
@@ -288,7 +291,7 @@ async def call_link(ctx: Ctx, id: str) -> Response:
 async def call_reject(ctx: Ctx, id: str) -> Response:
     actor, now = ctx.user.username, ctx.now()
     try:
-        reason, note = ctx.field("reason", limit=40), ctx.field("note", limit=1000)
+        reason, note = ctx.field("reason", limit=40), ctx.field("note", limit=1000, multiline=True)
 
         def work(session: Session) -> Any:
             return corrections.reject_call(session, call_id=int(id), reason=reason, note=note, actor=actor, now=now)
