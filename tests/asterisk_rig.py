@@ -355,8 +355,14 @@ class LocalCall:
         return self.rig.global_var(f"RIG_{name.upper()}_{self.tag}")
 
     def hangup(self) -> None:
+        """The far end (Asterisk's side) drops the call."""
         with contextlib.suppress(Exception):
             self.rig.ami.action("Hangup", Channel=self.wait_channel(5))
+
+    def hangup_handset(self) -> None:
+        """The caller puts the phone down (the ;1 leg: Asterisk sees the caller leave)."""
+        handset = self.wait_channel().rsplit(";", 1)[0] + ";1"
+        self.rig.ami.action("Hangup", Channel=handset)
 
 
 class AsteriskRig:
@@ -523,7 +529,7 @@ hideconnect = yes
         self.wait_log(r"pbx_config.*(Reload|reload)|extensions\.conf", since=offset, timeout=DEFAULT_TIMEOUT)
 
     def call(self, dialled: str, caller: str = "", *, withheld: bool = False, context: str = "carecall-inbound",
-             exten: str = "", timeout: float = DEFAULT_TIMEOUT) -> LocalCall:
+             exten: str = "", timeout: float = DEFAULT_TIMEOUT, ring_timeout: float = 120.0) -> LocalCall:
         """Originate a Local channel: the ;2 leg enters ``context`` at ``exten`` (default: ``dialled``)."""
         tag = f"{os.getpid()}x{next(_tags)}"
         uniqueid, handset = f"rigcall-{tag}", f"righandset-{tag}"
@@ -532,7 +538,8 @@ hideconnect = yes
                                f"RIG_CONTEXT={context}", f"RIG_EXTEN={exten}", f"RIG_TAG={tag}"])
         reply = self.ami.action(
             "Originate", timeout=timeout, Channel=f"Local/{dialled}@rig-dial/n", Context="rig-caller", Exten="s",
-            Priority="1", Async="true", ChannelId=handset, OtherChannelId=uniqueid, Variable=variables)
+            Priority="1", Async="true", Timeout=str(int(ring_timeout * 1000)), ChannelId=handset,
+            OtherChannelId=uniqueid, Variable=variables)
         if reply.get("Response") != "Success":
             raise RuntimeError(f"Originate failed: {reply.get('Message')}")
         return LocalCall(self, tag, uniqueid, handset, start)
