@@ -45,7 +45,7 @@ API (thread-safe; from a pytest-twisted test run the blocking waits in a thread 
   then ``call.dtmf("1234")``.
 * ``call.wait_agi(prefix)`` → the AGIExecEnd event of the first command starting with
   ``prefix`` (``Result`` holds the reply); ``call.agi_commands()`` lists all sent so far,
-  ``call.agi_results()`` the (command, result) pairs;
+  ``call.agi_transcript()`` the (command, reply) pairs (from the log);
   ``call.wait_hangup()`` → the Hangup event; ``call.var("AGISTATUS")`` after the AGI app
   returned (the rig's ``h`` extension copies it into a global for the test).
 * ``rig.wait_event(predicate, timeout)``, ``rig.events`` (all AMI events seen, dicts).
@@ -54,7 +54,9 @@ API (thread-safe; from a pytest-twisted test run the blocking waits in a thread 
 * ``rig.ami_host``, ``rig.ami_port``, ``rig.ami_user``, ``rig.ami_secret``: the
   project's own manager.conf user (``carecall``) — what carecall itself logs in as.
 * ``rig.sip_port`` (the shipped transport, on loopback), ``rig.prefix`` (install prefix:
-  ``share/sip-ring.sh``, ``bin/pjsua``), ``rig.wait(cond, timeout, what)``.
+  ``share/sip-ring.sh``), ``rig.pjsua``; ``rig.follow("PJSIP/carecall-trunk-", start)``
+  follows a call that came in over SIP (``tests/sip_phone.py`` places one) like a
+  :class:`LocalCall`; ``rig.wait(cond, timeout, what)``.
 
 No fixed sleeps: every wait polls a condition until a generous timeout (the box running
 the suite has 2 cores shared by many processes).
@@ -329,9 +331,16 @@ class LocalCall:
         return [e["Command"] for e in self.rig.events[self.event_start:]
                 if e.get("Event") == "AGIExecStart" and self._mine(e)]
 
-    def agi_results(self) -> list[tuple[str, str]]:
-        return [(e["Command"], e.get("Result", "")) for e in self.rig.events[self.event_start:]
-                if e.get("Event") == "AGIExecEnd" and self._mine(e)]
+    def agi_transcript(self) -> list[tuple[str, str]]:
+        """(command, reply) pairs from the full log's AGI debug lines (the AMI events carry no reply text)."""
+        channel = re.escape(self.wait_channel())
+        pairs: list[tuple[str, str]] = []
+        for m in re.finditer(rf"<{channel}>AGI (Rx <<|Tx >>) (.*)", self.rig.log_text()):
+            if m.group(1) == "Rx <<":
+                pairs.append((m.group(2).strip(), ""))
+            elif pairs and not pairs[-1][1]:
+                pairs[-1] = (pairs[-1][0], m.group(2).strip())
+        return pairs
 
     def dtmf(self, digits: str, duration_ms: int = 120) -> None:
         """The caller presses ``digits`` (as the carrier would deliver them: received on the channel)."""
@@ -547,6 +556,17 @@ hideconnect = yes
     def global_var(self, name: str) -> str:
         reply = self.ami.action("Getvar", Variable=f"GLOBAL({name})")
         return reply.get("Value", "")
+
+    def follow(self, channel_prefix: str, start: int, timeout: float = DEFAULT_TIMEOUT) -> LocalCall:
+        """A call that did not come from :meth:`call` (a SIP call): the first new channel whose
+        name starts with ``channel_prefix`` since event index ``start`` (``len(rig.events)``)."""
+        event = self.wait_event(lambda e: e.get("Event") == "Newchannel" and e.get("Channel", "").startswith(
+            channel_prefix), timeout, f"a {channel_prefix} channel", start=start)
+        return LocalCall(self, f"followed-{event['Uniqueid']}", event["Uniqueid"], "", start, event["Channel"])
+
+    @property
+    def pjsua(self) -> Path:
+        return self.prefix / "bin" / "pjsua"
 
     # ------------------------------------------------------------ waiting
 
