@@ -71,6 +71,7 @@ def test_sip_call_with_rfc4733_dtmf_records_the_checkin(settings, world, server,
     offset = rig.log_offset()
     phone, call = yield in_thread(sip_checkin, rig, phone_factory, "+442086989911", "+448001234567")
     log = rig.log_text(offset)
+    assert phone.answered and phone.disconnected  # answered over SIP, then hung up by carecall
     assert "DTMF end '1' received on PJSIP/carecall-trunk-" in log  # RFC 4733 events reached the channel
     results = dict(call.agi_transcript())
     assert results["GET DATA agent-user 6000 8"] == "200 result=1001"
