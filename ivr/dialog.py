@@ -377,6 +377,11 @@ class Dialog:
         return reply
 
     def _get_data(self, prompt: str, maxdigits: int) -> Generator[Action, Any, str]:
+        """``a&b``: ``a`` played first, then ``GET DATA b``. A real Asterisk's ``GET DATA`` takes one
+        file only ("File a&b does not exist", ``result=-1``, read as a hang-up)."""
+        *before, prompt = prompt.split("&")
+        for part in before:
+            yield from self._play(part)
         reply = yield from self._cmd("GET DATA", prompt, str(self.config.digit_timeout_ms), str(maxdigits))
         if reply.result == "-1":
             raise CallerGone("hang-up during GET DATA")

@@ -100,7 +100,7 @@ MODULES = (
     "app_playback.so", "app_read.so", "app_verbose.so", "app_senddtmf.so", "app_dial.so",
     "app_echo.so", "app_stack.so", "app_exec.so",
     "func_callerid.so", "func_channel.so", "func_strings.so", "func_global.so", "func_cut.so",
-    "func_logic.so",
+    "func_logic.so", "func_env.so",
 )
 
 # Test-only dialplan: how a test puts a call into the shipped contexts.
@@ -311,21 +311,26 @@ class LocalCall:
             self.channel = event["Channel"]
         return self.channel
 
-    def _wait_agi(self, event: str, prefix: str, timeout: float) -> dict[str, str]:
+    def _wait_agi(self, event: str, prefix: str, timeout: float, nth: int) -> dict[str, str]:
         up = prefix.upper()
+        seen = 0
 
         def match(e: dict[str, str]) -> bool:
-            return e.get("Event") == event and self._mine(e) and e.get("Command", "").upper().startswith(up)
+            nonlocal seen
+            if e.get("Event") == event and self._mine(e) and e.get("Command", "").upper().startswith(up):
+                seen += 1
+            return seen == nth
 
-        return self.rig.wait_event(match, timeout, f"{event} {prefix!r} on call {self.tag}", start=self.event_start)
+        return self.rig.wait_event(match, timeout, f"{event} {prefix!r} #{nth} on call {self.tag}",
+                                   start=self.event_start)
 
-    def wait_agi(self, prefix: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, str]:
-        """The AGIExecEnd event of the first AGI command on this call starting with ``prefix``."""
-        return self._wait_agi("AGIExecEnd", prefix, timeout)
+    def wait_agi(self, prefix: str, timeout: float = DEFAULT_TIMEOUT, nth: int = 1) -> dict[str, str]:
+        """The AGIExecEnd event of the ``nth`` AGI command on this call starting with ``prefix``."""
+        return self._wait_agi("AGIExecEnd", prefix, timeout, nth)
 
-    def wait_agi_start(self, prefix: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, str]:
+    def wait_agi_start(self, prefix: str, timeout: float = DEFAULT_TIMEOUT, nth: int = 1) -> dict[str, str]:
         """The AGIExecStart event: the command is running now (keys pressed from here are read)."""
-        return self._wait_agi("AGIExecStart", prefix, timeout)
+        return self._wait_agi("AGIExecStart", prefix, timeout, nth)
 
     def agi_commands(self) -> list[str]:
         return [e["Command"] for e in self.rig.events[self.event_start:]

@@ -182,3 +182,27 @@ def test_a_number_that_is_not_ours_hears_not_in_service(asterisk_rig, dialled):
     call.wait_hangup()
     log = rig.log_text(offset)
     assert "Playing 'ss-noservice" in log and "AGI(" not in log
+
+
+@pytest_twisted.inlineCallbacks
+def test_wrong_pin_then_right_one_is_logged_with_the_incorrect_prompt_played(settings, world, server, asterisk_rig):
+    """A real Asterisk's GET DATA plays one file: "agent-incorrect&agent-user" was "File does not exist",
+    result=-1, and the call was taken for a hang-up."""
+    asterisk_rig.set_agi(server.port)
+    add_visits(settings, world, ("V1", "R001", T0, 30, "1001"))
+    offset = asterisk_rig.log_offset()
+    call = asterisk_rig.call(CHECKIN, R001)
+
+    def login_twice() -> None:
+        key_in(call, [("GET DATA agent-user", "1001#"), ("GET DATA agent-pass", "9999")])
+        call.wait_agi('STREAM FILE agent-incorrect ""')
+        call.wait_agi_start("GET DATA agent-user", nth=2)
+        call.dtmf("1001#")
+        call.wait_agi_start("GET DATA agent-pass", nth=2)
+        call.dtmf("1234")
+
+    yield in_thread(login_twice)
+    assert (yield in_thread(call.var, "AGISTATUS")) == "HANGUP"
+    assert "does not exist" not in asterisk_rig.log_text(offset)
+    [rec] = calls(world)
+    assert rec.outcome == CallOutcome.ARRIVAL and rec.failed_pin_attempts == 1
