@@ -38,6 +38,9 @@ class Prompts:
     sorry: str = "im-sorry"
     no_reply: str = "auth-thankyou"
     journalled: str = "auth-thankyou"  # database down, check-in kept in the journal: "thank you", then the time
+    # The server stopped mid-call (graceful shutdown ran out of time): record your own
+    # "your call was not logged, please ring again" as custom/not-logged for a clearer message.
+    not_logged: str = "im-sorry&please-try-again"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,11 @@ class Settings:
     # FastAGI: a call whose peer is silent this long, or that lasts this long, is cut.
     agi_idle_timeout: float = 60.0
     agi_call_limit: float = 600.0
+    # Graceful shutdown (SIGTERM): stop accepting calls at once (Asterisk tries the next
+    # agi:// target), let calls in progress finish for this long, then cut the rest
+    # (they hear prompts.not_logged and get a "cut" call record). systemd's TimeoutStopSec
+    # must be longer (asterisk-config/carecall.service).
+    agi_drain_seconds: float = 60.0
     max_tries: int = 3
     # Database down (issue 7): check-ins go to this append-only journal (under data_dir)
     # and are replayed into the database every journal_retry_seconds.

@@ -255,6 +255,10 @@ class DialogError(Exception):
     """Something the dialog cannot go on from (bad environment, 510/520 replies)."""
 
 
+class ServerShutdown(Exception):
+    """The server is stopping and this call ran past the drain time: apologise, record, hang up."""
+
+
 class EffectFailed(DialogError):
     """The database could not run the last effect (down, or a write failed)."""
 
@@ -294,6 +298,8 @@ class Dialog:
         self.recorded_outcome: str | None = None
         self.record: Mapping[str, Any] | None = None
         self._gone: str | None = None
+        self._cut: str | None = None  # shut_down(): applied at the next command
+        self._cutting = False
         self._gen: _Gen | None = None
         self._call: CallInfo | None = None
 
@@ -330,6 +336,20 @@ class Dialog:
         self._gone = reason
         return self._advance(lambda g: g.throw(CallerGone(reason)))
 
+    def shut_down(self, reason: str = "server shutting down") -> Action | None:
+        """The server is stopping: end this call at its next command (a command in flight, a
+        database effect or a PIN delay finishes first; there is no way to interrupt Asterisk
+        mid-command but hanging up). A call not yet logged gets a ``cut`` record (open for the
+        office's review) and hears the ``not_logged`` prompt; a logged one is just hung up.
+        Returns the next action when the dialog was idle between actions, else None."""
+        if self.finished or self._cut is not None:
+            return None
+        self._cut = reason
+        if self._gen is None:
+            self.pending = Finished(CallOutcome.CUT, self.stage)
+            return self.pending
+        return None
+
     def fail(self, reason: str) -> Action:
         """Something we cannot go on from: record what we can and hang up."""
         if self.finished:
@@ -353,6 +373,13 @@ class Dialog:
                 # The caller left while a database effect ran: no more commands.
                 try:
                     action = self._gen.throw(CallerGone(self._gone))
+                except StopIteration as stop:
+                    action = stop.value
+            elif self._cut and not self._cutting and isinstance(action, Command):
+                # Shutting down: this command is never sent; the generator apologises instead.
+                self._cutting = True
+                try:
+                    action = self._gen.throw(ServerShutdown(self._cut))
                 except StopIteration as stop:
                     action = stop.value
         except (CallerGone, DialogError) as exc:
@@ -390,7 +417,9 @@ class Dialog:
 
     def _play(self, prompt: str) -> Generator[Action, Any, None]:
         # result=-1 here means a missing sound file, not a hang-up (that comes as 511/HANGUP).
-        yield from self._cmd("STREAM FILE", prompt, "")
+        # STREAM FILE plays one file: "a&b" is two commands.
+        for part in prompt.split("&"):
+            yield from self._cmd("STREAM FILE", part, "")
 
     def _record(self, outcome: str, **fields: Any) -> Generator[Action, Any, int | None]:
         assert self._call is not None
@@ -432,6 +461,23 @@ class Dialog:
             if self.script == "checkin":
                 return (yield from self._checkin(state))
             return (yield from self._noreply(state))
+        except ServerShutdown as cut:
+            if self._call is not None and not self.recorded:
+                # Every call the shutdown cuts leaves a record, open for the office: the
+                # worker was told to ring again; if they do not, someone must follow it up.
+                yield from self._record(
+                    CallOutcome.CUT,
+                    worker_number_entered=state["worker_number"],
+                    failed_pin_attempts=state["failures"],
+                    review_status=ReviewStatus.OPEN,
+                    detail=f"{cut}: caller told the call was not logged",
+                )
+            try:
+                if self.recorded_outcome == CallOutcome.CUT:
+                    yield from self._play(self.config.prompts.not_logged)
+                return (yield from self._hang_up(self.recorded_outcome or CallOutcome.CUT, self.record))
+            except CallerGone:
+                return Finished(self.recorded_outcome or CallOutcome.CUT, self.stage, self.record)
         except CallerGone as gone:
             if self._call is not None and not self.recorded:
                 yield from self._record(

@@ -324,6 +324,7 @@ class CallOutcome:
     ERROR = "error"
     IN_PROGRESS = "in_progress"
     JOURNALLED = "journalled"  # database down: durable in the server's journal, recorded on replay
+    CUT = "cut"  # the server shut down mid-call; the caller was told it was not logged
 
 
 class ReviewStatus:
