@@ -38,7 +38,8 @@ class CarecallProcess:
                                      cwd=self.dir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.close()
         # "carecall running" is logged once the reactor runs: from then on SIGTERM is graceful.
-        wait(lambda: "carecall running" in self.text() or self.proc.poll() is not None, timeout, "carecall run to start")
+        proc = self.proc
+        wait(lambda: "carecall running" in self.text() or proc.poll() is not None, timeout, "carecall run to start")
         if self.proc.poll() is not None:
             raise RuntimeError(f"carecall run exited {self.proc.returncode}:\n{self.text()}")
         return self
