@@ -70,6 +70,9 @@ class Settings:
     # (they hear prompts.not_logged and get a "cut" call record). systemd's TimeoutStopSec
     # must be longer (asterisk-config/carecall.service).
     agi_drain_seconds: float = 60.0
+    # The unanswered check-in: once logged, the call rings this much longer (the worker
+    # hangs up on hearing it) before carecall ends it; not logged, the caller hears engaged.
+    unanswered_ring_seconds: float = 3.0
     max_tries: int = 3
     # Database down (issue 7): check-ins go to this append-only journal (under data_dir)
     # and are replayed into the database every journal_retry_seconds.

@@ -31,7 +31,14 @@ from agi.codec import DeadChannel, InvalidCommand, Result, UsageError
 from ivr.models import CallOutcome, ReviewStatus
 from ivr.phone import caller_e164
 
-SCRIPTS = ("checkin", "noreply")
+SCRIPTS = ("checkin", "noreply", "unanswered")
+
+
+class Mode:
+    """How the worker was identified (``CheckIn.mode``): data, the decision is the same."""
+
+    PIN = "pin"  # worker number + PIN keyed on an answered call
+    UNANSWERED = "unanswered"  # the worker's own number (DDI) dialled; never answered, no PIN
 
 
 class Stage:
@@ -107,6 +114,10 @@ class CheckIn:
     phone_code: str | None = None
     # Set by a journal replay instead of ``pin`` (the journal never holds a PIN).
     pin_hash: str | None = None
+    # Mode.UNANSWERED: the worker is the one whose unanswered_ddi is ``ddi_e164`` (and who
+    # has the mode on); worker_number and pin are empty. Everything else is decided alike.
+    mode: str = Mode.PIN
+    ddi_e164: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +247,7 @@ class DialogConfig:
     worker_number_digits: int = 8
     pin_digits: int = 4
     phone_code_digits: int = 8
+    unanswered_ring_seconds: float = 3.0  # logged: ring this long more (the worker hangs up), then end
 
     @classmethod
     def from_settings(cls, settings: Any) -> DialogConfig:
@@ -244,6 +256,7 @@ class DialogConfig:
             region=settings.phone_region,
             digit_timeout_ms=settings.digit_timeout_ms,
             max_tries=settings.max_tries,
+            unanswered_ring_seconds=settings.unanswered_ring_seconds,
         )
 
 
@@ -460,6 +473,8 @@ class Dialog:
             self._call = CallInfo(self.uniqueid, self.script, started, self.caller_e164)
             if self.script == "checkin":
                 return (yield from self._checkin(state))
+            if self.script == "unanswered":
+                return (yield from self._unanswered(env))
             return (yield from self._noreply(state))
         except ServerShutdown as cut:
             if self._call is not None and not self.recorded:
@@ -473,7 +488,9 @@ class Dialog:
                     detail=f"{cut}: caller told the call was not logged",
                 )
             try:
-                if self.recorded_outcome == CallOutcome.CUT:
+                if self.recorded_outcome == CallOutcome.CUT and self.script == "unanswered":
+                    yield from self._cmd("EXEC", "Busy", "5")  # never answered: engaged tone, not a prompt
+                elif self.recorded_outcome == CallOutcome.CUT:
                     yield from self._play(self.config.prompts.not_logged)
                 return (yield from self._hang_up(self.recorded_outcome or CallOutcome.CUT, self.record))
             except CallerGone:
@@ -629,6 +646,52 @@ class Dialog:
         yield from self._play(p.goodbye)
         self.stage = Stage.DONE
         return (yield from self._hang_up(outcome, record))
+
+    def _unanswered(self, env: Mapping[str, str]) -> _Gen:
+        """The free check-in: never ANSWERed (the call costs nothing). The worker is named by
+        the number they dialled (the dialplan's first argument), the home by the caller ID;
+        no PIN. Logged: a few seconds more ringing, then the call ends. Not logged: engaged
+        tone, so the worker knows to ring the check-in number instead."""
+        call = self._call
+        assert call is not None
+        network = env.get("agi_network", "").lower() == "yes" or "agi_network_script" in env
+        dialled = env.get("agi_arg_1" if network else "agi_arg_2", "")
+        ddi = caller_e164(dialled, self.config.region)
+        residents: tuple[int, ...] = ()
+        if call.caller_e164 is not None:
+            self.stage = Stage.LINE
+            residents = tuple((yield LookupLine(call.caller_e164)))
+        if ddi is None or not residents:
+            why = ("no worker's number was dialled" if ddi is None else
+                   "caller ID withheld" if call.caller_e164 is None else "caller ID is no resident's line")
+            yield from self._record(CallOutcome.UNKNOWN_LINE, review_status=ReviewStatus.OPEN,
+                                    detail=f"unanswered check-in: {why}")
+            return (yield from self._engaged(CallOutcome.UNKNOWN_LINE))
+        self.stage = Stage.RECORDING
+        result = yield CheckIn(call, "", "", residents, True, self.now(), 0, True, mode=Mode.UNANSWERED,
+                               ddi_e164=ddi)
+        if isinstance(result, LoginFailed):
+            if result.call_record_id is not None:
+                self._mark_recorded(CallOutcome.FAILED_LOGIN, {"outcome": CallOutcome.FAILED_LOGIN,
+                                                               "call_record_id": result.call_record_id})
+            return (yield from self._engaged(CallOutcome.FAILED_LOGIN))
+        assert isinstance(result, CheckedIn)
+        outcome = CallOutcome.DUPLICATE if result.duplicate else result.direction
+        record = {"outcome": outcome, "direction": result.direction, "at": result.at.isoformat(),
+                  "attendance_id": result.attendance_id, "visit_id": result.visit_id,
+                  "attendance_kind": result.attendance_kind, "call_record_id": result.call_record_id,
+                  "worker_id": result.worker_id, "resident_id": result.resident_id, "location_verified": True,
+                  "mode": Mode.UNANSWERED}
+        self._mark_recorded(outcome, record)
+        self.stage = Stage.CONFIRMING
+        if self.config.unanswered_ring_seconds > 0:
+            yield from self._cmd("EXEC", "Wait", f"{self.config.unanswered_ring_seconds:g}")
+        self.stage = Stage.DONE
+        return (yield from self._hang_up(outcome, record))
+
+    def _engaged(self, outcome: str) -> _Gen:
+        yield from self._cmd("EXEC", "Busy", "5")
+        return (yield from self._hang_up(outcome, self.record))
 
     def _noreply(self, state: dict[str, Any]) -> _Gen:
         p = self.config.prompts
