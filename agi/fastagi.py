@@ -88,6 +88,7 @@ class FastAGIProtocol(Protocol):
         f = self.factory
         self._started = self._last = f.clock.seconds()
         f.active += 1
+        f.calls.add(self)
         f.peak = max(f.peak, f.active)
         self._timer = f.clock.callLater(min(f.idle_timeout, f.call_limit, f.env_timeout), self._check_time)
         handle = getattr(self.transport, "getHandle", None)
@@ -112,8 +113,21 @@ class FastAGIProtocol(Protocol):
             self._effect_timer.cancel()  # the effect's own result still reaches the dialog
         self._effect_timer = None
         if self.dialog.finished:
+            self.factory.call_ended(self)
             return
         self._act(self.dialog.hangup("connection closed"))
+
+    def shut_down(self) -> None:
+        """The drain time is up: the dialog ends this call at its next command (see Dialog.shut_down)."""
+        log.warn("call {uniqueid} caller={caller} cut: server shutting down at stage {stage}",
+                 uniqueid=self.dialog.uniqueid, caller=mask(self.dialog.caller_e164), stage=self.dialog.stage)
+        action = self.dialog.shut_down("server shutting down")
+        if action is not None:
+            self._act(action)
+        elif self._waiting is not None and self._waiting.active():
+            # A PIN-guessing delay: no reason to sit it out now.
+            self._waiting.cancel()
+            self._wait_done()
 
     # ------------------------------------------------------------ time
 
@@ -324,6 +338,7 @@ class FastAGIProtocol(Protocol):
             if finished.hang_up and self.codec.state == "idle":
                 self._write(self.codec.send("HANGUP"))
             self.transport.loseConnection()
+        f.call_ended(self)
 
 
 def batches_in_flight(settings: Any, pool_threads: int) -> int:
@@ -411,6 +426,9 @@ class FastAGIFactory(Factory):
         self._replay_timer: IDelayedCall | None = None
         self._replaying: Deferred[Any] | None = None
         self.active = 0
+        self.calls: set[FastAGIProtocol] = set()  # connected and not yet finished (what a drain waits for)
+        self._drained: list[Deferred[None]] = []
+        self.draining = False
         self.peak = 0
         self.finished = 0
         self.outcomes: dict[str, int] = {}
@@ -440,6 +458,61 @@ class FastAGIFactory(Factory):
         )
         runtime.ready_callbacks.append(factory.replay_soon)
         return factory
+
+    # ------------------------------------------------------------ graceful shutdown
+
+    def call_ended(self, protocol: FastAGIProtocol) -> None:
+        self.calls.discard(protocol)
+        if not self.calls and self._drained:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
+
+    def drain(self, seconds: float, grace: float = 30.0) -> Deferred[None]:
+        """Fires once every call in progress has finished (its record written).
+
+        Called after the listener stopped accepting: new calls already go to the next
+        ``agi://`` target. Calls in progress get ``seconds`` to finish normally; then each
+        is cut at its next command (an apology and a ``cut`` record when not yet logged,
+        :meth:`Dialog.shut_down`). A call still there ``grace`` seconds later (a peer that
+        never answers its command) is aborted, which records it as a hang-up.
+        """
+        self.draining = True
+        d: Deferred[None] = Deferred()
+        if not self.calls:
+            d.callback(None)
+            return d
+        self._drained.append(d)
+        log.info("shutdown: {n} calls in progress; up to {seconds:g} s to finish", n=len(self.calls), seconds=seconds)
+        cut = self.clock.callLater(seconds, self._cut_all)
+        abort = self.clock.callLater(seconds + grace, self._abort_all)
+
+        def done(result: None) -> None:
+            for timer in (cut, abort):
+                if timer.active():
+                    timer.cancel()
+            return result
+
+        return d.addBoth(done)
+
+    def _cut_all(self) -> None:
+        if self.calls:
+            log.warn("shutdown: drain time up, cutting {n} calls", n=len(self.calls))
+        for protocol in list(self.calls):
+            protocol.shut_down()
+
+    def _abort_all(self) -> None:
+        for protocol in list(self.calls):
+            if protocol.transport is not None and not protocol._lost:
+                protocol.transport.abortConnection()
+        self.clock.callLater(10.0, self._give_up)
+
+    def _give_up(self) -> None:
+        """Last resort: a dialog whose effect never returned must not keep the process up forever."""
+        if self.calls:
+            log.error("shutdown: {n} calls never finished; stopping anyway", n=len(self.calls))
+            self.calls.clear()
+            self.call_ended(None)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ journal replay
 

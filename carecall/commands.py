@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from typing import Any
 
@@ -31,7 +32,7 @@ def quiet_collector() -> None:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from twisted.internet import reactor
-    from twisted.logger import LogLevel, globalLogBeginner
+    from twisted.logger import Logger, LogLevel, globalLogBeginner
 
     from carecall.logobserver import BufferedTextLogObserver
     from carecall.runtime import Runtime
@@ -57,6 +58,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     SchemaUpgrader(runtime).setServiceParent(service)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    # Once the reactor runs, SIGTERM is a graceful stop (its handler is installed by then):
+    # what a supervisor (systemd, a test) may wait for before it signals.
+    reactor.callWhenRunning(lambda: Logger(namespace="carecall").info(
+        "carecall running: pid {pid}, FastAGI on {host}:{port}; SIGTERM stops gracefully "
+        "(calls in progress get {drain:g} s)", pid=os.getpid(), host=settings.agi_host, port=settings.agi_port,
+        drain=settings.agi_drain_seconds))
     quiet_collector()
     reactor.run()  # type: ignore[attr-defined]
     return 0

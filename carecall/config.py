@@ -47,6 +47,9 @@ class Prompts:
     sorry: str = "im-sorry"
     no_reply: str = "auth-thankyou"
     journalled: str = "auth-thankyou"  # database down, check-in kept in the journal: "thank you", then the time
+    # The server stopped mid-call (graceful shutdown ran out of time): record your own
+    # "your call was not logged, please ring again" as custom/not-logged for a clearer message.
+    not_logged: str = "im-sorry&please-try-again"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +82,14 @@ class Settings:
     # A database effect (line lookup, check-in) that has not answered in this many seconds
     # counts as failed: the caller goes on via the journal instead of waiting in silence.
     agi_effect_timeout: float = 2.5
+    # Graceful shutdown (SIGTERM): stop accepting calls at once (Asterisk tries the next
+    # agi:// target), let calls in progress finish for this long, then cut the rest
+    # (they hear prompts.not_logged and get a "cut" call record). systemd's TimeoutStopSec
+    # must be longer (asterisk-config/carecall.service).
+    agi_drain_seconds: float = 60.0
+    # The unanswered check-in: once logged, the call rings this much longer (the worker
+    # hangs up on hearing it) before carecall ends it; not logged, the caller hears engaged.
+    unanswered_ring_seconds: float = 3.0
     max_tries: int = 3
     # Database down (issue 7): check-ins go to this append-only journal (under data_dir)
     # and are replayed into the database every journal_retry_seconds.

@@ -35,6 +35,7 @@ from ivr.dialog import (
     LoginFailed,
     LookupLine,
     LookupPhoneCode,
+    Mode,
     NeedPhoneCode,
     NoReplyCall,
     NoReplyRecorded,
@@ -92,6 +93,13 @@ _WORKER = Prepared(
         workers.c.worker_number == bindparam("number"), workers.c.active.is_(True)
     ).with_for_update(of=workers)
 )
+# The unanswered check-in (CheckIn.mode): the worker is the number dialled, if their mode is on.
+_WORKER_BY_DDI = Prepared(
+    select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
+        workers.c.unanswered_ddi == bindparam("ddi"), workers.c.unanswered_enabled.is_(True),
+        workers.c.active.is_(True),
+    ).with_for_update(of=workers)
+)
 # The same lookup with this (worker, line) pair's PIN-guessing lock, in the one round trip
 # the call makes anyway (ivr.lockout): login_locks is a small table keyed on the pair.
 # ... and the worker-wide guards (the worker budget spent: ivr.lockout.GUARD_ALL / GUARD_UNKNOWN).
@@ -132,11 +140,13 @@ _DEPART = Prepared(
     .where(attendances.c.id == bindparam("aid"), attendances.c.departure_at.is_(None))
     .values(departure_at=bindparam("at", type_=attendances.c.departure_at.type), departure_method=Method.PHONE,
             departure_verified=bindparam("verified", type_=attendances.c.departure_verified.type),
+            departure_unanswered=bindparam("unanswered", type_=attendances.c.departure_unanswered.type),
             departure_uniqueid=bindparam("uid"), updated_at=bindparam("at2", type_=attendances.c.updated_at.type))
 )
 _TAKEN_BY = attendances.alias("taken")
 _ATTENDANCE_COLUMNS = ("visit_id", "resident_id", "worker_id", "kind", "arrival_at", "arrival_method",
-                       "arrival_verified", "arrival_uniqueid", "departure_verified", "created_at", "updated_at")
+                       "arrival_verified", "arrival_uniqueid", "arrival_unanswered", "departure_verified",
+                       "departure_unanswered", "created_at", "updated_at")
 _INSERT_ATTENDANCE = Prepared(
     insert(attendances)
     .values({c: bindparam(c, type_=attendances.c[c].type) for c in _ATTENDANCE_COLUMNS})
@@ -498,7 +508,20 @@ class CallStore:
         call, at, rids = e.call, e.at, e.resident_ids
         line = line_key(call.caller_e164, rids, landline=e.location_verified)
         homes = rids if e.location_verified and call.caller_e164 else ()
-        worker, locked, trusted = self._worker(conn, e.worker_number, e.pin, line, at, e.pin_hash, homes)
+        unanswered = e.mode == Mode.UNANSWERED
+        if unanswered:
+            # Named by the number dialled, no PIN: nothing to guess, so no lockout to count.
+            worker, locked, trusted = _WORKER_BY_DDI.first(conn, ddi=e.ddi_e164), False, False
+            if worker is None:
+                record_id = self._insert_call(
+                    conn, call, outcome=CallOutcome.FAILED_LOGIN, stage=Stage.RECORDING, at=at,
+                    resident_id=rids[0] if len(rids) == 1 else None, review_status=ReviewStatus.OPEN,
+                    location_verified=e.location_verified,
+                    detail="unanswered check-in: the number dialled is no worker's, or their unanswered mode is off",
+                )
+                return LoginFailed(record_id)
+        else:
+            worker, locked, trusted = self._worker(conn, e.worker_number, e.pin, line, at, e.pin_hash, homes)
         if worker is None:
             return self._login_failed(conn, call, number=e.worker_number, line=line, failures=e.failed_attempts,
                                       at=at, final=e.final_try, locked=locked,
@@ -507,7 +530,7 @@ class CallStore:
         wid = worker.id
         common = {
             "worker_id": wid,
-            "worker_number_entered": e.worker_number,
+            "worker_number_entered": e.worker_number or None,
             "failed_pin_attempts": e.failed_attempts,
             "location_verified": e.location_verified,
         }
@@ -533,7 +556,7 @@ class CallStore:
             raise _Race("uniqueid logged concurrently as the arrival")
         if open_row is not None:
             if not _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=e.location_verified,
-                               uid=call.uniqueid):
+                               unanswered=unanswered, uid=call.uniqueid):
                 raise _Race("attendance closed concurrently")
             record_id = self._insert_call(
                 conn, call, outcome=CallOutcome.DEPARTURE, stage=Stage.RECORDING, at=at,
@@ -546,7 +569,8 @@ class CallStore:
         attendance_id = int(_INSERT_ATTENDANCE.scalars(
             conn, visit_id=visit_id, resident_id=resident_id, worker_id=wid, kind=kind, arrival_at=at,
             arrival_method=Method.PHONE, arrival_verified=e.location_verified, arrival_uniqueid=call.uniqueid,
-            departure_verified=False, created_at=at, updated_at=at,
+            arrival_unanswered=unanswered, departure_verified=False, departure_unanswered=False,
+            created_at=at, updated_at=at,
         )[0])
         record_id = self._insert_call(
             conn, call, outcome=CallOutcome.ARRIVAL, stage=Stage.RECORDING, at=at,
