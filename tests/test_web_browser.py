@@ -66,8 +66,8 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
+def chromium() -> Iterator[webdriver.Chrome]:
+    """Headless Chromium at 1366×768 with a throw-away profile (the browser modules' shared setup)."""
     profile = tempfile.mkdtemp(prefix="carecall-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
@@ -82,6 +82,11 @@ def browser() -> Iterator[webdriver.Chrome]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    yield from chromium()
 
 
 def login(browser: webdriver.Chrome, base: str, user: str) -> None:
