@@ -186,9 +186,7 @@ def test_board_alerts_and_alert_pages_fit_the_screen_with_a_menu_button_on_a_pho
             else:
                 assert nav_visible and not menu.is_displayed()
             suffix = "-phone" if width < 700 else ""
-            if name in ("board", "alerts", "alert", "visit", "resident"):
-                browser.save_screenshot(str(SHOTS / f"{name}-people{suffix}.png" if name != "board"
-                                            else SHOTS / f"board{suffix}.png"))
+            browser.save_screenshot(str(SHOTS / f"{name}-people{suffix}.png"))
         if width < 700:
             browser.get(world["base"] + "/board")
             button = WebDriverWait(browser, 10).until(EC.element_to_be_clickable((By.ID, "menu-button")))
