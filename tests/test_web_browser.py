@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -108,12 +108,27 @@ def text_of(browser: webdriver.Chrome, css: str) -> str | None:
                                   css)
 
 
+def mark_page(browser: webdriver.Chrome) -> None:
+    """Tag the current document, so that :func:`wait_new_page` can tell when another replaced it.
+
+    A marker in ``window`` rather than an element handle: asking chromedriver about an
+    element of a document being torn down fails with errors that are not "stale" (seen:
+    "Node with given id does not belong to the document")."""
+    browser.execute_script("window.__carecallOldPage = true;")
+
+
+def wait_new_page(browser: webdriver.Chrome, timeout: float = 10) -> None:
+    # While the old document goes away a script call itself may fail: ignore and ask again.
+    WebDriverWait(browser, timeout, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return window.__carecallOldPage === undefined && "
+                                   "document.readyState === 'complete';"))
+
+
 def click_to_new_page(browser: webdriver.Chrome, element: WebElement, timeout: float = 10) -> None:
     """Click something that loads a new page, and return once the new page has replaced the old."""
-    old = browser.find_element(By.TAG_NAME, "html")
+    mark_page(browser)
     element.click()
-    WebDriverWait(browser, timeout).until(EC.staleness_of(old))
-    wait(browser, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    wait_new_page(browser, timeout)
 
 
 def login(browser: webdriver.Chrome, base: str, user: str) -> None:

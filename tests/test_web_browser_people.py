@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -34,7 +35,7 @@ from ivr.sealed import Sealer
 from scheduler.models import Alert
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, context_for, factory_for, import_world, on_today, visit_row
-from tests.test_web_browser import chromium, login
+from tests.test_web_browser import chromium, click_to_new_page, login, mark_page, wait_new_page
 from tests.webclient import add_users, running_server
 from web.models import User
 
@@ -126,14 +127,14 @@ def test_no_departure_alert_shows_the_people_and_only_an_authorised_reveal_shows
     browser.save_screenshot(str(SHOTS / "alert-people.png"))
     # No reveal button for a coordinator without key-safe access, and a hand-made POST is refused.
     assert browser.find_elements(By.ID, "reveal-submit") == []
-    old = browser.find_element(By.TAG_NAME, "html")
+    mark_page(browser)
     browser.execute_script(
         "const f = document.createElement('form'); f.method = 'post';"
         "f.action = `/residents/${arguments[0]}/keysafe/reveal`;"
         "const t = document.createElement('input'); t.name = 'csrf_token';"
         "t.value = document.querySelector('input[name=csrf_token]').value; f.appendChild(t);"
         "document.body.appendChild(f); f.submit();", world["ids"]["R003"])
-    WebDriverWait(browser, 10).until(EC.staleness_of(old))
+    wait_new_page(browser)
     WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "error-message")))
     assert "403" in browser.title and CODE not in browser.page_source
     with unit_of_work(world["factory"]) as s:
@@ -143,14 +144,14 @@ def test_no_departure_alert_shows_the_people_and_only_an_authorised_reveal_shows
     browser.get(f"{world['base']}/alerts/{aid}")
     button = WebDriverWait(browser, 10).until(EC.element_to_be_clickable((By.ID, "reveal-submit")))
     assert CODE not in browser.page_source  # not on the page until asked for
-    button.click()
+    click_to_new_page(browser, button)
     WebDriverWait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "keysafe-code"), CODE))
     assert browser.current_url.endswith(f"/residents/{world['ids']['R003']}/keysafe/reveal")  # no code in it
     with unit_of_work(world["factory"]) as s:
         entries = [(e.actor, e.entity, e.entity_id) for e in
                    s.scalars(select(AuditEntry).where(AuditEntry.action == "keysafe_reveal"))]
     assert entries == [("manager", "resident", "R003")]
-    browser.find_element(By.LINK_TEXT, "Back").click()
+    click_to_new_page(browser, browser.find_element(By.LINK_TEXT, "Back"))
     WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "people")))
     assert browser.current_url.endswith(f"/alerts/{aid}")
 
@@ -190,8 +191,9 @@ def test_board_alerts_and_alert_pages_fit_the_screen_with_a_menu_button_on_a_pho
         if width < 700:
             browser.get(world["base"] + "/board")
             button = WebDriverWait(browser, 10).until(EC.element_to_be_clickable((By.ID, "menu-button")))
-            button.click()
-            WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "main-nav").is_displayed())
+            button.click()  # a CSS-only menu: no page change, the nav just shows
+            WebDriverWait(browser, 10, ignored_exceptions=(NoSuchElementException,)).until(
+                lambda d: d.find_element(By.ID, "main-nav").is_displayed())
             assert no_horizontal_scroll(browser)[0] <= width
             browser.save_screenshot(str(SHOTS / "menu-phone.png"))
         # The board's state words and counts agree on any screen: counts are the rows' own.

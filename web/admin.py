@@ -328,7 +328,8 @@ def _save_package(session: Session, id: int | None, values: dict[str, Any], acto
 def entities(hasher: Any) -> dict[str, Entity]:
     return {
         "residents": Entity("residents", "Residents", RESIDENT_FIELDS,
-                            [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("team", "Team"),
+                            [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("lines", "Landline"),
+                             ("team", "Team"),
                              ("funder", "Funder"), ("phone_code", "Code"), ("active", "Active")],
                             _search_residents, _load_resident, _save_resident, resident_extra),
         "workers": Entity("workers", "Workers", WORKER_FIELDS,
