@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.models import AuditEntry, CarePackage, Resident, ResidentLine, Worker
-from ivr.phone import PhoneNumberError, normalise
+from ivr.phone import PhoneNumberError, format_uk, normalise
 from ivr.pins import valid_pin
 from web import auth
 from web.app import Ctx, FormError, HTTPError, Response, WebApp, redirect
 from web.auth import ANYONE, MANAGERS, MONEY_EDITORS, VISIT_EDITORS
 from web.models import Role, User, WebSession
+from web.people import resident_extra
 
 POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$")
 
@@ -34,7 +35,7 @@ POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$")
 class Field:
     name: str
     label: str
-    kind: str = "text"  # text | digits | phone | phones | postcode | decimal | date | bool | pin
+    kind: str = "text"  # text | textarea | digits | phone | phones | postcode | decimal | date | bool | pin
     limit: int = 200
     required: bool = False
     lo: int = 0  # digits: minimum length
@@ -116,6 +117,8 @@ class Entity:
     load: Callable[[Session, int], dict[str, Any] | None]
     save: Callable[[Session, int | None, dict[str, Any], Any], int]
     editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
+    # More of the record page below the form (a resident's contacts and key safe): (session, id, user id).
+    extra: Callable[[Session, int, int], dict[str, Any]] | None = None
 
 
 # --- residents -----------------------------------------------------------------------
@@ -129,6 +132,8 @@ RESIDENT_FIELDS = [
     Field("team", "Team", limit=80),
     Field("phone_code", "Phone code (keyed in when caller ID is missing)", kind="digits", limit=8, lo=3),
     Field("lines", "Landlines (separate with ;)", kind="phones", limit=200),
+    Field("access_notes", "Access notes (how to get in; never a key-safe code)", kind="textarea", limit=1000),
+    Field("keysafe_reference", "Key-safe reference (which and where; the code is kept apart)", limit=80),
     Field("active", "Active", kind="bool"),
 ]
 
@@ -136,7 +141,8 @@ RESIDENT_FIELDS = [
 def _resident_row(r: Resident) -> dict[str, Any]:
     return {"id": r.id, "reference": r.reference, "name": r.name, "address": r.address, "postcode": r.postcode,
             "funder": r.funder, "team": r.team, "phone_code": r.phone_code or "",
-            "lines": "; ".join(ln.e164 for ln in r.lines), "active": r.active}
+            "lines": "; ".join(format_uk(ln.e164) for ln in r.lines), "access_notes": r.access_notes,
+            "keysafe_reference": r.keysafe_reference, "active": r.active}
 
 
 def _search_residents(session: Session, q: str) -> list[dict[str, Any]]:
@@ -177,7 +183,10 @@ def _save_resident(session: Session, id: int | None, values: dict[str, Any], act
         before = _resident_row(r)
         for k, v in values.items():
             setattr(r, k, v)
-    r.lines = [ResidentLine(e164=e) for e in lines]
+    # Keep the rows of lines that stay: replacing the whole collection would insert the new
+    # rows before deleting the old and trip the (resident, e164) unique constraint.
+    kept = [ln for ln in r.lines if ln.e164 in lines]
+    r.lines = kept + [ResidentLine(e164=e) for e in lines if e not in {k.e164 for k in kept}]
     session.flush()
     after = _resident_row(r)
     before.pop("id", None)
@@ -200,8 +209,8 @@ WORKER_FIELDS = [
 
 
 def _worker_row(w: Worker) -> dict[str, Any]:
-    return {"id": w.id, "worker_number": w.worker_number, "name": w.name, "mobile_e164": w.mobile_e164 or "",
-            "team": w.team, "active": w.active, "pin": ""}
+    return {"id": w.id, "worker_number": w.worker_number, "name": w.name,
+            "mobile_e164": format_uk(w.mobile_e164), "team": w.team, "active": w.active, "pin": ""}
 
 
 def _search_workers(session: Session, q: str) -> list[dict[str, Any]]:
@@ -323,11 +332,13 @@ def _save_package(session: Session, id: int | None, values: dict[str, Any], acto
 def entities(hasher: Any) -> dict[str, Entity]:
     return {
         "residents": Entity("residents", "Residents", RESIDENT_FIELDS,
-                            [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("team", "Team"),
+                            [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("lines", "Landline"),
+                             ("team", "Team"),
                              ("funder", "Funder"), ("phone_code", "Code"), ("active", "Active")],
-                            _search_residents, _load_resident, _save_resident),
+                            _search_residents, _load_resident, _save_resident, resident_extra),
         "workers": Entity("workers", "Workers", WORKER_FIELDS,
-                          [("worker_number", "Number"), ("name", "Name"), ("team", "Team"), ("active", "Active")],
+                          [("worker_number", "Number"), ("name", "Name"), ("mobile_e164", "Mobile"), ("team", "Team"),
+                           ("active", "Active")],
                           _search_workers, _load_worker, _worker_saver(hasher)),
         "packages": Entity("packages", "Packages", PACKAGE_FIELDS,
                            [("resident_reference", "Resident"), ("resident_name", "Name"),
@@ -362,9 +373,11 @@ def _register_entity(app: WebApp, e: Entity) -> None:
             values = {} if creating else await ctx.db(e.load, int(id))  # type: ignore[arg-type]
             if values is None:
                 raise HTTPError(404, "Not found")
+        extra = {} if creating or e.extra is None else await ctx.db(e.extra, int(id), ctx.user.user_id)
         return ctx.render("entity_edit.html", status=status, e=e, values=values, errors=errors or {},
                           creating=creating, id=id, can_edit=ctx.user.role in e.editors,
-                          can_edit_money=ctx.user.role in MONEY_EDITORS)
+                          can_edit_money=ctx.user.role in MONEY_EDITORS, extra=extra,
+                          done=ctx.arg("done", limit=20))
 
     async def save(ctx: Ctx, id: str | None = None) -> Response:
         creating = id is None
@@ -394,6 +407,7 @@ def _register_entity(app: WebApp, e: Entity) -> None:
     app.add("POST", f"{base}/new", create, e.editors)
     app.add("GET", f"{base}/{{id:int}}", edit_form, ANYONE)
     app.add("POST", f"{base}/{{id:int}}", save, e.editors)
+    _edit_forms[e.kind] = edit_form
 
 
 MONEY_REFUSED = ("Rates and weekly hours are set by finance or a manager; "
@@ -421,6 +435,14 @@ async def _without_money(ctx: Ctx, e: Entity, id: str | None) -> list[Field]:
         if not same:
             raise HTTPError(403, MONEY_REFUSED)
     return [f for f in e.fields if not f.money]
+
+
+_edit_forms: dict[str, Callable[..., Any]] = {}
+
+
+async def resident_page_with_errors(ctx: Ctx, id: str, errors: dict[str, str]) -> Response:
+    """The resident page again, status 400, with a contacts or key-safe form's errors on top."""
+    return await _edit_forms["residents"](ctx, id, None, errors, 400)  # type: ignore[no-any-return]
 
 
 def _raw(ctx: Ctx, f: Field) -> str:
@@ -471,7 +493,8 @@ async def import_upload(ctx: Ctx) -> Response:
 
 def _users(session: Session) -> list[dict[str, Any]]:
     return [{"id": u.id, "username": u.username, "role": u.role, "active": u.active,
-             "last_login_at": u.last_login_at} for u in session.scalars(select(User).order_by(User.username))]
+             "keysafe_access": u.keysafe_access, "last_login_at": u.last_login_at}
+            for u in session.scalars(select(User).order_by(User.username))]
 
 
 async def users_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
@@ -500,6 +523,7 @@ async def users_update(ctx: Ctx, id: str) -> Response:
     try:
         role = auth.check_role(ctx.field("role", limit=20))
         active = ctx.field("active", limit=5) in ("on", "yes", "1")
+        keysafe_access = ctx.field("keysafe_access", limit=5) in ("on", "yes", "1")
         actor, me = ctx.user.username, ctx.user.user_id
 
         def work(session: Session) -> None:
@@ -508,12 +532,14 @@ async def users_update(ctx: Ctx, id: str) -> Response:
                 raise HTTPError(404, "No such user")
             if u.id == me and (role != Role.MANAGER or not active):
                 raise auth.AuthError("you cannot demote or disable yourself")
-            before = {"role": u.role, "active": u.active}
-            u.role, u.active = role, active
+            before = {"role": u.role, "active": u.active, "keysafe_access": u.keysafe_access}
+            u.role, u.active, u.keysafe_access = role, active, keysafe_access
             if not active:
                 session.execute(delete(WebSession).where(WebSession.user_id == u.id))
             session.add(AuditEntry(actor=actor, action="edit", entity="user", entity_id=u.username,
-                                   before=json.dumps(before), after=json.dumps({"role": role, "active": active})))
+                                   before=json.dumps(before),
+                                   after=json.dumps({"role": role, "active": active,
+                                                     "keysafe_access": keysafe_access})))
 
         await ctx.db(work)
     except (FormError, auth.AuthError) as exc:

@@ -34,6 +34,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # May reveal key-safe codes (ivr.keysafe, spec 004 §14.15): granted by a manager, per user.
+    keysafe_access: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (CheckConstraint("role IN ('coordinator', 'finance', 'manager')", name="role_known"),)
 
