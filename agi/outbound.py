@@ -230,7 +230,7 @@ class OriginateSession:
         raw = msg.get("Reason")
         reason = int(raw) if raw.lstrip("-").isdigit() else None
         uniqueid = msg.get("Uniqueid")
-        if uniqueid == "<null>":
+        if uniqueid in ("<null>", "<unknown>"):
             uniqueid = ""
         channel = msg.get("Channel")
         answered = msg.response.lower() == "success" and reason == REASON_ANSWERED
