@@ -31,7 +31,7 @@ from ivr.alert_dialog import (
     PinRejected,
 )
 from ivr.db import unit_of_work
-from ivr.models import Resident
+from ivr.models import Resident, Visit
 from ivr.phone import mask
 from ivr.pins import PinHasher
 from scheduler.actions import AlertActionError, acknowledge
@@ -101,7 +101,11 @@ class AlertCallStore:
         if row.outcome in ("", "answered", "timeout", "failed"):
             row.outcome = "answered"
         _history(s, alert.id, e.at, f"step {row.step}: {self._who(s, row)} answered the alert call")
-        resident = s.get(Resident, alert.resident_id) if alert.resident_id is not None else None
+        resident_id = alert.resident_id
+        if resident_id is None and alert.visit_id is not None:
+            visit = s.get(Visit, alert.visit_id)
+            resident_id = visit.resident_id if visit is not None else None
+        resident = s.get(Resident, resident_id) if resident_id is not None else None
         handled = alert.acknowledged_by or alert.resolved_by or ""
         return AlertBrief(alert.kind, alert.due_at, resident.reference if resident is not None else "",
                           alert.status == AlertStatus.OPEN, handled)

@@ -171,7 +171,9 @@ def rota_gaps(session: Session, start: dt.datetime, end: dt.datetime, office: Of
 def board_warning(session: Session, now: dt.datetime, office: OfficeHours, hours: float = 24.0,
                   manager: str = "") -> str:
     """One sentence for the board when the rota has a gap now or within ``hours``; "" when it does not."""
-    gaps = rota_gaps(session, now, now + dt.timedelta(hours=hours), office)
+    horizon = now + dt.timedelta(hours=hours)
+    # Look a week further so a gap is shown with its real end, not cut at the horizon.
+    gaps = [g for g in rota_gaps(session, now, horizon + dt.timedelta(days=7), office) if g[0] < horizon]
     if not gaps:
         return ""
     tz = office.tz
