@@ -167,3 +167,17 @@ def test_a_call_without_alert_and_delivery_ids_hangs_up():
     assert alert_args(env("alert?alert=x")) is None
     fin = new_dialog().start(env("alert"))
     assert isinstance(fin, Finished) and fin.outcome == "error" and fin.hang_up
+
+
+def test_every_default_alert_prompt_ships_in_debians_asterisk_core_sounds_en():
+    from pathlib import Path
+
+    listing = (Path(__file__).with_name("data") / "asterisk-core-sounds-en.txt").read_text().split()
+    sounds = {Path(line).name.rsplit(".", 1)[0] for line in listing} | {
+        line.removeprefix("./usr/share/asterisk/sounds/en/").rsplit(".", 1)[0] for line in listing} | set(listing)
+    prompts = AlertPrompts()
+    for name, value in [*vars(prompts).items(), *(("kind " + k, v) for k, v in prompts.kinds.items())]:
+        if not isinstance(value, str) or not value:
+            continue
+        for part in value.split("&"):
+            assert part in sounds, f"alert prompt {name}: {part!r} is not in asterisk-core-sounds-en"
