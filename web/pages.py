@@ -37,6 +37,7 @@ from web.app import (
 from web.auth import ANYONE, VISIT_EDITORS
 from web.board import State, board_rows, css_class, teams
 from web.forms import day_arg, int_field, local_time_field, team_arg
+from web.oncall import oncall_banner
 
 # --- login ---------------------------------------------------------------------------
 
@@ -117,8 +118,9 @@ async def board(ctx: Ctx) -> Response:
     journal = await ctx.runtime.run_journal(ctx.runtime.journal_status)
     oldest = dt.datetime.fromisoformat(journal["oldest_at"]) if journal.get("oldest_at") else None
     counts = {s: sum(1 for r in rows if r["state"] == s) for s in State.ALL}
+    oncall_warning = await oncall_banner(ctx)
     return ctx.render("board.html", rows=rows, day=day, team=team, teams=team_list, counts=counts,
-                      journal=journal, oldest=oldest,
+                      journal=journal, oldest=oldest, oncall_warning=oncall_warning,
                       states=[(s, css_class(s)) for s in State.ALL],
                       prev_day=day - dt.timedelta(days=1), next_day=day + dt.timedelta(days=1))
 
