@@ -147,3 +147,18 @@ def test_a_manager_removes_an_entry(site):
     assert c.post(f"/oncall/{entry.id}/delete", {"csrf_token": token}).status == 303
     assert len(_rota(site)) == n - 1
     assert c.post(f"/oncall/{entry.id}/delete", {"csrf_token": token}).status == 404
+
+
+def test_the_cli_sets_an_alert_phone_and_pin(site):
+    from tests.webclient import cli
+
+    r = cli(site["settings"], "user", "phone", "coordinator", "07912 345678", "--pin-stdin", stdin="7310\n")
+    assert r.returncode == 0 and r.stdout.strip() == (
+        "alert phone of coordinator set to *********678; phone PIN changed"), r.stderr
+    with site["factory"]() as s:
+        u = s.scalars(select(User).where(User.username == "coordinator")).one()
+        hasher = PinHasher(load_or_create_key(load_settings(None, environ={}, secret_file=site["settings"]
+                                                            .secret_file).secret_path))
+        assert u.phone_e164 == "+447912345678" and hasher.verify(pin_key(u.id), "7310", u.phone_pin_hash)
+    bad = cli(site["settings"], "user", "phone", "coordinator", "07912 345678", "--pin-stdin", stdin="73a0\n")
+    assert bad.returncode == 1 and "4 digits" in bad.stderr
