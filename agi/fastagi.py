@@ -44,10 +44,11 @@ from agi.codec import (
     RemoteProtocolError,
 )
 from agi.effects import EffectBatcher, in_thread_pool, one_by_one
+from agi.scripts import ScriptRegistry, inbound_registry, registry_for
 from carecall.logobserver import CallLogger
 from ivr.callstore import CallStore
 from ivr.db import is_sqlite
-from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait
+from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait, script_name
 from ivr.phone import mask
 
 log = CallLogger(namespace="carecall.agi")
@@ -70,7 +71,9 @@ class FastAGIProtocol(Protocol):
     def __init__(self, factory: FastAGIFactory) -> None:
         self.factory = factory
         self.codec = AGIConnection()
-        self.dialog = Dialog(factory.config, factory.clock.seconds)
+        self.dialog: Any = Dialog(factory.config, factory.clock.seconds)
+        # Set when the script's registry entry runs its own effects (outbound dialogs).
+        self._run_effect: Callable[[Any], Any] | None = None
         self._lost = False
         self._timer: IDelayedCall | None = None
         self._started = 0.0
@@ -162,6 +165,10 @@ class FastAGIProtocol(Protocol):
             if event is NEED_DATA:
                 return
             if isinstance(event, Environment):
+                script = self.factory.scripts.get(script_name(event.vars))
+                if script is not None:
+                    self.dialog = script.make_dialog(self.factory.clock.seconds)
+                    self._run_effect = script.run_effect
                 self._act(self.dialog.start(event.vars))
             elif isinstance(event, Hangup | Closed):
                 if not self.dialog.finished:
@@ -224,6 +231,9 @@ class FastAGIProtocol(Protocol):
             # Journalled check-ins are still waiting for replay: this one queues behind them,
             # so a departure is never written before the arrival it closes.
             self._act(self.dialog.effect_failed("journal not yet replayed"))
+        elif self._run_effect is not None:
+            d = self.factory.run_db(self._run_effect, action)
+            d.addCallbacks(self._effect_done, self._effect_failed)
         else:
             self._submit(action)
 
@@ -399,9 +409,12 @@ class FastAGIFactory(Factory):
         batches_in_flight: int = 1,
         effect_runner: Callable[[list[Any]], Deferred[Any]] | None = None,
         ready: Callable[[], bool] = lambda: True,
+        scripts: ScriptRegistry | None = None,
     ) -> None:
         self.config = config
         self.ready = ready  # False until the schema upgrade has run (carecall/schema_upgrade.py)
+        # Script path -> dialog (agi/scripts.py); outbound features register theirs here.
+        self.scripts = scripts if scripts is not None else inbound_registry(config)
         self.store = store
         self.run_db = run_db
         # Group commit (agi/effects.py): one hand-off and one transaction per batch of calls,
@@ -437,8 +450,9 @@ class FastAGIFactory(Factory):
     def from_runtime(cls, runtime: Any, clock: IReactorTime | None = None,
                      effect_runner: Callable[[list[Any]], Deferred[Any]] | None = None) -> FastAGIFactory:
         s = runtime.settings
+        config = DialogConfig.from_settings(s)
         factory = cls(
-            DialogConfig.from_settings(s),
+            config,
             CallStore.from_runtime(runtime),
             runtime.run_db,
             clock if clock is not None else runtime.reactor,
@@ -455,6 +469,7 @@ class FastAGIFactory(Factory):
             batches_in_flight=batches_in_flight(s, runtime.pool.max),
             effect_runner=effect_runner,
             ready=lambda: runtime.schema_ready,
+            scripts=registry_for(runtime, config),
         )
         runtime.ready_callbacks.append(factory.replay_soon)
         return factory

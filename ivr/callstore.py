@@ -659,21 +659,33 @@ class CallStore:
                 conn, call, outcome=CallOutcome.NO_VISIT, stage=Stage.RECORDING, at=at,
                 review_status=ReviewStatus.OPEN, detail=("no visit due; " + detail)[:500], **common,
             )
-            return NoReplyRecorded(record_id, None, wid, None, False)
+            # A worker at a door nobody opens is a safeguarding event whether or not we know
+            # the visit: the office is told now (the same key as the pass's safety net), and
+            # so the worker can be told the office knows.
+            raised = self._raise_no_reply(conn, worker_id=wid, visit_id=None, resident_id=None,
+                                          call_record_id=record_id, at=at,
+                                          detail=f"no reply reported by worker {e.worker_number}: no visit matched")
+            return NoReplyRecorded(record_id, None, wid, None, raised)
         visit = chosen[0]
         record_id = self._insert_call(
             conn, call, outcome=CallOutcome.NO_REPLY, stage=Stage.RECORDING, at=at,
             resident_id=visit.resident_id, visit_id=visit.id, detail=detail, **common,
         )
-        raise_alert = _raise_alert_function()
-        if raise_alert is not None:
-            from sqlalchemy.orm import Session
+        raised = self._raise_no_reply(conn, worker_id=wid, visit_id=visit.id, resident_id=visit.resident_id,
+                                      call_record_id=record_id, at=at, detail="")
+        return NoReplyRecorded(record_id, visit.id, wid, visit.resident_id, raised)
 
-            with Session(bind=conn) as session:
-                raise_alert(session, kind="no_reply", visit_id=visit.id, worker_id=wid,
-                            resident_id=visit.resident_id, call_record_id=record_id, at=at, detail="")
-                session.flush()
-        return NoReplyRecorded(record_id, visit.id, wid, visit.resident_id, raise_alert is not None)
+    def _raise_no_reply(self, conn: Connection, **fields: Any) -> bool:
+        """The no-reply alert in this call's transaction; True when the office has it (new or raised before)."""
+        raise_alert = _raise_alert_function()
+        if raise_alert is None:
+            return False
+        from sqlalchemy.orm import Session
+
+        with Session(bind=conn) as session:
+            raise_alert(session, kind="no_reply", **fields)
+            session.flush()
+        return True
 
     # ------------------------------------------------------------ journal replay
 

@@ -745,6 +745,8 @@ class Dialog:
         }
         self._mark_recorded(outcome, record)
         self.stage = Stage.CONFIRMING
-        yield from self._play(p.no_reply if result.visit_id is not None else p.sorry)
+        # What the worker hears is what the office got: "office told" whenever an alert is
+        # stored for this call (with or without a matched visit), "sorry" only when not.
+        yield from self._play(p.no_reply if result.alert_raised else p.sorry)
         self.stage = Stage.DONE
         return (yield from self._hang_up(outcome, record))

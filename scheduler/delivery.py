@@ -1,4 +1,4 @@
-"""Telling people: e-mail to the office, optional voice call via the Asterisk Manager Interface.
+"""Telling people by e-mail: the office, the second contact, the out-of-hours service.
 
 Deliveries are an outbox in the database (``alert_deliveries``). The pass that raises
 an alert does not send anything; :func:`plan_deliveries` claims each new alert once
@@ -8,13 +8,14 @@ channel and target; :func:`claim_due` hands due attempts to exactly one server;
 pending attempt after a back-off. Nothing is ever dropped: a server that dies while
 sending leaves a ``sending`` row that is reclaimed as failed ("interrupted") and retried.
 
-Sending itself is blocking (``smtplib``, pyst2's ``asterisk.manager``) and runs in a
-thread, never on the reactor and never in the database pool.
+Sending itself is blocking (``smtplib``) and runs in a thread, never on the reactor and
+never in the database pool. Phones are rung by the escalation chain
+(:mod:`scheduler.chain`, through :mod:`agi.outbound`), whose delivery rows (channel
+``voice``, purpose ``chain``) this module's claims leave alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import smtplib
@@ -53,6 +54,13 @@ KIND_TITLES = {
 }
 
 
+# The old fire-and-forget AMI call (recorded "sent" once Asterisk queued it) was replaced by
+# the escalation chain; a site still carrying these keys is told where they went.
+MOVED_VOICE_KEYS = ("voice", "voice_kinds", "on_call_number", "second_contact_number", "out_of_hours_number",
+                    "ami_host", "ami_port", "ami_username", "ami_secret", "voice_channel", "voice_context",
+                    "voice_exten", "voice_priority", "voice_caller_id")
+
+
 def _list(value: Any, name: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -77,21 +85,6 @@ class DeliveryConfig:
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_timeout: float = 20.0
-    # Voice (AMI Originate): off unless voice = true and a number is set.
-    voice: bool = False
-    voice_kinds: tuple[str, ...] = (AlertKind.MISSED, AlertKind.NO_DEPARTURE, AlertKind.NO_REPLY)
-    on_call_number: str = ""
-    second_contact_number: str = ""
-    out_of_hours_number: str = ""
-    ami_host: str = "127.0.0.1"
-    ami_port: int = 5038
-    ami_username: str = "carecall"
-    ami_secret: str = ""
-    voice_channel: str = "PJSIP/{number}@carecall-trunk"
-    voice_context: str = "carecall-alert"
-    voice_exten: str = "s"
-    voice_priority: int = 1
-    voice_caller_id: str = "carecall alert"
     # Retries and escalation.
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 900.0
@@ -113,6 +106,9 @@ class DeliveryConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {"base_url": base_url, "timezone": timezone}
         for key, value in section.items():
+            if key in MOVED_VOICE_KEYS and not (key == "voice" and value is False):
+                raise ConfigError(f"[alerts] {key} is no longer used: phones are rung by the on-call chain, "
+                                  "configured in [oncall] and [ami] (docs/alerts.md)")
             if key not in fields or key in ("base_url", "timezone"):
                 continue  # the rules' own thresholds live in the same table
             kind = str(fields[key].type)
@@ -170,22 +166,14 @@ def plan_deliveries(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> 
         email = cfg.office_for(r.funder or "", r.team or "")
         if email:
             _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.EMAIL, email, now)
-        if cfg.voice and cfg.on_call_number and r.kind in cfg.voice_kinds:
-            _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.VOICE, cfg.on_call_number, now)
         planned += 1
     return planned
 
 
-def _escalate_to(session: Session, alert_id: int, kind: str, purpose: str, email: str, number: str,
-                 cfg: DeliveryConfig, now: dt.datetime, note: str) -> None:
-    told = []
+def _escalate_to(session: Session, alert_id: int, purpose: str, email: str, now: dt.datetime, note: str) -> None:
     if email:
         _add_attempt(session, alert_id, purpose, DeliveryChannel.EMAIL, email, now)
-        told.append("e-mail")
-    if number and cfg.voice and kind in cfg.voice_kinds:
-        _add_attempt(session, alert_id, purpose, DeliveryChannel.VOICE, number, now)
-        told.append("voice call")
-    suffix = f" ({', '.join(told)})" if told else " (no contact configured)"
+    suffix = " (e-mail)" if email else " (no contact configured)"
     session.add(AlertAction(alert_id=alert_id, at=now, actor=SYSTEM, action="escalated", note=note + suffix))
 
 
@@ -200,8 +188,7 @@ def escalate(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> list[di
                                                    Alert.status == AlertStatus.OPEN).values(escalated_at=now))
         if done.rowcount == 1:  # type: ignore[attr-defined]
             note = f"not acknowledged within {cfg.ack_escalate_minutes:g} min: second contact"
-            _escalate_to(session, r.id, r.kind, DeliveryPurpose.ESCALATED, cfg.second_contact_email,
-                         cfg.second_contact_number, cfg, now, note)
+            _escalate_to(session, r.id, DeliveryPurpose.ESCALATED, cfg.second_contact_email, now, note)
             out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
     nr_before = now - dt.timedelta(minutes=cfg.no_reply_escalate_minutes)
     for r in session.execute(select(Alert.id, Alert.kind).where(
@@ -212,8 +199,7 @@ def escalate(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> list[di
                                .values(out_of_hours_at=now))
         if done.rowcount == 1:  # type: ignore[attr-defined]
             note = f"no reply unresolved after {cfg.no_reply_escalate_minutes:g} min: out-of-hours contact"
-            _escalate_to(session, r.id, r.kind, DeliveryPurpose.OUT_OF_HOURS, cfg.out_of_hours_email,
-                         cfg.out_of_hours_number, cfg, now, note)
+            _escalate_to(session, r.id, DeliveryPurpose.OUT_OF_HOURS, cfg.out_of_hours_email, now, note)
             out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
     return out
 
@@ -238,6 +224,7 @@ def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: in
     """Due attempts, each claimed by exactly one server; stale claims of a dead server are retried."""
     stale = now - dt.timedelta(seconds=cfg.sending_stale_seconds)
     for r in session.execute(select(AlertDelivery.id).where(AlertDelivery.status == DeliveryStatus.SENDING,
+                                                            AlertDelivery.channel == DeliveryChannel.EMAIL,
                                                             AlertDelivery.at <= stale).order_by(AlertDelivery.id)):
         record_outcome(session, r.id, False, "interrupted: the server sending it stopped", now, cfg)
     jobs: list[Job] = []
@@ -247,7 +234,8 @@ def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: in
                Resident.reference)
         .join(Alert, Alert.id == AlertDelivery.alert_id)
         .outerjoin(Resident, Resident.id == Alert.resident_id)
-        .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.next_attempt_at <= now)
+        .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.channel == DeliveryChannel.EMAIL,
+               AlertDelivery.next_attempt_at <= now)
         .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)).all()
     for r in rows:
         claimed = session.execute(update(AlertDelivery)
@@ -320,45 +308,10 @@ def send_email(job: Job, cfg: DeliveryConfig) -> None:
             raise smtplib.SMTPRecipientsRefused(refused)
 
 
-class VoiceError(RuntimeError):
-    """Asterisk refused or could not take the Originate."""
-
-
-def originate_call(job: Job, cfg: DeliveryConfig) -> None:
-    """Ask Asterisk (AMI ``Originate``) to ring the on-call phone and play the alert context."""
-    from asterisk.manager import Manager, ManagerException
-
-    manager = Manager()
-    try:
-        manager.connect(cfg.ami_host, cfg.ami_port)
-        manager.login(cfg.ami_username, cfg.ami_secret)
-        response = manager.originate(
-            cfg.voice_channel.format(number=job.target), cfg.voice_exten, context=cfg.voice_context,
-            priority=str(cfg.voice_priority), caller_id=cfg.voice_caller_id, run_async=True,
-            variables={"CARECALL_ALERT_ID": job.alert_id, "CARECALL_ALERT_KIND": job.kind})
-        if response.get_header("Response") != "Success":
-            raise VoiceError(f"Originate refused: {response.get_header('Message', '')}")
-    except ManagerException as exc:
-        raise VoiceError(f"AMI: {exc}") from exc
-    except ValueError as exc:
-        # pyst2 race: when Asterisk answers and ends the session at once (it does after a
-        # refused login), pyst2's reader thread may close the socket between the library's
-        # write and flush, and the answer is lost with "I/O operation on closed file".
-        raise VoiceError("AMI: Asterisk closed the session (a refused login?)") from exc
-    except OSError as exc:
-        raise VoiceError(f"AMI connection to {cfg.ami_host}:{cfg.ami_port}: {exc}") from exc
-    finally:
-        # Closing a broken AMI session must not hide the real error.
-        with contextlib.suppress(Exception):
-            manager.close()
-
-
 def send(job: Job, cfg: DeliveryConfig) -> None:
     if job.channel == DeliveryChannel.EMAIL:
         send_email(job, cfg)
-    elif job.channel == DeliveryChannel.VOICE:
-        originate_call(job, cfg)
-    else:
+    else:  # voice rows belong to the chain (scheduler/chain.py), which rings them itself
         raise ValueError(f"unknown channel {job.channel}")
 
 

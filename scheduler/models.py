@@ -82,6 +82,15 @@ class Alert(Base):
     out_of_hours_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Set once the delivery attempts for the raise were written (outbox claim).
     deliveries_planned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The escalation chain (scheduler/chain.py): how many of its steps were started, and
+    # when it moves to the next person unless someone accepts first (NULL: not climbing).
+    chain_step: Mapped[int] = mapped_column(Integer, default=0)
+    chain_next_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    @property
+    def unaccepted_escalated(self) -> bool:
+        """Nobody has taken it and it went past the office web (a phone was rung): the board shows it red."""
+        return self.status == AlertStatus.OPEN and ((self.chain_step or 0) > 1 or self.escalated_at is not None)
 
     actions: Mapped[list[AlertAction]] = relationship(order_by="AlertAction.id", back_populates="alert")
     checks: Mapped[list[AlertCheck]] = relationship(order_by="AlertCheck.id", back_populates="alert")
@@ -129,6 +138,7 @@ class DeliveryPurpose:
     RAISED = "raised"  # the office address
     ESCALATED = "escalated"  # second contact: not acknowledged in time
     OUT_OF_HOURS = "out_of_hours"  # no reply unresolved: out-of-hours contact
+    CHAIN = "chain"  # a phone call of the escalation chain (scheduler/chain.py)
 
 
 class AlertDelivery(Base):
@@ -147,6 +157,11 @@ class AlertDelivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # when this attempt was made
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Voice calls of the escalation chain: whom we rang (web user), at which step, and what
+    # the call itself said (answered, no answer, busy, failed, accepted, passed on …).
+    user_id: Mapped[int | None] = mapped_column(Integer)  # web_users.id (no FK: scheduler does not need web)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(20), default="")
 
     __table_args__ = (
         CheckConstraint("channel IN ('email', 'voice')", name="channel_known"),

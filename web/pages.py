@@ -46,6 +46,7 @@ from web.board import (
     teams,
 )
 from web.forms import day_arg, int_field, local_time_field, team_arg
+from web.oncall import oncall_banner
 from web.people import people_for
 
 # --- login ---------------------------------------------------------------------------
@@ -130,8 +131,9 @@ async def board(ctx: Ctx) -> Response:
     journal = await ctx.runtime.run_journal(ctx.runtime.journal_status)
     oldest = dt.datetime.fromisoformat(journal["oldest_at"]) if journal.get("oldest_at") else None
     counts = count_states(rows)
+    oncall_warning = await oncall_banner(ctx)
     return ctx.render("board.html", rows=rows, day=day, team=team, teams=team_list, counts=counts,
-                      journal=journal, oldest=oldest,
+                      journal=journal, oldest=oldest, oncall_warning=oncall_warning,
                       states=[(s, css_class(s)) for s in State.ALL],
                       prev_day=day - dt.timedelta(days=1), next_day=day + dt.timedelta(days=1))
 
