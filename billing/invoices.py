@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.models import BillingRun, ExtraMinutesApproval, Invoice, InvoiceLine, LineKind
@@ -149,6 +149,20 @@ class InvoiceDoc:
     total: Decimal = Decimal("0.00")
     lines: list[DocLine] = dataclasses.field(default_factory=list)
     issued: bool = False
+    # When the lines are not loaded (big runs): how many exceptions/rejections, and charged lines.
+    exception_count: int | None = None
+    charged_count: int | None = None
+
+    @property
+    def is_nil(self) -> bool:
+        """Nothing to bill: no ledger line with minutes or money (a nil return, issued only on request)."""
+        if self.charged_count is not None and not self.lines:
+            return self.charged_count == 0
+        return not any(ln.counts_in_total and (ln.billable_minutes or ln.amount) for ln in self.lines)
+
+    @property
+    def exceptions_total(self) -> int:
+        return len(self.exceptions) if self.lines or self.exception_count is None else self.exception_count
 
     @property
     def charged(self) -> list[DocLine]:
@@ -197,6 +211,7 @@ class _Totals:
     over: int = 0
     visits: int = 0
     pence: int = 0
+    charged: int = 0  # ledger lines with minutes or money: none means a nil return
 
 
 class _MemorySink:
@@ -249,9 +264,11 @@ class _DatabaseSink:
     def add(self, group: Group, line: DocLine) -> None:
         iid = self._invoice_id(group)
         row = line.as_row(iid)
+        t = self.totals[iid]
         if line.counts_in_total:
-            t = self.totals[iid]
             t.pence += row["amount_pence"]
+            if line.billable_minutes or row["amount_pence"]:
+                t.charged += 1
             if line.kind == LineKind.BILLED:
                 t.billed += line.billable_minutes
         self.buffer.append(row)
@@ -270,8 +287,22 @@ class _DatabaseSink:
             self.buffer = []
 
 
-def _finish_run(session: Session, run: BillingRun, totals: dict[int, _Totals]) -> None:
-    """Header totals, then numbers in sequence in a stable order (funder, purchase order, resident), no gaps."""
+def _finish_run(session: Session, run: BillingRun, totals: dict[int, _Totals], nil_returns: bool = False) -> None:
+    """Header totals, then numbers in sequence in a stable order (funder, purchase order, resident), no gaps.
+
+    A purchase order with nothing to bill (only exceptions, or nothing at all) gets no
+    invoice unless ``nil_returns``: its draft rows are dropped in the same transaction,
+    before numbering, so no £0.00 invoice is ever numbered by accident. Its attendances
+    are not lost: a later correction (a departure entered) is found by :func:`corrections`
+    as for any closed period.
+    """
+    if not nil_returns:
+        nil = [i for i, t in totals.items() if t.charged == 0]
+        for i in range(0, len(nil), 500):
+            chunk = nil[i:i + 500]
+            session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id.in_(chunk)))
+            session.execute(delete(Invoice).where(Invoice.id.in_(chunk)))
+        totals = {i: t for i, t in totals.items() if t.charged}
     if not totals:
         return
     table = Invoice.__table__
@@ -462,11 +493,13 @@ class IssueResult:
 
 
 def issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.date, funder: str | None = None,
-          *, now: dt.datetime | None = None, actor: str = "billing", with_lines: bool = True) -> IssueResult:
+          *, now: dt.datetime | None = None, actor: str = "billing", with_lines: bool = True,
+          nil_returns: bool = False) -> IssueResult:
     """Close the period for ``funder`` (default: every funder) and store its invoices, once.
 
     Re-issuing a closed period writes nothing and returns the stored documents, so a
     re-run prints the same invoices. ``with_lines=False`` returns headers only (for big runs).
+    A purchase order with nothing to bill gets no invoice unless ``nil_returns``.
     """
     config = BillingConfig.from_settings(settings)
     now = now or utcnow()
@@ -499,7 +532,7 @@ def issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
                     _run(session, config, fp, sink, unassigned, now)
                     sink.flush()
                     totals.update(sink.totals)
-                _finish_run(session, run, totals)
+                _finish_run(session, run, totals, nil_returns)
         names = [fp.funder for fp in scope]
         docs = _load_docs(session, config, period_start, names, with_lines=with_lines)
     return IssueResult(docs, bool(todo), len(unassigned.attendance_ids))
@@ -520,11 +553,24 @@ def _load_docs(session: Session, config: BillingConfig, period_start: dt.date, f
         select(Invoice, Resident.reference).outerjoin(Resident, Invoice.resident_id == Resident.id)
         .where(Invoice.period_start == period_start, Invoice.funder.in_(names)).order_by(Invoice.number)).all()
     docs = []
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if not with_lines and rows:
+        ids = [inv.id for inv, _ in rows]
+        for i in range(0, len(ids), 500):
+            for iid, kind, n in session.execute(
+                    select(InvoiceLine.invoice_id, InvoiceLine.kind, func.count())
+                    .where(InvoiceLine.invoice_id.in_(ids[i:i + 500]))
+                    .group_by(InvoiceLine.invoice_id, InvoiceLine.kind)):
+                counts[iid][kind] = n
     for inv, ref in rows:
         doc = _doc_from_header(inv, config, ref or "")
         if with_lines:
             doc.lines = [DocLine.from_row(r) for r in session.scalars(
                 select(InvoiceLine).where(InvoiceLine.invoice_id == inv.id).order_by(InvoiceLine.id))]
+        else:
+            c = counts.get(inv.id, {})
+            doc.exception_count = c.get(LineKind.EXCEPTION, 0) + c.get(LineKind.REJECTED, 0)
+            doc.charged_count = sum(c.get(k, 0) for k in LineKind.LEDGER)
         docs.append(doc)
     return docs
 

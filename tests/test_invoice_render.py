@@ -45,7 +45,7 @@ def test_pdf_invoice_text_shows_totals_rates_frequency_exceptions_and_over_cap(w
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-m", "carecall", "--db", settings.db_url, "invoice", "--period",
-                           "2026-03-02", "--format", "pdf", "--out", str(out)],
+                           "2026-03-02", "--format", "pdf", "--out", str(out), "--issue", "--yes"],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = pdf_text((out / "INV-000001.pdf").read_bytes(), tmp_path)
