@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from billing.provider import Provider
 from carecall.config import ConfigError, Settings
 from ivr.models import Method
 
@@ -56,7 +57,7 @@ class FunderRules:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(FunderRules)}
-_GLOBAL_ONLY = {"invoice_prefix", "private_funders", "funders"}
+_GLOBAL_ONLY = {"invoice_prefix", "credit_note_prefix", "private_funders", "funders"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -103,6 +104,8 @@ class BillingConfig:
     default: FunderRules
     funders: Mapping[str, FunderRules]
     invoice_prefix: str = "INV-"
+    credit_note_prefix: str = "CN-"
+    provider: Provider = dataclasses.field(default_factory=Provider)  # letterhead and bank details
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:
@@ -116,13 +119,17 @@ class BillingConfig:
             if not isinstance(table, dict):
                 raise ConfigError(f"[billing.funders.{name}] must be a table")
             funders[name] = _apply(funders.get(name, default), table, f"[billing.funders.{name}]")
-        return cls(settings.tz, default, funders, str(section.get("invoice_prefix", "INV-")))
+        return cls(settings.tz, default, funders, str(section.get("invoice_prefix", "INV-")),
+                   str(section.get("credit_note_prefix", "CN-")), Provider.from_settings(settings))
 
     def for_funder(self, funder: str) -> FunderRules:
         return self.funders.get(funder, self.default)
 
     def invoice_number(self, number: int | None) -> str:
         return "DRAFT" if number is None else f"{self.invoice_prefix}{number:06d}"
+
+    def credit_note_number(self, number: int) -> str:
+        return f"{self.credit_note_prefix}{number:06d}"
 
 
 # --- periods ------------------------------------------------------------------------
