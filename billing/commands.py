@@ -217,7 +217,72 @@ def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
+    """Workers' pay for a pay period: one CSV row per worker (payroll import), or a PDF report."""
+    from billing import payroll
+    from billing.pay import PayConfig, pay_period_containing, pay_period_starting
+
+    config = PayConfig.from_settings(settings)
+    tz = settings.tz
+    today = dt.datetime.now(tz).date()
+    try:
+        if args.period in ("last", "current"):
+            period = pay_period_containing(today, config, tz)
+            if args.period == "last":
+                period = pay_period_containing(period.start - dt.timedelta(days=1), config, tz)
+        else:
+            period = pay_period_starting(_date(args.period), config, tz)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f"carecall pay: {exc}", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.db_url)
+    factory = session_factory(engine)
+    suffix = f"-{_safe(args.worker)}" if args.worker else ""
+    name = f"pay-{period.start}{suffix}.{args.format}"
+    try:
+        if args.format == "csv":
+            if args.worker:
+                wp = payroll.worker_detail(factory, settings, period, args.worker).pay
+                rows: Any = iter([payroll.csv_row(wp, period, config)])
+            else:
+                rows = payroll.csv_rows(factory, settings, period)
+            if args.out is None:
+                write_csv(payroll.CSV_COLUMNS, rows, sys.stdout)
+                return 0
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            with (Path(args.out) / name).open("w", encoding="utf-8", newline="") as fh:
+                n = write_csv(payroll.CSV_COLUMNS, rows, fh)
+            print(f"{Path(args.out) / name}: {n} worker(s)")
+            return 0
+        if args.out is None:
+            print("carecall pay: --out DIR is needed for PDF", file=sys.stderr)
+            return 2
+        detail = payroll.worker_detail(factory, settings, period, args.worker) if args.worker else None
+        workers = [detail.pay] if detail else list(payroll.workers_pay(factory, settings, period))
+        report = payroll.PayReport(period, config, workers, detail)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / name).write_bytes(render_pdf(report, BillingConfig.from_settings(settings), "pay.html"))
+        print(Path(args.out) / name)
+        for w in report.below:
+            print(f"worker {w.worker_number} is below the minimum hourly rate: {w.effective_rate(config)} < "
+                  f"{config.minimum_hourly_rate} (short £{w.shortfall(config)})")
+        return 0
+    except payroll.PayrollError as exc:
+        print(f"carecall pay: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+
+
 def register(sub: Any) -> None:
+    y = sub.add_parser("pay", help="workers' pay for a pay period (contact, travel, waiting; minimum-rate check)")
+    y.add_argument("--period", required=True, metavar="YYYY-MM-DD|last|current",
+                   help="first day of the pay period ([pay] period and anchor), or 'last'")
+    y.add_argument("--format", choices=("csv", "pdf"), default="csv")
+    y.add_argument("--worker", metavar="NUMBER", help="one worker, with every line (PDF: a pay statement)")
+    y.add_argument("--out", metavar="DIR", help="directory to write to (CSV default: standard output)")
+    y.set_defaults(func=cmd_pay)
+
     p = sub.add_parser("invoice", help="preview (default) or --issue the 4-weekly invoices for a period")
     p.add_argument("--period", required=True, metavar="YYYY-MM-DD|last|current",
                    help="first day of the period, or 'last' (the last complete period)")
