@@ -171,13 +171,14 @@ def cmd_timesheet(args: argparse.Namespace, settings: Settings) -> int:
     config = BillingConfig.from_settings(settings)
     engine = make_engine(settings.db_url)
     try:
-        sheet = timesheets.build(session_factory(engine), settings, args.resident, args.period)
-    except timesheets.TimesheetError as exc:
+        period = resolve_period(args.period, config, None, dt.datetime.now(config.tz).date())
+        sheet = timesheets.build(session_factory(engine), settings, args.resident, period)
+    except (timesheets.TimesheetError, invoices.BillingError) as exc:
         print(f"carecall timesheet: {exc}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()
-    name = f"timesheet-{_safe(sheet.resident_reference)}-{args.period}.{args.format}"
+    name = f"timesheet-{_safe(sheet.resident_reference)}-{period}.{args.format}"
     if args.format == "csv":
         if args.out is None:
             write_csv(timesheets.CSV_COLUMNS, timesheets.csv_rows(sheet, config), sys.stdout)
@@ -298,7 +299,7 @@ def register(sub: Any) -> None:
 
     t = sub.add_parser("timesheet", help="a resident's timesheet for a period, for signature")
     t.add_argument("--resident", required=True, metavar="REF")
-    t.add_argument("--period", type=_date, required=True, metavar="YYYY-MM-DD")
+    t.add_argument("--period", required=True, metavar="YYYY-MM-DD|last", help="first day of the period, or 'last'")
     t.add_argument("--format", choices=("csv", "html", "pdf"), default="html")
     t.add_argument("--out", metavar="DIR", help="directory to write to (default: standard output)")
     t.set_defaults(func=cmd_timesheet)
