@@ -275,7 +275,42 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         engine.dispose()
 
 
+def cmd_credit_note(args: argparse.Namespace, settings: Settings) -> int:
+    """Credit an issued invoice in full, with a reason; writes its PDF/HTML with ``--out``."""
+    from billing.credit_notes import issue_credit_note, parse_invoice_number
+
+    config = BillingConfig.from_settings(settings)
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    try:
+        number = parse_invoice_number(args.invoice, config)
+        note = issue_credit_note(session_factory(engine), settings, number, args.reason, "cli")
+    except invoices.BillingError as exc:
+        print(f"carecall credit-note: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"{note.number} credits {note.invoice.number}: £{note.total:,.2f}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{note.number}.{args.format}"
+        if args.format == "html":
+            path.write_text(render_html(note, config, "credit_note.html"), encoding="utf-8")
+        else:
+            path.write_bytes(render_pdf(note, config, "credit_note.html"))
+        print(path)
+    return 0
+
+
 def register(sub: Any) -> None:
+    c = sub.add_parser("credit-note", help="credit an issued invoice in full (its own numbering: CN-000001)")
+    c.add_argument("invoice", metavar="INVOICE_NO", help="the invoice to credit, e.g. INV-000002")
+    c.add_argument("--reason", required=True, help="why (printed on the credit note)")
+    c.add_argument("--format", choices=("pdf", "html"), default="pdf")
+    c.add_argument("--out", metavar="DIR", help="write the credit note here")
+    c.set_defaults(func=cmd_credit_note)
+
     y = sub.add_parser("pay", help="workers' pay for a pay period (contact, travel, waiting; minimum-rate check)")
     y.add_argument("--period", required=True, metavar="YYYY-MM-DD|last|current",
                    help="first day of the pay period ([pay] period and anchor), or 'last'")

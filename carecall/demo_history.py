@@ -23,10 +23,11 @@ from typing import Any
 
 from carecall.config import Settings
 
-FUNDERS = """name,invoice_address,email,po_required,private,payment_days,brokerage_email
-Lewisham,"Adult Social Care - Accounts Payable; London Borough of Lewisham; Laurence House, 1 Catford Road; London SE6 4RU",accounts.payable@lewisham.example,yes,no,28,brokerage@lewisham.example
-Private,,,no,yes,14,
-"""
+FUNDERS = (
+    "name,invoice_address,email,po_required,private,payment_days,brokerage_email\n"
+    'Lewisham,"Adult Social Care - Accounts Payable; London Borough of Lewisham; Laurence House, 1 Catford Road; '
+    'London SE6 4RU",accounts.payable@lewisham.example,yes,no,28,brokerage@lewisham.example\n'
+    "Private,,,no,yes,14,\n")
 
 # (resident, local start, minutes, workers): every day of the history. R001's landline is the one
 # ``carecall simulate-call`` rings in the README; R004 has none (withheld: phone code 104).
@@ -147,11 +148,12 @@ def ring(settings: Settings, calls: list[PlannedCall]) -> dict[str, int]:
                 clock.now = call.at
                 line = LINES[call.resident]
                 digits = ([CODES[call.resident]] if line is None else []) + [call.worker, PINS[call.worker]]
-                script = CallScript(callerid=line, digits=digits, port=port, uniqueid=f"demo.{int(call.at.timestamp())}.{n}")
+                uid = f"demo.{int(call.at.timestamp())}.{n}"
+                script = CallScript(callerid=line, digits=digits, port=port, uniqueid=uid)
                 result = yield simulate(reactor, "127.0.0.1", port, script, timeout=30)
                 key = "completed" if result.completed else (result.error or "not completed")
                 outcomes[key] = outcomes.get(key, 0) + 1
-        except BaseException as exc:  # noqa: BLE001 - reported after the reactor stops
+        except BaseException as exc:
             failure.append(exc)
         finally:
             yield listener.stopListening()
