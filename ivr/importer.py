@@ -37,7 +37,7 @@ from ivr.phone import PhoneNumberError, normalise
 from ivr.pins import PinHasher, valid_pin
 from ivr.text import control_problem
 
-KINDS = ("residents", "workers", "packages", "visits", "contacts")
+KINDS = ["residents", "workers", "packages", "visits", "contacts"]  # feature packages append theirs (register_kind)
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "residents": ("reference", "name", "landline", "address", "postcode", "funder", "phone_code"),
@@ -52,7 +52,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 # Columns that may be left empty; every other listed column must have a value.
 OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date",
-            "relation", "relation_note", "phone", "phone2", "email", "notify_missed", "billing_address"}
+            "relation", "relation_note", "phone", "phone2", "email", "notify_missed", "billing_address",
+            "purchase_order"}
 # A contacts file's relation column: the words an office types, to the stored value.
 RELATIONS = {"next_of_kin": ContactRelation.NEXT_OF_KIN, "next of kin": ContactRelation.NEXT_OF_KIN,
              "nok": ContactRelation.NEXT_OF_KIN, "representative": ContactRelation.REPRESENTATIVE,
@@ -345,6 +346,9 @@ def _resident_ids(session: Session) -> dict[str, int]:
 def _check_packages(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
                     errors: list[RowError]) -> list[dict[str, Any]]:
     residents = _resident_ids(session)
+    po_optional: set[str] = set()
+    for rule in PO_OPTIONAL:
+        po_optional |= rule(session)
     out: list[dict[str, Any]] = []
     seen: dict[tuple[str, str, dt.date], int] = {}
     for line, row in rows:
@@ -358,6 +362,10 @@ def _check_packages(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportConte
             if end is not None and end < start:
                 raise _Bad("end_date is before start_date")
             po = _text(row["purchase_order"], "purchase_order", 60)
+            funder = _text(row["funder"], "funder", 80)
+            if not po and funder not in po_optional:
+                raise _Bad(f"purchase_order is empty, and funder {funder!r} requires one (a private funder, or "
+                           "one marked po_required = no in the funders list, does not)")
             key = (ref, po, start)
             if key in seen:
                 raise _Bad(f"package {po} from {start} appears again (first on line {seen[key]})")
@@ -367,7 +375,7 @@ def _check_packages(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportConte
             out.append({
                 "resident_id": residents[ref],
                 "purchase_order": po,
-                "funder": _text(row["funder"], "funder", 80),
+                "funder": funder,
                 "weekly_hours": hours,
                 "hourly_rate": _decimal(row["hourly_rate"], "hourly_rate"),
                 "weekend_rate": _decimal(row["weekend_rate"], "weekend_rate"),
@@ -541,10 +549,33 @@ _CHECKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "visits": _check_visits,
     "contacts": _check_contacts,
 }
+_APPLY: dict[str, Callable[[list[dict[str, Any]], Session, ImportReport], None]] = {}
+
+# Extension points for the feature packages above this one (ivr imports none of them):
+# a package's own tables get an import kind (billing: ``funders``), and funders whose
+# packages need no purchase order (private, or marked so) are named by ``PO_OPTIONAL``.
+PO_OPTIONAL: list[Callable[[Session], set[str]]] = []
+
+
+def register_kind(kind: str, columns: tuple[str, ...], optional: Iterable[str],
+                  check: Callable[..., list[dict[str, Any]]],
+                  apply: Callable[[list[dict[str, Any]], Session, ImportReport], None]) -> None:
+    """Add ``carecall import KIND``: ``check`` as the built-in kinds' checks, ``apply`` writes the rows."""
+    COLUMNS[kind] = columns
+    OPTIONAL.update(optional)
+    _CHECKS[kind] = check
+    _APPLY[kind] = apply
+    if kind not in KINDS:
+        KINDS.append(kind)
+
+
+def _load_extensions() -> None:
+    import ivr.schema  # noqa: F401 - imports every feature's models module, which registers its kinds
 
 
 def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx: ImportContext) -> ImportReport:
     """Check every row, then write all of them in one transaction, or none."""
+    _load_extensions()
     report = ImportReport(kind)
     rows, errors = read_rows(data, kind)
     report.errors.extend(errors)
@@ -564,6 +595,8 @@ def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx
                 _apply_packages(items, session, report)
             elif kind == "contacts":
                 _apply_contacts(items, session, report)
+            elif kind in _APPLY:
+                _APPLY[kind](items, session, report)
             else:
                 _apply_visits(items, session, report, ctx)
             session.add(AuditEntry(actor=ctx.actor, action="import", entity=kind, entity_id="*",

@@ -10,8 +10,8 @@ import importlib
 
 from ivr.models import Base
 
-MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "web.models", "ivr.keysafe",
-                 "scheduler.oncall_models")
+MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "billing.accounts", "web.models",
+                 "ivr.keysafe", "scheduler.oncall_models")
 
 for _name in MODEL_MODULES:
     importlib.import_module(_name)
