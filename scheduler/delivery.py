@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session
 
 from carecall.config import ConfigError, Settings
 from ivr.clock import format_local
-from ivr.models import Resident
+from ivr.models import Resident, Visit
+from outreach import missed
+from outreach.config import NoticesConfig
 from scheduler.models import (
     Alert,
     AlertAction,
@@ -101,14 +103,17 @@ class DeliveryConfig:
     escalate_kinds: tuple[str, ...] = tuple(k for k in AlertKind.ALL if k not in AlertKind.INFORMATIONAL)
     base_url: str = "http://127.0.0.1:8080"
     timezone: str = "Europe/London"
+    # ``[notices]``: missed-visit e-mails to family and brokerage ride this outbox (outreach.missed).
+    notices: NoticesConfig = dataclasses.field(default_factory=NoticesConfig)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
         section = settings.section("alerts")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {"base_url": settings.base_url, "timezone": settings.timezone}
+        values: dict[str, Any] = {"base_url": settings.base_url, "timezone": settings.timezone,
+                                  "notices": settings.table("notices")}
         for key, value in section.items():
-            if key not in fields or key in ("base_url", "timezone"):
+            if key not in fields or key in ("base_url", "timezone", "notices"):
                 continue  # the rules' own thresholds live in the same table
             kind = str(fields[key].type)
             try:
@@ -167,6 +172,8 @@ def plan_deliveries(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> 
             _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.EMAIL, email, now)
         if cfg.voice and cfg.on_call_number and r.kind in cfg.voice_kinds:
             _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.VOICE, cfg.on_call_number, now)
+        if r.kind == AlertKind.MISSED:
+            missed.plan(session, r.id, now, cfg.notices, _add_attempt)
         planned += 1
     return planned
 
@@ -227,6 +234,10 @@ class Job:
     resident_ref: str
     due_at: dt.datetime
     detail: str
+    # The visit's plan and the raise time: what a missed-visit notice tells family and brokerage.
+    visit_start: dt.datetime | None = None
+    visit_end: dt.datetime | None = None
+    raised_at: dt.datetime | None = None
 
 
 def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: int = 50) -> list[Job]:
@@ -239,9 +250,10 @@ def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: in
     rows = session.execute(
         select(AlertDelivery.id, AlertDelivery.alert_id, AlertDelivery.channel, AlertDelivery.target,
                AlertDelivery.attempt, AlertDelivery.purpose, Alert.kind, Alert.due_at, Alert.detail,
-               Resident.reference)
+               Resident.reference, Visit.planned_start, Visit.planned_end, Alert.raised_at)
         .join(Alert, Alert.id == AlertDelivery.alert_id)
         .outerjoin(Resident, Resident.id == Alert.resident_id)
+        .outerjoin(Visit, Visit.id == Alert.visit_id)
         .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.next_attempt_at <= now)
         .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)).all()
     for r in rows:
@@ -250,7 +262,7 @@ def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: in
                                   .values(status=DeliveryStatus.SENDING, at=now))
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
             jobs.append(Job(r.id, r.alert_id, r.channel, r.target, r.attempt, r.purpose, r.kind,
-                            r.reference or "-", r.due_at, r.detail))
+                            r.reference or "-", r.due_at, r.detail, r.planned_start, r.planned_end, r.raised_at))
     return jobs
 
 
@@ -275,6 +287,12 @@ def record_outcome(session: Session, delivery_id: int, ok: bool, error: str, now
 def compose_email(job: Job, cfg: DeliveryConfig) -> EmailMessage:
     """Time (local), kind, resident reference and a link; the resident's name is never in it."""
     from zoneinfo import ZoneInfo
+
+    if job.purpose in missed.PURPOSES:  # family and brokerage: their own wording, no office link
+        return missed.compose(purpose=job.purpose, target=job.target, alert_id=job.alert_id,
+                              resident_ref=job.resident_ref, visit_start=job.visit_start, visit_end=job.visit_end,
+                              raised_at=job.raised_at, email_from=cfg.email_from, timezone=cfg.timezone,
+                              cfg=cfg.notices)
 
     tz = ZoneInfo(cfg.timezone)
     title = KIND_TITLES.get(job.kind, job.kind)

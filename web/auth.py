@@ -22,7 +22,9 @@ from web.models import ApiToken, Role, User, WebSession
 
 # Who may reach a route. Finance reads everything and makes invoices but never changes
 # visits; coordinators run the day; managers do all and manage users.
-ANYONE = frozenset(Role.ALL)
+# "Anyone in the office": outside users (family, commissioner) are never in it.
+ANYONE = frozenset(Role.OFFICE)
+EVERYONE = frozenset(Role.ALL)  # log out, and nothing else
 VISIT_EDITORS = frozenset({Role.COORDINATOR, Role.MANAGER})
 INVOICING = frozenset({Role.FINANCE, Role.MANAGER})
 MANAGERS = frozenset({Role.MANAGER})
@@ -69,9 +71,10 @@ def check_password(password: str) -> str:
     return password
 
 
-def check_role(role: str) -> str:
-    if role not in Role.ALL:
-        raise AuthError(f"role must be one of {', '.join(Role.ALL)}")
+def check_role(role: str, allowed: tuple[str, ...] = Role.OFFICE) -> str:
+    """An office role unless told otherwise: outside users are made only with their scope (outreach)."""
+    if role not in allowed:
+        raise AuthError(f"role must be one of {', '.join(allowed)}")
     return role
 
 
@@ -79,9 +82,10 @@ def hash_password(password: str) -> str:
     return _hasher.hash(check_password(password))
 
 
-def add_user(session: Session, username: str, role: str, password: str) -> int:
+def add_user(session: Session, username: str, role: str, password: str,
+             allowed: tuple[str, ...] = Role.OFFICE) -> int:
     check_username(username)
-    check_role(role)
+    check_role(role, allowed)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AuthError(f"user {username} already exists")
     user = User(username=username, role=role, password_hash=hash_password(password))

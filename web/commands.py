@@ -72,7 +72,7 @@ def register(sub: Any) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = actions.add_parser("add", help="add an office user")
     a.add_argument("name")
-    a.add_argument("--role", required=True, choices=Role.ALL)
+    a.add_argument("--role", required=True, choices=Role.OFFICE)
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     a = actions.add_parser("passwd", help="set a user's password (closes their sessions)")
     a.add_argument("name")

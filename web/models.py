@@ -21,7 +21,13 @@ class Role:
     COORDINATOR = "coordinator"
     FINANCE = "finance"
     MANAGER = "manager"
-    ALL = (COORDINATOR, FINANCE, MANAGER)
+    # Outside users (issue 16): a family member sees one resident, a commissioner one funder
+    # (their scope is in outreach.models.OutsideScope). They never reach an office page.
+    FAMILY = "family"
+    COMMISSIONER = "commissioner"
+    OFFICE = (COORDINATOR, FINANCE, MANAGER)
+    OUTSIDE = (FAMILY, COMMISSIONER)
+    ALL = OFFICE + OUTSIDE
 
 
 class User(Base):
@@ -35,7 +41,8 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (CheckConstraint("role IN ('coordinator', 'finance', 'manager')", name="role_known"),)
+    __table_args__ = (CheckConstraint("role IN ('coordinator', 'finance', 'manager', 'family', 'commissioner')",
+                                      name="role_known"),)
 
 
 class WebSession(Base):
