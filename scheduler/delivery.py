@@ -322,7 +322,11 @@ def compose_email(job: Job, cfg: DeliveryConfig) -> EmailMessage:
 
 def send_email(job: Job, cfg: DeliveryConfig) -> None:
     """Blocking SMTP send; raises on any failure (the caller records it and retries)."""
-    msg = compose_email(job, cfg)
+    send_message(compose_email(job, cfg), cfg)
+
+
+def send_message(msg: EmailMessage, cfg: DeliveryConfig) -> None:
+    """One message through the configured SMTP server (alerts, notices, family invitations)."""
     with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout) as smtp:
         if cfg.smtp_starttls:
             smtp.starttls()

@@ -31,6 +31,14 @@ MANAGERS = frozenset({Role.MANAGER})
 # Contract-monitoring figures: managers answer for them; finance reads everything.
 REPORT_READERS = frozenset({Role.FINANCE, Role.MANAGER})
 
+# Where each role lands after logging in (outside users never see the board).
+LANDING = {Role.FAMILY: "/family", Role.COMMISSIONER: "/council"}
+
+
+def landing(role: str) -> str:
+    return LANDING.get(role, "/board")
+
+
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,39}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 200

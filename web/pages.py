@@ -34,7 +34,7 @@ from web.app import (
     new_login_csrf,
     redirect,
 )
-from web.auth import ANYONE, VISIT_EDITORS
+from web.auth import ANYONE, EVERYONE, VISIT_EDITORS
 from web.board import State, board_rows, css_class, teams
 from web.forms import day_arg, int_field, local_time_field, team_arg
 
@@ -81,9 +81,9 @@ async def login(ctx: Ctx) -> Response:
         throttle.failed(keys)
         return ctx.render("login.html", status=401, login_csrf=cookie, username=username,
                           error="Wrong user name or password.")
-    value, _principal = opened
+    value, principal = opened
     throttle.succeeded(keys[0])
-    resp = redirect("/board")
+    resp = redirect(auth.landing(principal.role))
     resp.cookies.append((SESSION_COOKIE, value.encode(), {}))
     resp.cookies.append((LOGIN_CSRF_COOKIE, b"", {"max_age": "0"}))
     return resp
@@ -99,7 +99,7 @@ async def logout(ctx: Ctx) -> Response:
 
 
 async def home(ctx: Ctx) -> Response:
-    return redirect("/board")
+    return redirect(auth.landing(ctx.user.role))
 
 
 # --- board ---------------------------------------------------------------------------
@@ -302,8 +302,8 @@ async def call_reject(ctx: Ctx, id: str) -> Response:
 def register(app: WebApp) -> None:
     app.add("GET", "/login", login_form, None)
     app.add("POST", "/login", login, None)
-    app.add("POST", "/logout", logout, ANYONE)
-    app.add("GET", "/", home, ANYONE)
+    app.add("POST", "/logout", logout, EVERYONE)
+    app.add("GET", "/", home, EVERYONE)
     app.add("GET", "/board", board, ANYONE)
     app.add("GET", "/board/events", board_events, ANYONE)
     app.add("GET", "/visits/{id:int}", visit_page, ANYONE)
