@@ -20,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup, escape
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -203,3 +204,25 @@ def figures(session: Session, date_from: dt.date, date_to: dt.date, tz: ZoneInfo
                     scope.good[i] += a >= 4
     out.by_funder, out.by_team = dict(out.by_funder), dict(out.by_team)
     return out
+
+
+def satisfaction_table(sat: SatisfactionFigures | None) -> Markup:
+    """The satisfaction section of the KPI report (CLI HTML, office and council pages): one place."""
+    head = '<h2 id="satisfaction">Satisfaction from quality calls (§5.34, §5.40)</h2>'
+    if sat is None or not sat.overall.called:
+        return Markup(head + '<p class="muted">No quality calls in this range.</p>')
+    rows = [("All", sat.overall)] + [(f"Funder {k}", v) for k, v in sorted(sat.by_funder.items())] + [
+        (f"Team {k}", v) for k, v in sorted(sat.by_team.items())]
+    out = [head, '<table class="list" id="satisfaction-table"><tr><th>Scope</th><th>Called</th><th>Answered</th>']
+    out += [f"<th>{escape(t)}</th>" for t in QUESTION_TITLES]
+    out.append("</tr>")
+    for label, s in rows:
+        cells = [f"<td>{escape(label)}</td><td>{s.called}</td><td>{s.answered}</td>"]
+        for i in range(3):
+            mean = s.mean(i)
+            cells.append("<td>–</td>" if mean is None else
+                         f"<td>{mean} / 5 · {s.good_percent(i)}% gave 4–5 ({s.counts[i]})</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append('</table><p class="small muted">Keypad answers 1 (poor) to 5 (very good); the mean and the share '
+               "answering 4 or 5 are of those who answered that question (how many in brackets).</p>")
+    return Markup("".join(out))

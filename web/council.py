@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from ivr.pins import load_or_create_key
 from outreach import council
 from outreach.config import CouncilConfig
+from outreach.survey import satisfaction_table
 from reports.kpi import KpiRangeError, compute
 from reports.render import headlines
 from web.app import Ctx, HTTPError, Response, WebApp
@@ -76,6 +77,7 @@ async def figures(ctx: Ctx) -> Response:
 
 
 def register(app: WebApp) -> None:
+    app.env.globals["satisfaction_table"] = satisfaction_table
     app.add("GET", "/council", overview, COMMISSIONER)
     app.add("GET", "/council/residents/{id:int}", resident, COMMISSIONER)
     app.add("GET", "/council/figures", figures, COMMISSIONER)

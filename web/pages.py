@@ -21,6 +21,7 @@ from ivr.models import (
     Worker,
 )
 from ivr.phone import mask
+from outreach import lateness
 from web import auth
 from web.app import (
     LOGIN_CSRF_COOKIE,
@@ -193,7 +194,9 @@ async def visit_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200, f
     detail = await ctx.db(_visit_detail, int(id))
     if detail is None:
         raise HTTPError(404, "No such visit")
+    notice = await ctx.db(lateness.history, int(id))
     return ctx.render("visit.html", status=status, v=detail, reasons=REASONS, error=error, form=form or {},
+                      notice=notice,
                       can_edit=ctx.user.role in VISIT_EDITORS, done=ctx.arg("done", limit=20))
 
 
