@@ -313,6 +313,8 @@ class KpiReport:
     hours: Hours
     consistency: Consistency
     alerts: Alerts
+    # Quality calls (spec 5.34, 5.40): outreach.survey.SatisfactionFigures.
+    satisfaction: Any = None
 
 
 # --------------------------------------------------------------------------- computing
@@ -670,10 +672,13 @@ def compute(factory: sessionmaker[Session], settings: Settings, date_from: dt.da
         compliance = _compliance(session, scope, cfg)
         hours, consistency = _package_figures(session, scope)
         alerts = alert_figures(session, scope, cfg)
+        from outreach.survey import figures as satisfaction_figures
+
+        satisfaction = satisfaction_figures(session, date_from, date_to, scope.tz, funder, team)
     return KpiReport(
         date_from=date_from, date_to=date_to, timezone=settings.timezone, funder=funder, team=team,
         generated_at=scope.now, config=cfg, compliance=compliance, hours=hours, consistency=consistency,
-        alerts=alerts, **visits,
+        alerts=alerts, satisfaction=satisfaction, **visits,
     )
 
 

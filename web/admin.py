@@ -498,7 +498,7 @@ def _users(session: Session) -> list[dict[str, Any]]:
 
 
 async def users_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
-    return ctx.render("users.html", status=status, users=await ctx.db(_users), roles=Role.ALL, error=error,
+    return ctx.render("users.html", status=status, users=await ctx.db(_users), roles=Role.OFFICE, error=error,
                       done=ctx.arg("done", limit=20))
 
 
@@ -530,6 +530,8 @@ async def users_update(ctx: Ctx, id: str) -> Response:
             u = session.get(User, int(id))
             if u is None:
                 raise HTTPError(404, "No such user")
+            if u.role in Role.OUTSIDE:
+                raise auth.AuthError("family and council users are managed on their own pages")
             if u.id == me and (role != Role.MANAGER or not active):
                 raise auth.AuthError("you cannot demote or disable yourself")
             before = {"role": u.role, "active": u.active, "keysafe_access": u.keysafe_access}
