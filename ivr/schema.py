@@ -10,7 +10,8 @@ import importlib
 
 from ivr.models import Base
 
-MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "web.models")
+MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "web.models",
+                 "ivr.sensitive", "privacy.models")
 
 for _name in MODEL_MODULES:
     importlib.import_module(_name)
