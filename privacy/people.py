@@ -53,8 +53,8 @@ def load_person(session: Session, kind: str, id: int, sealer: Sealer | None = No
         _add(out, r.reference, key_pseudonym)
         _add(out, r.name, pseudonym)
         _add(out, r.address)
-        for part in r.address.replace("\n", ",").split(","):
-            _add(out, part if len(part.strip()) >= 4 else "")
+        _add(out, r.address.replace("\n", ", "))
+        _add(out, r.address.split("\n")[0].split(",")[0] if ("," in r.address or "\n" in r.address) else "")
         _add(out, r.postcode)
         _add(out, r.access_notes)
         _add(out, r.keysafe_reference)

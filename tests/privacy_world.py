@@ -66,7 +66,7 @@ def plant(settings: Settings) -> Planted:
         for ref, num, _ in pairs:
             name, phone, email = CONTACTS[ref]
             c = ResidentContact(resident_id=rid[ref], name=name, phone_e164=phone, email=email,
-                                billing_address=f"{name}, 9 Billing Street, London")
+                                billing_address=f"{name}, {ref[-1]} Billing Street, London")
             s.add(c)
             s.flush()
             _add(ids, ref, "resident_contacts", c.id)
