@@ -49,10 +49,10 @@ def found(values, needle: str, *, word: bool = False) -> list[tuple[str, str]]:
 
 def totals(factory):
     with factory() as s:
+        lines = select(InvoiceLine.id, InvoiceLine.amount_pence, InvoiceLine.arrival_at, InvoiceLine.departure_at,
+                       InvoiceLine.billable_minutes).order_by(InvoiceLine.id)
         return (s.execute(select(Invoice.number, Invoice.total_pence).order_by(Invoice.number)).all(),
-                s.scalar(select(func.sum(InvoiceLine.amount_pence))),
-                s.execute(select(InvoiceLine.id, InvoiceLine.amount_pence, InvoiceLine.arrival_at,
-                                 InvoiceLine.departure_at, InvoiceLine.billable_minutes).order_by(InvoiceLine.id)).all())
+                s.scalar(select(func.sum(InvoiceLine.amount_pence))), s.execute(lines).all())
 
 
 def _erase(world, kind, sid):
