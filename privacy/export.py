@@ -5,7 +5,7 @@ Built by walking :mod:`privacy.registry`, so a table registered later is exporte
 without a change here. Rows are exported whole (ids of other records included, so the
 file can be read against the care record), except secret columns: a PIN is held only as
 a keyed hash and said so; a sealed NI number is opened for its owner, and that reveal is
-the export's own logged view. The export is recorded (view log and audit log) in the
+the export's own logged view. The export is recorded in the person's view log in the
 same transaction that reads it, so the file lists its own making.
 """
 
@@ -21,7 +21,6 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.models import AuditEntry
 from ivr.sealed import Sealer
 from ivr.sensitive import open_ni
 from privacy import viewlog
@@ -79,8 +78,6 @@ def build_export(session: Session, kind: str, subject_id: int, *, actor: str, ro
     what = "subject-access export" + (" (NI number opened)" if kind == WORKER else "")
     viewlog.record(session, actor=actor, role=role, channel=channel, kind=kind, subject_id=subject_id, what=what,
                    at=now)
-    session.add(AuditEntry(at=now, actor=actor, action="subject_access_export", entity=kind,
-                           entity_id=person.key, note=f"via {channel}"))
     session.flush()
     sections = []
     for e in for_kind(kind):

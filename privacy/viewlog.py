@@ -60,8 +60,11 @@ def _who(ctx: Any) -> tuple[str, str]:
     return ctx.user.username, ctx.user.role
 
 
-async def viewed(ctx: Any, entity: str, id: int | str, what: str | None = None) -> None:
-    """The page hook: record that the logged-in user viewed ``entity`` #id's details."""
+async def viewed(ctx: Any, entity: str, id: int | str | None, what: str | None = None) -> None:
+    """The page hook: record that the logged-in user viewed ``entity`` #id's details
+    (``id`` None: a blank form for a new record, nothing to record)."""
+    if id is None:
+        return
     actor, role = _who(ctx)
     label = what or f"{entity.rstrip('s')} page"
     at = ctx.now()

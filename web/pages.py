@@ -21,6 +21,7 @@ from ivr.models import (
     Worker,
 )
 from ivr.phone import mask
+from privacy.viewlog import viewed
 from web import auth
 from web.app import (
     LOGIN_CSRF_COOKIE,
@@ -193,6 +194,7 @@ async def visit_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200, f
     detail = await ctx.db(_visit_detail, int(id))
     if detail is None:
         raise HTTPError(404, "No such visit")
+    await viewed(ctx, "visit", id)
     return ctx.render("visit.html", status=status, v=detail, reasons=REASONS, error=error, form=form or {},
                       can_edit=ctx.user.role in VISIT_EDITORS, done=ctx.arg("done", limit=20))
 
