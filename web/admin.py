@@ -181,7 +181,10 @@ def _save_resident(session: Session, id: int | None, values: dict[str, Any], act
                                                                 Resident.id != (id or 0)))
         if owner:
             raise FormError({"phone_code": f"already belongs to resident {owner}"})
-    r.lines = [ResidentLine(e164=e) for e in lines]
+    # Keep the rows of lines that stay: replacing the whole collection would insert the new
+    # rows before deleting the old and trip the (resident, e164) constraint (as in the importer).
+    kept = [ln for ln in r.lines if ln.e164 in lines]
+    r.lines = kept + [ResidentLine(e164=e) for e in lines if e not in {k.e164 for k in kept}]
     session.flush()
     after = _resident_row(r)
     before.pop("id", None)
