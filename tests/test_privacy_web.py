@@ -47,7 +47,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         try:
             config = "[web]\nlogin_ip_free_attempts = 1000\n[alerts]\nenabled = false\n[retention]\nenabled = false\n"
             with running_server(settings, tmp, config) as base:
-                yield {"settings": settings, "base": base, "factory": factory, "ids": ids}
+                yield {"settings": settings, "base": base, "factory": factory, "ids": ids, "tmp": tmp}
         finally:
             factory.kw["bind"].dispose()
 
@@ -208,3 +208,13 @@ def test_managers_see_views_export_and_erase_from_the_web(site):
         assert (r4.name, r4.reference, r4.address) == ("erased-resident-4", "erased-resident-4", "")
         assert s.scalar(select(AuditEntry.actor).where(AuditEntry.action == "erase",
                                                        AuditEntry.entity_id == "erased-resident-4")) == "manager"
+
+
+def test_the_server_log_holds_no_names_addresses_phone_or_ni_numbers(site):
+    """Runs last in this module: every request above (views, reveals, imports, erasure) is in the log."""
+    client(site, "manager").get(f"/residents/{site['ids']['R001']}")
+    logs = "".join(p.read_text() for p in site["tmp"].glob("server-*.log"))
+    assert '"GET /residents/' in logs  # the access log is there to search
+    for value in ("Alice Brown", "Cara White", "Bob Green", "1 Elm Road", "SE6 1AA", "+442086989911",
+                  "Wendy Walker", "+447911123001", "AB123456C", "JK123456D", "CE654321B", "JK 12 34 56 D"):
+        assert value not in logs, value
