@@ -86,6 +86,27 @@ def build_export(session: Session, kind: str, subject_id: int, *, actor: str, ro
     return Export(person, now, actor, sections)
 
 
+def _cell(value: Any, tz: Any) -> str:
+    """A value as a person reads it: UK local times, yes/no, nothing for empty."""
+    if value is None or value == "":
+        return ""
+    if value is True or value is False:
+        return "yes" if value else "no"
+    if isinstance(value, str) and len(value) >= 20 and value[4] == "-" and value[10] == "T" and value.endswith("Z"):
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(tz).strftime("%d %b %Y %H:%M")
+        except ValueError:
+            return value
+    return str(value)
+
+
+def _printable(section: dict[str, Any], tz: Any) -> dict[str, Any]:
+    """One section for the PDF: columns that are empty in every row are left out (the JSON has them all)."""
+    rows = section["rows"]
+    cols = [c for c in (rows[0].keys() if rows else []) if any(r[c] not in (None, "") for r in rows)]
+    return {**section, "cols": cols, "cells": [[_cell(r[c], tz) for c in cols] for r in rows]}
+
+
 def render_html(export: Export, tz: Any) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -94,7 +115,8 @@ def render_html(export: Export, tz: Any) -> str:
         return v.astimezone(tz).strftime("%d %b %Y %H:%M")
 
     env.filters["local"] = local
-    return env.get_template("export.html").render(x=export, data=export.as_json())
+    sections = [_printable(s, tz) for s in export.sections]
+    return env.get_template("export.html").render(x=export, sections=sections)
 
 
 def render_pdf(export: Export, tz: Any) -> bytes:
