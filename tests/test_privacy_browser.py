@@ -17,8 +17,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.privacy_world import plant
-from tests.webclient import add_users, running_server
 from tests.test_web_browser import login
+from tests.webclient import add_users, running_server
 
 
 @pytest.fixture
