@@ -66,7 +66,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
-    from privacy.erase import erase, leftovers, plan
+    from privacy.erase import erase, flush_journal, leftovers, plan
 
     kind, key = _subject(args)
     factory = _factory(settings)
@@ -96,6 +96,7 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
         erase(session, the_plan, actor=args.as_user)
         left = leftovers(session, the_plan.person)
+    flush_journal(factory.kw["bind"])
     print(f"done: {kind} {key} is now {the_plan.person.key_pseudonym}")
     for table, column, n in left:
         print(f"  still found in {table}.{column}: {n} row(s); check by hand", file=sys.stderr)

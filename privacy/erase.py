@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Engine, and_, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ivr.models import AuditEntry, utcnow
@@ -107,7 +107,14 @@ def _pseudonymise(session: Session, e: PersonalTable, person: Person, keys: tupl
 
 
 def erase(session: Session, the_plan: Plan, *, actor: str) -> None:
-    """Carry out ``the_plan`` (computed in this same session) and record it."""
+    """Carry out ``the_plan`` (computed in this same session) and record it.
+
+    On SQLite, ``secure_delete`` makes the pages this transaction frees or rewrites be
+    zeroed, so the erased strings do not linger in the file's free space; call
+    :func:`flush_journal` after the commit to clear them from the write-ahead log too.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("PRAGMA secure_delete = ON"))
     person = the_plan.person
     by_table = {e.table: e for e in for_kind(person.kind)}
     for step in the_plan.steps:
@@ -131,6 +138,17 @@ def erase(session: Session, the_plan: Plan, *, actor: str) -> None:
     session.add(AuditEntry(at=utcnow(), actor=actor, action="erase", entity=person.kind,
                            entity_id=person.key_pseudonym, after=json.dumps(counts)))
     session.flush()
+
+
+def flush_journal(engine: Engine) -> None:
+    """SQLite: checkpoint and truncate the write-ahead log, which still holds the pages
+    as they were before the erasure. (PostgreSQL: autovacuum reclaims the dead rows;
+    backups keep old data until they expire — see docs/privacy.md.)"""
+    if engine.dialect.name == "sqlite":
+        from ivr.db import READ_ONLY
+
+        with engine.connect().execution_options(**READ_ONLY) as conn:  # no BEGIN: a checkpoint runs outside one
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def leftovers(session: Session, person: Person) -> list[tuple[str, str, int]]:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from ivr.models import Resident, Worker
 from ivr.sensitive import site_sealer
 from privacy import viewlog
-from privacy.erase import erase, leftovers, plan
+from privacy.erase import erase, flush_journal, leftovers, plan
 from privacy.export import build_export, render_pdf
 from privacy.models import Channel
 from privacy.registry import RESIDENT, WORKER
@@ -117,6 +117,7 @@ async def erase_person(ctx: Ctx, kind: str, id: str) -> Response:
         return "" if not left else "erased; still found in " + ", ".join(f"{t}.{c}" for t, c, _ in left)
 
     problem = await ctx.db(work)
+    await ctx.runtime.run_db(flush_journal, ctx.runtime.engine)
     if problem and problem.startswith("type"):
         return await person_page(ctx, kind, id, error=problem, status=400)
     return redirect(f"/privacy/{kind}/{sid}?done=erased")

@@ -5,6 +5,7 @@ manager and shows its plan first."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import String, Text, func, select
@@ -14,7 +15,7 @@ from ivr.db import unit_of_work
 from ivr.models import Attendance, AuditEntry, Resident, Worker
 from ivr.schema import metadata
 from ivr.sensitive import WorkerNINumber, site_sealer
-from privacy.erase import erase, plan
+from privacy.erase import erase, flush_journal, plan
 from tests.privacy_world import NI, plant
 from tests.webclient import PASSWORD, cli
 
@@ -59,7 +60,16 @@ def _erase(world, kind, sid):
     with unit_of_work(world.factory) as s:
         the_plan = plan(s, kind, sid, site_sealer(world.settings.secret_path))
         erase(s, the_plan, actor="boss")
+    flush_journal(world.factory.kw["bind"])
     return the_plan
+
+
+def sqlite_file_bytes(settings) -> bytes:
+    """The SQLite file and its write-ahead log, as someone copying them would get them (b"" on PostgreSQL)."""
+    if not settings.db_url.startswith("sqlite"):
+        return b""
+    path = Path(settings.db_url.removeprefix("sqlite:///"))
+    return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
 
 
 def test_erasing_a_resident_keeps_invoice_totals_and_leaves_no_trace_of_them(world):
@@ -73,6 +83,9 @@ def test_erasing_a_resident_keeps_invoice_totals_and_leaves_no_trace_of_them(wor
     for needle in R003_IDENTITY:
         assert not found(values, needle), (needle, found(values, needle))
     assert not found(values, "R003", word=True)
+    raw = sqlite_file_bytes(world.settings)  # not even in the file's free pages or its log
+    for needle in R003_IDENTITY:
+        assert needle.encode() not in raw, needle
     for needle in (*R001_IDENTITY, *W1003_IDENTITY[:1], *W1001_IDENTITY):  # nobody else touched
         assert found(values, needle), needle
     assert found(values, "R001", word=True)
