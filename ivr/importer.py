@@ -35,6 +35,8 @@ from ivr.models import (
 )
 from ivr.phone import PhoneNumberError, normalise
 from ivr.pins import PinHasher, valid_pin
+from ivr.sealed import Sealer
+from ivr.sensitive import NIError, normalise_ni, set_ni
 from ivr.text import control_problem
 
 KINDS = ["residents", "workers", "packages", "visits", "contacts"]  # feature packages append theirs (register_kind)
@@ -58,7 +60,7 @@ OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile",
 RELATIONS = {"next_of_kin": ContactRelation.NEXT_OF_KIN, "next of kin": ContactRelation.NEXT_OF_KIN,
              "nok": ContactRelation.NEXT_OF_KIN, "representative": ContactRelation.REPRESENTATIVE,
              "other": ContactRelation.OTHER, "": ContactRelation.NEXT_OF_KIN}
-OPTIONAL_HEADERS = {"team"}  # read when present, never required
+OPTIONAL_HEADERS = {"team", "ni_number"}  # read when present, never required
 MAX_FIELD = 500
 MAX_ROWS = 500_000
 
@@ -99,6 +101,7 @@ class ImportContext:
     region: str
     hasher: PinHasher
     actor: str = "import"
+    sealer: Sealer | None = None  # seals workers' NI numbers (ivr.sensitive); None: the column is refused
 
 
 # --- field parsers: each raises _Bad with a message an office user can act on ---------
@@ -312,7 +315,16 @@ def _check_workers(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContex
                     mobile = normalise(row["mobile"], ctx.region)
                 except PhoneNumberError as exc:
                     raise _Bad(f"mobile: {exc}") from exc
+            ni = None
+            if row.get("ni_number", "").strip():
+                if ctx.sealer is None:
+                    raise _Bad("ni_number cannot be stored here (no site key to seal it with)")
+                try:
+                    ni = normalise_ni(row["ni_number"])
+                except NIError as exc:
+                    raise _Bad(f"ni_number {exc}") from exc
             out.append({
+                "_ni": ni,
                 "worker_number": number,
                 "name": _text(row["name"], "name"),
                 "pin_hash": ctx.hasher.hash(number, pin),
@@ -325,18 +337,28 @@ def _check_workers(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContex
     return out
 
 
-def _apply_workers(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+def _apply_workers(items: list[dict[str, Any]], session: Session, report: ImportReport,
+                   sealer: Sealer | None = None) -> None:
     existing = {w.worker_number: w for w in session.scalars(
         select(Worker).where(Worker.worker_number.in_([i["worker_number"] for i in items])))}
+    sealed: list[tuple[Worker, str]] = []
     for item in items:
+        ni = item.pop("_ni", None)
         w = existing.get(item["worker_number"])
         if w is None:
-            session.add(Worker(**item))
+            w = Worker(**item)
+            session.add(w)
             report.created += 1
         else:
             for k, v in item.items():
                 setattr(w, k, v)
             report.updated += 1
+        if ni is not None:
+            sealed.append((w, ni))
+    if sealed and sealer is not None:
+        session.flush()  # the sealed value is bound to the worker's id
+        for w, ni in sealed:
+            set_ni(session, sealer, w.id, ni)
 
 
 def _resident_ids(session: Session) -> dict[str, int]:
@@ -590,7 +612,7 @@ def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx
             if kind == "residents":
                 _apply_residents(items, session, report)
             elif kind == "workers":
-                _apply_workers(items, session, report)
+                _apply_workers(items, session, report, ctx.sealer)
             elif kind == "packages":
                 _apply_packages(items, session, report)
             elif kind == "contacts":

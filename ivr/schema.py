@@ -11,7 +11,7 @@ import importlib
 from ivr.models import Base
 
 MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "billing.accounts", "web.models",
-                 "ivr.keysafe", "scheduler.oncall_models", "outreach.models")
+                 "ivr.keysafe", "scheduler.oncall_models", "outreach.models", "ivr.sensitive", "privacy.models")
 
 for _name in MODEL_MODULES:
     importlib.import_module(_name)
