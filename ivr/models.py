@@ -254,9 +254,15 @@ class AttendanceKind:
 
 
 class Method:
-    PHONE = "phone"
+    """How one end of an attendance was logged. Every method but manual is electronic
+    monitoring (spec §10.5); they differ only in what proved the place."""
+
+    PHONE = "phone"  # a call from the home's landline (or a phone code: not location-verified)
+    DEVICE = "device"  # a code read off the visit-verification device fixed in the home
+    TAG = "tag"  # the home's tag scanned by the worker's phone
     MANUAL = "manual"
-    ALL = (PHONE, MANUAL)
+    ALL = (PHONE, DEVICE, TAG, MANUAL)
+    ELECTRONIC = (PHONE, DEVICE, TAG)
 
 
 class Attendance(Base):
@@ -297,9 +303,10 @@ class Attendance(Base):
     __table_args__ = (
         UniqueConstraint("visit_id", "worker_id"),
         CheckConstraint("kind IN ('scheduled', 'substitute', 'unscheduled')", name="kind_known"),
-        CheckConstraint("arrival_method IS NULL OR arrival_method IN ('phone', 'manual')", name="arr_method"),
+        CheckConstraint("arrival_method IS NULL OR arrival_method IN ('phone', 'device', 'tag', 'manual')",
+                        name="arr_method"),
         CheckConstraint(
-            "departure_method IS NULL OR departure_method IN ('phone', 'manual')", name="dep_method"
+            "departure_method IS NULL OR departure_method IN ('phone', 'device', 'tag', 'manual')", name="dep_method"
         ),
         CheckConstraint(
             "departure_at IS NULL OR arrival_at IS NULL OR departure_at >= arrival_at", name="dep_after_arr"
@@ -309,7 +316,7 @@ class Attendance(Base):
 
     @property
     def is_phone_logged(self) -> bool:
-        return self.arrival_method == Method.PHONE and self.departure_method == Method.PHONE
+        return self.arrival_method in Method.ELECTRONIC and self.departure_method in Method.ELECTRONIC
 
 
 class CallOutcome:
