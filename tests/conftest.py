@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
 
 from carecall.config import Settings, load_settings  # noqa: E402
 from ivr.db import normalise_url, upgrade  # noqa: E402
+from tests.asterisk_fixtures import asterisk, asterisk_rig  # noqa: E402,F401  (real-Asterisk tests)
 from tests.pg import PgCluster, find_bindir  # noqa: E402
 
 DATA = Path(__file__).with_name("data")
