@@ -454,14 +454,17 @@ class CallStore:
     def _check_in(self, conn: Connection, e: CheckIn) -> LoginFailed | CheckedIn | CodeRefused:
         call, at, rids = e.call, e.at, e.resident_ids
         line = line_key(call.caller_e164, rids)
-        worker, locked = self._worker(conn, e.worker_number, e.pin, line, at, e.pin_hash)
+        if e.preauthenticated:  # the enrolled phone is the credential (web.worker_app)
+            worker, locked = _WORKER.first(conn, number=e.worker_number), False
+        else:
+            worker, locked = self._worker(conn, e.worker_number, e.pin, line, at, e.pin_hash)
         if worker is None:
             return self._login_failed(conn, call, number=e.worker_number, line=line, failures=e.failed_attempts,
                                       at=at, final=e.final_try, locked=locked,
                                       resident_id=rids[0] if len(rids) == 1 else None,
                                       replay=e.pin_hash is not None)
         wid = worker.id
-        method, verified, entered = Method.PHONE, e.location_verified, None
+        method, verified, entered = e.method, e.location_verified, e.entered_at
         if e.device_code is not None:
             found = self._device_home(conn, wid, e)
             if isinstance(found, str):

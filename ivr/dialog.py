@@ -112,6 +112,12 @@ class CheckIn:
     # No landline: the code the home's verification device showed; the store finds the
     # home by it (ivr.devicecodes) and logs the attendance as verified by device.
     device_code: str | None = None
+    # A check-in that is not a call (the worker's phone scanned the home's tag): how it
+    # was logged, the worker already authenticated by their enrolled phone, and, for a
+    # scan queued offline, when it reached the server.
+    method: str = "phone"
+    preauthenticated: bool = False
+    entered_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -220,6 +220,8 @@ class Visit(Base):
     time_critical: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=VisitStatus.SCHEDULED)
     cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    # What the office asks the worker to do on this visit (shown on the worker's phone).
+    worker_notes: Mapped[str] = mapped_column(Text, default="")
     # Bumped on every edit: moves alert deadlines and drives the live board.
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, index=True)
 

@@ -10,7 +10,8 @@ import importlib
 
 from ivr.models import Base
 
-MODEL_MODULES = ("ivr.models", "ivr.journal", "ivr.devices", "scheduler.models", "billing.models", "web.models")
+MODEL_MODULES = ("ivr.models", "ivr.journal", "ivr.devices", "scheduler.models", "billing.models", "web.models",
+                 "web.worker_models")
 
 for _name in MODEL_MODULES:
     importlib.import_module(_name)
