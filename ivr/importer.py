@@ -39,7 +39,8 @@ from ivr.sealed import Sealer
 from ivr.sensitive import NIError, normalise_ni, set_ni
 from ivr.text import control_problem
 
-KINDS = ["residents", "workers", "packages", "visits", "contacts"]  # feature packages append theirs (register_kind)
+# Feature packages append theirs (register_kind).
+KINDS = ["residents", "workers", "packages", "visits", "contacts", "devices"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "residents": ("reference", "name", "landline", "address", "postcode", "funder", "phone_code"),
@@ -51,11 +52,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "visits": ("visit_ref", "resident_reference", "planned_start", "planned_end", "workers", "time_critical"),
     "contacts": ("resident_reference", "name", "relation", "relation_note", "phone", "phone2", "email",
                  "notify_missed", "billing_address"),
+    "devices": ("serial", "resident_reference", "secret", "digits", "step_seconds"),
 }
 # Columns that may be left empty; every other listed column must have a value.
 OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date",
             "relation", "relation_note", "phone", "phone2", "email", "notify_missed", "billing_address",
-            "purchase_order"}
+            "purchase_order", "digits", "step_seconds"}
 # A contacts file's relation column: the words an office types, to the stored value.
 RELATIONS = {"next_of_kin": ContactRelation.NEXT_OF_KIN, "next of kin": ContactRelation.NEXT_OF_KIN,
              "nok": ContactRelation.NEXT_OF_KIN, "representative": ContactRelation.REPRESENTATIVE,
@@ -564,7 +566,64 @@ def _apply_contacts(items: list[dict[str, Any]], session: Session, report: Impor
         report.created += 1
 
 
+def _check_devices(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                   errors: list[RowError]) -> list[dict[str, Any]]:
+    """Visit-verification devices: the secret is sealed here and never stored or shown in clear."""
+    from ivr.devicecodes import valid_secret
+    from ivr.devices import device_context
+    from ivr.sealed import Sealer
+
+    sealer = Sealer(ctx.hasher.site_key)
+    refs = _resident_ids(session)
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "devices")
+            serial = _ref(row["serial"], "serial")
+            if serial in seen:
+                raise _Bad(f"serial {serial} appears again (first on line {seen[serial]})")
+            ref = row["resident_reference"].strip()
+            if ref not in refs:
+                raise _Bad(f"resident_reference {ref} is not a known resident")
+            secret = row["secret"].strip().replace(" ", "").upper()
+            if not valid_secret(secret):
+                raise _Bad("secret must be the device's base32 seed, at least 16 characters (80 bits)")
+            digits = int(row.get("digits", "").strip() or 6)
+            step = int(row.get("step_seconds", "").strip() or 60)
+            if digits not in (6, 8):
+                raise _Bad("digits must be 6 or 8")
+            if step not in (30, 60):
+                raise _Bad("step_seconds must be 30 or 60")
+            out.append({"serial": serial, "resident_id": refs[ref], "digits": digits, "step_seconds": step,
+                        "secret_sealed": sealer.seal(secret, context=device_context(serial)),
+                        "registered_by": ctx.actor[:80]})
+            seen[serial] = line
+        except ValueError as exc:
+            errors.append(RowError(line, f"digits and step_seconds must be whole numbers ({exc})"
+                                   if not isinstance(exc, _Bad) else str(exc)))
+    return out
+
+
+def _apply_devices(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    from ivr.devices import VerificationDevice
+
+    existing = {d.serial: d for d in session.scalars(
+        select(VerificationDevice).where(VerificationDevice.serial.in_([i["serial"] for i in items])))}
+    for item in items:
+        d = existing.get(item["serial"])
+        if d is None:
+            session.add(VerificationDevice(**item))
+            report.created += 1
+        else:  # re-registered (moved to another home, or a new seed): the old codes stop working
+            for k, v in item.items():
+                setattr(d, k, v)
+            d.active = True
+            report.updated += 1
+
+
 _CHECKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "devices": _check_devices,
     "residents": _check_residents,
     "workers": _check_workers,
     "packages": _check_packages,
@@ -617,6 +676,8 @@ def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx
                 _apply_packages(items, session, report)
             elif kind == "contacts":
                 _apply_contacts(items, session, report)
+            elif kind == "devices":
+                _apply_devices(items, session, report)
             elif kind in _APPLY:
                 _APPLY[kind](items, session, report)
             else:

@@ -485,7 +485,7 @@ def _visit_figures(session: Session, scope: Scope, cfg: KpiConfig) -> dict[str, 
 def _delivered_attendances(scope: Scope) -> Any:
     """Attendances with something logged, of due non-cancelled visits or unscheduled in range."""
     a = Attendance
-    ok = and_(a.arrival_method == Method.PHONE, a.departure_method == Method.PHONE)
+    ok = and_(a.arrival_method.in_(Method.ELECTRONIC), a.departure_method.in_(Method.ELECTRONIC))
     logged = or_(a.arrival_at.is_not(None), a.departure_at.is_not(None))
     cols = (a.id.label("attendance_id"), a.worker_id, Resident.funder, Resident.team,
             case((ok, 1), else_=0).label("ok"))

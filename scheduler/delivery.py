@@ -53,6 +53,7 @@ KIND_TITLES = {
     AlertKind.FAILED_LOGIN: "Failed logins",
     AlertKind.SUBSTITUTE: "Substitute worker",
     AlertKind.UNSCHEDULED: "Unscheduled attendance",
+    AlertKind.ALARM: "Lone-worker alarm",
 }
 
 
@@ -199,7 +200,8 @@ def escalate(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> list[di
             out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
     nr_before = now - dt.timedelta(minutes=cfg.no_reply_escalate_minutes)
     for r in session.execute(select(Alert.id, Alert.kind).where(
-            Alert.kind == AlertKind.NO_REPLY, Alert.status != AlertStatus.RESOLVED, Alert.out_of_hours_at.is_(None),
+            Alert.kind.in_(AlertKind.SAFEGUARDING), Alert.status != AlertStatus.RESOLVED,
+            Alert.out_of_hours_at.is_(None),
             Alert.raised_at <= nr_before).order_by(Alert.id)).all():
         done = session.execute(update(Alert).where(Alert.id == r.id, Alert.out_of_hours_at.is_(None),
                                                    Alert.status != AlertStatus.RESOLVED)

@@ -109,7 +109,7 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     checks = list(session.scalars(select(AlertCheck).where(AlertCheck.alert_id == a.id).order_by(AlertCheck.id)))
     row["checklist"] = [{"step": step, "label": CheckStep.LABELS[step],
                          "done": [{"by": c.done_by, "at": c.done_at, "note": c.note} for c in checks if c.step == step]}
-                        for step in CheckStep.ALL] if a.kind == AlertKind.NO_REPLY else []
+                        for step in CheckStep.ALL] if a.kind in AlertKind.SAFEGUARDING else []
     return row
 
 
