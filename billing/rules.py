@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from carecall.config import ConfigError, Settings
+from carecall.config import ConfigError, Settings, register_table
 from ivr.models import Method
 
 PENNY = Decimal("0.01")
@@ -106,7 +106,10 @@ class BillingConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:
-        section = settings.section("billing")
+        return cls.from_section(settings.section("billing"), settings.tz)
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], tz: ZoneInfo) -> BillingConfig:
         default = _apply(FunderRules(), section, "[billing]")
         private = section.get("private_funders", ["Private"])
         if not isinstance(private, list):
@@ -116,7 +119,7 @@ class BillingConfig:
             if not isinstance(table, dict):
                 raise ConfigError(f"[billing.funders.{name}] must be a table")
             funders[name] = _apply(funders.get(name, default), table, f"[billing.funders.{name}]")
-        return cls(settings.tz, default, funders, str(section.get("invoice_prefix", "INV-")))
+        return cls(tz, default, funders, str(section.get("invoice_prefix", "INV-")))
 
     def for_funder(self, funder: str) -> FunderRules:
         return self.funders.get(funder, self.default)
@@ -375,3 +378,28 @@ def bill_package(package: PackageInfo, period: Period, rows: Iterable[Attendance
                           rate=rate, amount=line_amount(billed, rate),
                           reason="over commissioned hours" if over else "", **base))
     return PackageBill(package, period, cap, lines)
+
+
+# --- the [billing] table, checked once at start -------------------------------------
+
+
+def _billing_fields() -> list[tuple[str, str, Any]]:
+    out: list[tuple[str, str, Any]] = [
+        ("invoice_prefix", "str", dataclasses.field(default="INV-")),
+        ("private_funders", "Any", dataclasses.field(default_factory=lambda: ["Private"])),
+        ("funders", "Any", dataclasses.field(default_factory=dict)),  # [billing.funders."Name"] tables
+    ]
+    for f in dataclasses.fields(FunderRules):
+        out.append((f.name, "Any", dataclasses.field(default=f.default)))  # _coerce checks each
+    return out
+
+
+def _check_billing(self: Any) -> None:
+    BillingConfig.from_section({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, ZoneInfo("UTC"))
+
+
+# Registered so carecall.config.validate checks [billing] at start (unknown keys, bad
+# values, each funder's table) instead of when the first invoice runs.
+BillingTable = register_table("billing")(dataclasses.make_dataclass(
+    "BillingTable", _billing_fields(), frozen=True,
+    namespace={"__post_init__": _check_billing, "__module__": __name__, "__doc__": "Every key of [billing]."}))

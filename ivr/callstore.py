@@ -35,6 +35,7 @@ from ivr.dialog import (
     LoginFailed,
     LookupLine,
     LookupPhoneCode,
+    Mode,
     NeedPhoneCode,
     NoReplyCall,
     NoReplyRecorded,
@@ -42,7 +43,7 @@ from ivr.dialog import (
     Stage,
 )
 from ivr.fastsql import Prepared
-from ivr.lockout import LockoutPolicy, line_key, record_failure
+from ivr.lockout import GUARD_ALL, GUARD_UNKNOWN, LockoutPolicy, guard_applies, line_key, record_failure
 from ivr.models import (
     Attendance,
     AttendanceKind,
@@ -92,14 +93,30 @@ _WORKER = Prepared(
         workers.c.worker_number == bindparam("number"), workers.c.active.is_(True)
     ).with_for_update(of=workers)
 )
+# The unanswered check-in (CheckIn.mode): the worker is the number dialled, if their mode is on.
+_WORKER_BY_DDI = Prepared(
+    select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164).where(
+        workers.c.unanswered_ddi == bindparam("ddi"), workers.c.unanswered_enabled.is_(True),
+        workers.c.active.is_(True),
+    ).with_for_update(of=workers)
+)
 # The same lookup with this (worker, line) pair's PIN-guessing lock, in the one round trip
 # the call makes anyway (ivr.lockout): login_locks is a small table keyed on the pair.
+# ... and the worker-wide guards (the worker budget spent: ivr.lockout.GUARD_ALL / GUARD_UNKNOWN).
+_GUARD_ALL = login_locks.alias("guard_all")
+_GUARD_UNKNOWN = login_locks.alias("guard_unknown")
 _WORKER_LOCK = Prepared(
-    select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164, login_locks.c.until)
+    select(workers.c.id, workers.c.pin_hash, workers.c.mobile_e164, login_locks.c.until,
+           _GUARD_ALL.c.until.label("guard_all"), _GUARD_UNKNOWN.c.until.label("guard_unknown"))
     .select_from(workers)
     .join(login_locks, and_(login_locks.c.worker_number == workers.c.worker_number,
                             login_locks.c.line == bindparam("line"),
                             login_locks.c.until > bindparam("at", type_=login_locks.c.until.type)), isouter=True)
+    .join(_GUARD_ALL, and_(_GUARD_ALL.c.worker_number == workers.c.worker_number, _GUARD_ALL.c.line == GUARD_ALL,
+                           _GUARD_ALL.c.until > bindparam("at", type_=login_locks.c.until.type)), isouter=True)
+    .join(_GUARD_UNKNOWN, and_(_GUARD_UNKNOWN.c.worker_number == workers.c.worker_number,
+                               _GUARD_UNKNOWN.c.line == GUARD_UNKNOWN,
+                               _GUARD_UNKNOWN.c.until > bindparam("at", type_=login_locks.c.until.type)), isouter=True)
     .where(workers.c.worker_number == bindparam("number"), workers.c.active.is_(True))
     .with_for_update(of=workers)
 )
@@ -123,11 +140,13 @@ _DEPART = Prepared(
     .where(attendances.c.id == bindparam("aid"), attendances.c.departure_at.is_(None))
     .values(departure_at=bindparam("at", type_=attendances.c.departure_at.type), departure_method=Method.PHONE,
             departure_verified=bindparam("verified", type_=attendances.c.departure_verified.type),
+            departure_unanswered=bindparam("unanswered", type_=attendances.c.departure_unanswered.type),
             departure_uniqueid=bindparam("uid"), updated_at=bindparam("at2", type_=attendances.c.updated_at.type))
 )
 _TAKEN_BY = attendances.alias("taken")
 _ATTENDANCE_COLUMNS = ("visit_id", "resident_id", "worker_id", "kind", "arrival_at", "arrival_method",
-                       "arrival_verified", "arrival_uniqueid", "departure_verified", "created_at", "updated_at")
+                       "arrival_verified", "arrival_uniqueid", "arrival_unanswered", "departure_verified",
+                       "departure_unanswered", "created_at", "updated_at")
 _INSERT_ATTENDANCE = Prepared(
     insert(attendances)
     .values({c: bindparam(c, type_=attendances.c[c].type) for c in _ATTENDANCE_COLUMNS})
@@ -190,6 +209,33 @@ def _window_stmt(n: int) -> Prepared:
             visits.c.planned_end >= bindparam("earliest", type_=visits.c.planned_end.type),
         )
     )
+
+
+@functools.cache
+def _here_now_stmt(n: int) -> Prepared:
+    """Does this worker have a visit now (inside the matching window), or an open arrival,
+    at one of ``n`` homes? What makes a home's landline *trusted* for the PIN lockout."""
+    scheduled = (
+        select(visits.c.id)
+        .join(visit_workers, and_(visit_workers.c.visit_id == visits.c.id,
+                                  visit_workers.c.worker_id == bindparam("wid")))
+        .where(
+            visits.c.resident_id.in_([bindparam(f"rid{i}") for i in range(n)]),
+            visits.c.status == VisitStatus.SCHEDULED,
+            visits.c.planned_start <= bindparam("latest", type_=visits.c.planned_start.type),
+            visits.c.planned_end >= bindparam("earliest", type_=visits.c.planned_end.type),
+        )
+    )
+    arrived = (
+        select(attendances.c.visit_id)
+        .where(
+            attendances.c.worker_id == bindparam("wid2"),
+            attendances.c.resident_id.in_([bindparam(f"rid{i}") for i in range(n)]),
+            attendances.c.departure_at.is_(None),
+            attendances.c.arrival_at >= bindparam("since", type_=attendances.c.arrival_at.type),
+        )
+    )
+    return Prepared(scheduled.union_all(arrived).limit(1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,38 +400,58 @@ class CallStore:
         return int(_INSERT_CALL.scalars(conn, **(_CALL_DEFAULTS | values | fields))[0])
 
     def _worker(self, conn: Connection, number: str, pin: str, line: str, at: dt.datetime,
-                pin_hash: str | None = None) -> tuple[Any, bool]:
-        """(worker row or None, locked). A journal replay passes the PIN's hash and is never locked."""
+                pin_hash: str | None = None, homes: tuple[int, ...] = ()) -> tuple[Any, bool, bool]:
+        """(worker row or None, locked, trusted). A journal replay passes the PIN's hash and is never locked.
+
+        ``homes`` are the homes the caller ID (a known landline) names; the line is
+        *trusted* when the worker has a visit there now (:func:`_here_now_stmt`). That is
+        asked only when a lock or guard would refuse the call, or the PIN was wrong.
+        """
         if pin_hash is not None:
             row = _WORKER.first(conn, number=number)
             if row is None or not hmac.compare_digest(row.pin_hash, pin_hash):
-                return None, False
-            return row, False
+                return None, False, False
+            return row, False, False
         row = _WORKER_LOCK.first(conn, number=number, line=line, at=at)
         if row is None:
             # An unknown number may still be locked on this line (someone walking through numbers).
-            return None, _LOCKED_ANY.first(conn, number=number[:16], line=line, at=at) is not None
-        if row.until is not None:
-            return None, True
+            return None, _LOCKED_ANY.first(conn, number=number[:16], line=line, at=at) is not None, False
+        if row.until is not None or guard_applies(line, row.guard_all, row.guard_unknown):
+            if not self._here_now(conn, row.id, homes, at):
+                return None, True, False  # refused without looking at the PIN: no guess is made
+            if self.hasher.verify(number, pin, row.pin_hash):
+                return row, False, True
+            return None, False, True
         if not self.hasher.verify(number, pin, row.pin_hash):
-            return None, False
-        return row, False
+            return None, False, self._here_now(conn, row.id, homes, at)
+        return row, False, False
+
+    def _here_now(self, conn: Connection, wid: int, homes: tuple[int, ...], at: dt.datetime) -> bool:
+        if not homes:
+            return False
+        w = self.windows
+        return _here_now_stmt(len(homes)).first(
+            conn, wid=wid, wid2=wid, latest=at + w.before, earliest=at - w.after, since=at - w.open_attendance,
+            **_rid_params(homes)) is not None
 
     def _login_failed(self, conn: Connection, call: CallInfo, *, number: str, line: str, failures: int,
                       at: dt.datetime, final: bool, locked: bool, resident_id: int | None,
-                      replay: bool = False) -> LoginFailed:
+                      replay: bool = False, trusted: bool = False) -> LoginFailed:
         """A wrong PIN: count it (lockout), and record the failed login on the last try or a lock."""
         delay = 0.0
         detail = ""
         if locked:
-            detail = "worker number locked on this line after repeated wrong PINs"
+            detail = "worker number locked after repeated wrong PINs (this line, or every line but a visit now)"
         elif not replay:
             verdict, counts = record_failure(conn, self.lockout, number=number, line=line, at=at,
-                                             uniqueid=call.uniqueid)
+                                             uniqueid=call.uniqueid, trusted=trusted)
             delay = verdict.delay
             if verdict.lock_until is not None:
                 locked = True
                 detail = f"locked on this line after {counts[0]} wrong PINs"
+            elif not trusted and guard_applies(line, verdict.guard_until, verdict.guard_unknown_until):
+                locked = True
+                detail = f"worker number locked after {counts[2]} wrong PINs (budget across lines)"
             if verdict.alert_worker:
                 self._alert_worker(conn, number, counts[2], at)
         if not (final or locked):
@@ -440,17 +506,31 @@ class CallStore:
 
     def _check_in(self, conn: Connection, e: CheckIn) -> LoginFailed | CheckedIn:
         call, at, rids = e.call, e.at, e.resident_ids
-        line = line_key(call.caller_e164, rids)
-        worker, locked = self._worker(conn, e.worker_number, e.pin, line, at, e.pin_hash)
+        line = line_key(call.caller_e164, rids, landline=e.location_verified)
+        homes = rids if e.location_verified and call.caller_e164 else ()
+        unanswered = e.mode == Mode.UNANSWERED
+        if unanswered:
+            # Named by the number dialled, no PIN: nothing to guess, so no lockout to count.
+            worker, locked, trusted = _WORKER_BY_DDI.first(conn, ddi=e.ddi_e164), False, False
+            if worker is None:
+                record_id = self._insert_call(
+                    conn, call, outcome=CallOutcome.FAILED_LOGIN, stage=Stage.RECORDING, at=at,
+                    resident_id=rids[0] if len(rids) == 1 else None, review_status=ReviewStatus.OPEN,
+                    location_verified=e.location_verified,
+                    detail="unanswered check-in: the number dialled is no worker's, or their unanswered mode is off",
+                )
+                return LoginFailed(record_id)
+        else:
+            worker, locked, trusted = self._worker(conn, e.worker_number, e.pin, line, at, e.pin_hash, homes)
         if worker is None:
             return self._login_failed(conn, call, number=e.worker_number, line=line, failures=e.failed_attempts,
                                       at=at, final=e.final_try, locked=locked,
                                       resident_id=rids[0] if len(rids) == 1 else None,
-                                      replay=e.pin_hash is not None)
+                                      replay=e.pin_hash is not None, trusted=trusted)
         wid = worker.id
         common = {
             "worker_id": wid,
-            "worker_number_entered": e.worker_number,
+            "worker_number_entered": e.worker_number or None,
             "failed_pin_attempts": e.failed_attempts,
             "location_verified": e.location_verified,
         }
@@ -476,7 +556,7 @@ class CallStore:
             raise _Race("uniqueid logged concurrently as the arrival")
         if open_row is not None:
             if not _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=e.location_verified,
-                               uid=call.uniqueid):
+                               unanswered=unanswered, uid=call.uniqueid):
                 raise _Race("attendance closed concurrently")
             record_id = self._insert_call(
                 conn, call, outcome=CallOutcome.DEPARTURE, stage=Stage.RECORDING, at=at,
@@ -489,7 +569,8 @@ class CallStore:
         attendance_id = int(_INSERT_ATTENDANCE.scalars(
             conn, visit_id=visit_id, resident_id=resident_id, worker_id=wid, kind=kind, arrival_at=at,
             arrival_method=Method.PHONE, arrival_verified=e.location_verified, arrival_uniqueid=call.uniqueid,
-            departure_verified=False, created_at=at, updated_at=at,
+            arrival_unanswered=unanswered, departure_verified=False, departure_unanswered=False,
+            created_at=at, updated_at=at,
         )[0])
         record_id = self._insert_call(
             conn, call, outcome=CallOutcome.ARRIVAL, stage=Stage.RECORDING, at=at,
@@ -530,8 +611,8 @@ class CallStore:
 
     def _no_reply(self, conn: Connection, e: NoReplyCall) -> LoginFailed | NeedPhoneCode | NoReplyRecorded:
         call, at = e.call, e.at
-        line = line_key(call.caller_e164)
-        worker, locked = self._worker(conn, e.worker_number, e.pin, line, at)
+        line = line_key(call.caller_e164, landline=False)  # the no-reply call is never from a home landline
+        worker, locked, _ = self._worker(conn, e.worker_number, e.pin, line, at)
         if worker is None:
             return self._login_failed(conn, call, number=e.worker_number, line=line, failures=e.failed_attempts,
                                       at=at, final=e.final_try, locked=locked, resident_id=None)

@@ -25,7 +25,9 @@ from ivr.clock import LocalTimeError, format_local, parse_local
 from ivr.models import (
     AuditEntry,
     CarePackage,
+    ContactRelation,
     Resident,
+    ResidentContact,
     ResidentLine,
     Visit,
     VisitWorker,
@@ -33,8 +35,9 @@ from ivr.models import (
 )
 from ivr.phone import PhoneNumberError, normalise
 from ivr.pins import PinHasher, valid_pin
+from ivr.text import control_problem
 
-KINDS = ("residents", "workers", "packages", "visits")
+KINDS = ("residents", "workers", "packages", "visits", "contacts")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "residents": ("reference", "name", "landline", "address", "postcode", "funder", "phone_code"),
@@ -44,9 +47,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "weekend_rate", "bank_holiday_rate", "start_date", "end_date",
     ),
     "visits": ("visit_ref", "resident_reference", "planned_start", "planned_end", "workers", "time_critical"),
+    "contacts": ("resident_reference", "name", "relation", "relation_note", "phone", "phone2", "email",
+                 "notify_missed", "billing_address"),
 }
 # Columns that may be left empty; every other listed column must have a value.
-OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date"}
+OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date",
+            "relation", "relation_note", "phone", "phone2", "email", "notify_missed", "billing_address"}
+# A contacts file's relation column: the words an office types, to the stored value.
+RELATIONS = {"next_of_kin": ContactRelation.NEXT_OF_KIN, "next of kin": ContactRelation.NEXT_OF_KIN,
+             "nok": ContactRelation.NEXT_OF_KIN, "representative": ContactRelation.REPRESENTATIVE,
+             "other": ContactRelation.OTHER, "": ContactRelation.NEXT_OF_KIN}
 OPTIONAL_HEADERS = {"team"}  # read when present, never required
 MAX_FIELD = 500
 MAX_ROWS = 500_000
@@ -190,6 +200,12 @@ def read_rows(data: bytes | str, kind: str) -> tuple[list[tuple[int, dict[str, s
             long = [n for n, f in row.items() if len(f) > MAX_FIELD]
             if long:
                 errors.append(RowError(line, f"{long[0]} is longer than {MAX_FIELD} characters"))
+                continue
+            # Every imported field is one line of text (ivr.text): a CR in a name split the
+            # board's live updates, an ESC forges terminal output.
+            bad = next(((n, p) for n, f in row.items() if (p := control_problem(f)) is not None), None)
+            if bad is not None:
+                errors.append(RowError(line, f"{bad[0]} {bad[1]}"))
                 continue
             rows.append((line, row))
     except csv.Error as exc:
@@ -466,11 +482,64 @@ def _apply_visits(items: list[dict[str, Any]], session: Session, report: ImportR
         report.updated += 1
 
 
+def _check_contacts(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                    errors: list[RowError]) -> list[dict[str, Any]]:
+    """Each row one contact; a resident's rows, in file order, are their whole contact list."""
+    residents = _resident_ids(session)
+    out: list[dict[str, Any]] = []
+    positions: dict[int, int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "contacts")
+            ref = row["resident_reference"].strip()
+            if ref not in residents:
+                raise _Bad(f"resident_reference {ref!r} is not a known resident")
+            relation = RELATIONS.get(row.get("relation", "").strip().lower())
+            if relation is None:
+                raise _Bad(f"relation must be next_of_kin, representative or other, got {row['relation']!r}")
+            phones: list[str | None] = []
+            for col in ("phone", "phone2"):
+                text = row.get(col, "").strip()
+                try:
+                    phones.append(normalise(text, ctx.region) if text else None)
+                except PhoneNumberError as exc:
+                    raise _Bad(f"{col}: {exc}") from exc
+            email = _text(row.get("email", ""), "email", 254)
+            if email and ("@" not in email or " " in email or "." not in email.rsplit("@", 1)[-1]):
+                raise _Bad(f"email is not an e-mail address: {email!r}")
+            rid = residents[ref]
+            positions[rid] = positions.get(rid, 0) + 1
+            out.append({
+                "resident_id": rid, "position": positions[rid], "name": _text(row["name"], "name"),
+                "relation": relation, "relation_note": _text(row.get("relation_note", ""), "relation_note", 80),
+                "phone_e164": phones[0], "phone2_e164": phones[1], "email": email,
+                "notify_missed": _yes_no(row.get("notify_missed", ""), "notify_missed"),
+                "billing_address": _text(row.get("billing_address", ""), "billing_address", MAX_FIELD),
+            })
+        except _Bad as exc:
+            errors.append(RowError(line, str(exc)))
+    return out
+
+
+def _apply_contacts(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    """Replace the contacts of every resident the file names (and only theirs)."""
+    ids = sorted({i["resident_id"] for i in items})
+    residents = session.scalars(select(Resident).where(Resident.id.in_(ids))).all()
+    for r in residents:
+        report.updated += 1 if r.contacts else 0  # residents whose earlier contacts were replaced
+        r.contacts.clear()
+    session.flush()
+    for item in items:
+        session.add(ResidentContact(**item))
+        report.created += 1
+
+
 _CHECKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "residents": _check_residents,
     "workers": _check_workers,
     "packages": _check_packages,
     "visits": _check_visits,
+    "contacts": _check_contacts,
 }
 
 
@@ -493,6 +562,8 @@ def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx
                 _apply_workers(items, session, report)
             elif kind == "packages":
                 _apply_packages(items, session, report)
+            elif kind == "contacts":
+                _apply_contacts(items, session, report)
             else:
                 _apply_visits(items, session, report, ctx)
             session.add(AuditEntry(actor=ctx.actor, action="import", entity=kind, entity_id="*",

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -173,6 +174,11 @@ class Worker(Base):
     mobile_e164: Mapped[str | None] = mapped_column(String(20), index=True)
     team: Mapped[str] = mapped_column(String(80), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The unanswered (free) check-in (docs/telephony.md): the worker's own number (a DDI,
+    # E.164), rung from the resident's landline and never answered. No PIN is asked, so a
+    # site turns it on per worker; unique, because the number alone names the worker.
+    unanswered_ddi: Mapped[str | None] = mapped_column(String(20), unique=True)
+    unanswered_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -286,6 +292,10 @@ class Attendance(Base):
     departure_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     departure_uniqueid: Mapped[str | None] = mapped_column(String(64), unique=True)
     departure_entered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Logged by an unanswered call (worker known by the number dialled, no PIN): weaker
+    # evidence, flagged on the board, invoices, timesheets and the KPI return.
+    arrival_unanswered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    departure_unanswered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, index=True)
@@ -311,6 +321,11 @@ class Attendance(Base):
     def is_phone_logged(self) -> bool:
         return self.arrival_method == Method.PHONE and self.departure_method == Method.PHONE
 
+    @property
+    def unanswered_mode(self) -> bool:
+        """Either end logged by an unanswered call (no PIN): shown wherever the attendance is evidence."""
+        return bool(self.arrival_unanswered or self.departure_unanswered)
+
 
 class CallOutcome:
     ARRIVAL = "arrival"
@@ -324,6 +339,7 @@ class CallOutcome:
     ERROR = "error"
     IN_PROGRESS = "in_progress"
     JOURNALLED = "journalled"  # database down: durable in the server's journal, recorded on replay
+    CUT = "cut"  # the server shut down mid-call; the caller was told it was not logged
 
 
 class ReviewStatus:

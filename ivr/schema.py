@@ -10,7 +10,7 @@ import importlib
 
 from ivr.models import Base
 
-MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "web.models",
+MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "web.models", "ivr.keysafe",
                  "scheduler.oncall_models")
 
 for _name in MODEL_MODULES:

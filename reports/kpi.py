@@ -42,7 +42,9 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from carecall.config import Settings
 from ivr.clock import local_day_bounds
 from ivr.models import Attendance, CarePackage, Method, Resident, Visit, VisitStatus, Worker, utcnow
+from reports.alerts import alert_figures
 from reports.config import KpiConfig
+from reports.rows import AlertKindFigures, Alerts, Scope, VisitRow
 from reports.sqlfn import day_number, drop, epoch_day, epoch_seconds, local_day, materialise, to_epoch
 
 NO_FUNDER = "(none)"
@@ -120,20 +122,6 @@ class Count:
         self.count += n
         self.by_funder[funder] = self.by_funder.get(funder, 0) + n
         self.by_team[team] = self.by_team.get(team, 0) + n
-
-
-@dataclasses.dataclass
-class VisitRow:
-    """One visit (or attendance) behind a figure: what the drill-down lists."""
-
-    visit_id: int | None
-    visit_ref: str | None
-    resident_ref: str
-    planned_start: dt.datetime | None
-    first_arrival: dt.datetime | None = None
-    attendance_id: int | None = None
-    worker_number: str | None = None
-    detail: str = ""
 
 
 @dataclasses.dataclass
@@ -303,30 +291,6 @@ class Consistency:
 
 
 @dataclasses.dataclass
-class AlertKindFigures:
-    kind: str
-    raised: int
-    acknowledged: int
-    ack_median_seconds: int | None
-    ack_p90_seconds: int | None
-
-
-@dataclasses.dataclass
-class Alerts:
-    """Counts by kind, time to acknowledge (nearest-rank median and 90th percentile), no-replies."""
-
-    available: bool
-    reason: str = ""
-    by_kind: list[AlertKindFigures] = dataclasses.field(default_factory=list)
-    raised: int = 0
-    acknowledged: int = 0
-    ack_median_seconds: int | None = None
-    ack_p90_seconds: int | None = None
-    no_reply_by_status: dict[str, int] = dataclasses.field(default_factory=dict)
-    no_reply_rows: list[VisitRow] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
 class KpiReport:
     date_from: dt.date
     date_to: dt.date
@@ -356,28 +320,6 @@ class KpiReport:
 
 class KpiRangeError(ValueError):
     """A date range that cannot be reported on; the message says why."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Scope:
-    """The range in UTC and the filters, shared by every query."""
-
-    date_from: dt.date
-    date_to: dt.date
-    lo: dt.datetime
-    hi: dt.datetime
-    now: dt.datetime
-    tz: Any
-    funder: str | None
-    team: str | None
-
-    def resident_filters(self, resident: Any = Resident) -> list[Any]:
-        out = []
-        if self.funder is not None:
-            out.append(resident.funder == self.funder)
-        if self.team is not None:
-            out.append(resident.team == self.team)
-        return out
 
 
 def make_scope(settings: Settings, date_from: dt.date, date_to: dt.date, funder: str | None, team: str | None,
@@ -723,8 +665,6 @@ def compute(factory: sessionmaker[Session], settings: Settings, date_from: dt.da
     """
     cfg = KpiConfig.from_settings(settings)
     scope = make_scope(settings, date_from, date_to, funder, team, now)
-    from reports.alerts import alert_figures
-
     with factory() as session:
         visits = _visit_figures(session, scope, cfg)
         compliance = _compliance(session, scope, cfg)
@@ -737,4 +677,5 @@ def compute(factory: sessionmaker[Session], settings: Settings, date_from: dt.da
     )
 
 
-__all__ = ["BANDS", "KpiRangeError", "KpiReport", "band_for", "compute", "day_number", "to_epoch"]
+__all__ = ["BANDS", "AlertKindFigures", "Alerts", "KpiRangeError", "KpiReport", "Scope", "VisitRow", "band_for",
+           "compute", "day_number", "to_epoch"]

@@ -97,9 +97,14 @@ class DeliveryConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
-        section = settings.section("alerts")
+        return cls.from_section(settings.section("alerts"), settings.base_url, settings.timezone)
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], base_url: str = "http://127.0.0.1:8080",
+                     timezone: str = "Europe/London") -> DeliveryConfig:
+        """The ``[alerts]`` table's delivery keys (checked at start by scheduler/alerts_table.py)."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {"base_url": settings.base_url, "timezone": settings.timezone}
+        values: dict[str, Any] = {"base_url": base_url, "timezone": timezone}
         for key, value in section.items():
             if key in MOVED_VOICE_KEYS and not (key == "voice" and value is False):
                 raise ConfigError(f"[alerts] {key} is no longer used: phones are rung by the on-call chain, "

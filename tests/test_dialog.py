@@ -95,10 +95,13 @@ def test_empty_worker_number_counts_as_a_try_and_third_failure_is_recorded_by_th
     d.start(env())
     d.send(OK)
     d.send((1,))
-    assert d.send(Result("", "timeout")) == Command("GET DATA", ("agent-incorrect&agent-user", "6000", "8"))
+    # "Login incorrect" is its own STREAM FILE: a real Asterisk's GET DATA plays one file only.
+    assert d.send(Result("", "timeout")) == Command("STREAM FILE", ("agent-incorrect", ""))
+    assert d.send(OK) == Command("GET DATA", ("agent-user", "6000", "8"))
     d.send(Result("1001"))
     assert isinstance(d.send(Result("9999")), CheckIn)
-    assert d.send(LoginFailed()) == Command("GET DATA", ("agent-incorrect&agent-user", "6000", "8"))
+    assert d.send(LoginFailed()) == Command("STREAM FILE", ("agent-incorrect", ""))
+    assert d.send(OK) == Command("GET DATA", ("agent-user", "6000", "8"))
     record = d.send(Result("", "timeout"))  # third try: nothing typed, so no CheckIn — record directly
     assert isinstance(record, RecordCall) and record.outcome == "failed_login"
     assert record.failed_pin_attempts == 3 and record.worker_number_entered == "1001"
@@ -228,4 +231,5 @@ def test_every_default_prompt_ships_in_debians_asterisk_core_sounds_en():
     listing = (Path(__file__).with_name("data") / "asterisk-core-sounds-en.txt").read_text().split()
     sounds = {Path(line).name.rsplit(".", 1)[0] for line in listing} | set(listing)
     for name, value in vars(Prompts()).items():
-        assert value in sounds, f"prompt {name}={value!r} is not in asterisk-core-sounds-en"
+        for part in value.split("&"):  # "a&b": played one after the other
+            assert part in sounds, f"prompt {name}={value!r}: {part!r} is not in asterisk-core-sounds-en"

@@ -26,6 +26,9 @@ ANYONE = frozenset(Role.ALL)
 VISIT_EDITORS = frozenset({Role.COORDINATOR, Role.MANAGER})
 INVOICING = frozenset({Role.FINANCE, Role.MANAGER})
 MANAGERS = frozenset({Role.MANAGER})
+# Money: package rates and weekly hours feed invoices, so only finance and managers set them
+# (web forms and the packages CSV import); a coordinator may edit a package's other details.
+MONEY_EDITORS = frozenset({Role.FINANCE, Role.MANAGER})
 # Contract-monitoring figures: managers answer for them; finance reads everything.
 REPORT_READERS = frozenset({Role.FINANCE, Role.MANAGER})
 
@@ -150,6 +153,42 @@ def close_session(session: Session, session_id: str) -> None:
 
 def csrf_ok(expected: str, given: str | None) -> bool:
     return bool(expected) and given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+# --- the login form's CSRF check ------------------------------------------------------
+# Before login there is no session to hold a token, so the login form is double-submit:
+# a random nonce in a cookie and, in the form, an HMAC of that nonce under a key derived
+# from the site's secret file. A pair an attacker makes up (any cookie value with the same
+# value in the form) is refused: without the site key they cannot compute the form value.
+# The nonce carries its issue time and is refused after LOGIN_CSRF_MAX_AGE.
+
+LOGIN_CSRF_MAX_AGE = dt.timedelta(hours=4)
+
+
+def login_csrf_key(site_key: bytes) -> bytes:
+    return hmac.new(site_key, b"carecall login csrf v1", hashlib.sha256).digest()
+
+
+def new_login_nonce(now: dt.datetime) -> str:
+    """The cookie value: 192 random bits and the issue time (seconds since the epoch)."""
+    return f"{secrets.token_urlsafe(24)}.{int(now.timestamp())}"
+
+
+def login_csrf_token(key: bytes, nonce: str) -> str:
+    """What the login form must send back for this cookie."""
+    return hmac.new(key, nonce.encode("latin-1", "replace"), hashlib.sha256).hexdigest()
+
+
+def login_nonce_fresh(nonce: str, now: dt.datetime) -> bool:
+    head, _, stamp = nonce.partition(".")
+    if not (20 <= len(head) <= 64 and stamp.isdigit() and len(stamp) <= 12):
+        return False
+    age = now - dt.datetime.fromtimestamp(int(stamp), dt.UTC)
+    return dt.timedelta(minutes=-5) <= age <= LOGIN_CSRF_MAX_AGE
+
+
+def login_csrf_ok(key: bytes, nonce: str, given: str, now: dt.datetime) -> bool:
+    return login_nonce_fresh(nonce, now) and csrf_ok(login_csrf_token(key, nonce), given)
 
 
 TOKEN_PREFIX = "cct_"

@@ -67,8 +67,12 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "add":
             password = check_password(_read_password(args))
-            _with_db(settings, lambda s: add_user(s, args.name, args.role, password))
-            print(f"user {args.name} added as {args.role}")
+            def add(session: Any) -> None:
+                user_id = add_user(session, args.name, args.role, password)
+                session.get(User, user_id).keysafe_access = args.keysafe_access
+
+            _with_db(settings, add)
+            print(f"user {args.name} added as {args.role}" + (" with key-safe access" if args.keysafe_access else ""))
         elif args.action == "passwd":
             password = check_password(_read_password(args))
             _with_db(settings, lambda s: set_password(s, args.name, password))
@@ -100,6 +104,7 @@ def register(sub: Any) -> None:
     a.add_argument("name")
     a.add_argument("--role", required=True, choices=Role.ALL)
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    a.add_argument("--keysafe-access", action="store_true", help="may reveal and set key-safe codes (audited)")
     a = actions.add_parser("passwd", help="set a user's password (closes their sessions)")
     a.add_argument("name")
     a.add_argument("--password-stdin", action="store_true")

@@ -34,6 +34,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # May reveal key-safe codes (ivr.keysafe, spec 004 §14.15): granted by a manager, per user.
+    keysafe_access: Mapped[bool] = mapped_column(Boolean, default=False)
     # The phone the on-call alert calls ring (E.164) and the 4-digit PIN that accepts an
     # alert on that call, as a keyed hash (ivr.pins, key "user:<id>"): scheduler/oncall.py.
     phone_e164: Mapped[str | None] = mapped_column(String(20))
