@@ -69,7 +69,30 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Demo data (``ivr.demo``); with ``--history 8w`` also past weeks of calls rung through FastAGI."""
+    from ivr.commands import cmd_demo as load_today
+
+    status = load_today(args, settings)
+    if status or not args.history:
+        return status
+    from carecall.demo_history import load_history, parse_weeks
+
+    try:
+        weeks = parse_weeks(args.history)
+    except ValueError as exc:
+        print(f"carecall demo: {exc}", file=sys.stderr)
+        return 2
+    report = load_history(settings, weeks)
+    done = report.outcomes.get("completed", 0)
+    print(f"history: {report.days} days, {report.calls} calls rung through FastAGI ({done} completed)")
+    return 0 if done == report.calls else 1
+
+
 def register(sub: Any) -> None:
+    d = sub.add_parser("demo", help="load demo residents, workers, packages and today's visits")
+    d.add_argument("--history", metavar="WEEKS", help="also ring the demo rota's calls for the past weeks (8w)")
+    d.set_defaults(func=cmd_demo)
     p = sub.add_parser("run", help="run the server: FastAGI, office web and alerts")
     p.add_argument("--demo", action="store_true", help="load demo data (today's visits) before starting")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"],

@@ -28,7 +28,9 @@ from sqlalchemy.orm import Session
 
 from carecall.config import ConfigError, Settings
 from ivr.clock import format_local
-from ivr.models import Resident
+from ivr.models import Resident, Visit
+from outreach import missed
+from outreach.config import NoticesConfig
 from scheduler.models import (
     Alert,
     AlertAction,
@@ -51,6 +53,7 @@ KIND_TITLES = {
     AlertKind.FAILED_LOGIN: "Failed logins",
     AlertKind.SUBSTITUTE: "Substitute worker",
     AlertKind.UNSCHEDULED: "Unscheduled attendance",
+    AlertKind.ALARM: "Lone-worker alarm",
 }
 
 
@@ -94,22 +97,25 @@ class DeliveryConfig:
     escalate_kinds: tuple[str, ...] = tuple(k for k in AlertKind.ALL if k not in AlertKind.INFORMATIONAL)
     base_url: str = "http://127.0.0.1:8080"
     timezone: str = "Europe/London"
+    # ``[notices]``: missed-visit e-mails to family and brokerage ride this outbox (outreach.missed).
+    notices: NoticesConfig = dataclasses.field(default_factory=NoticesConfig)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
-        return cls.from_section(settings.section("alerts"), settings.base_url, settings.timezone)
+        return cls.from_section(settings.section("alerts"), settings.base_url, settings.timezone,
+                                settings.table("notices"))
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], base_url: str = "http://127.0.0.1:8080",
-                     timezone: str = "Europe/London") -> DeliveryConfig:
+                     timezone: str = "Europe/London", notices: NoticesConfig | None = None) -> DeliveryConfig:
         """The ``[alerts]`` table's delivery keys (checked at start by scheduler/alerts_table.py)."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {"base_url": base_url, "timezone": timezone}
+        values: dict[str, Any] = {"base_url": base_url, "timezone": timezone, "notices": notices or NoticesConfig()}
         for key, value in section.items():
             if key in MOVED_VOICE_KEYS:
                 raise ConfigError(f"[alerts] {key} is no longer used: phones are rung by the on-call chain, "
                                   "configured in [oncall] and [ami] (docs/alerts.md)")
-            if key not in fields or key in ("base_url", "timezone"):
+            if key not in fields or key in ("base_url", "timezone", "notices"):
                 continue  # the rules' own thresholds live in the same table
             kind = str(fields[key].type)
             try:
@@ -166,6 +172,8 @@ def plan_deliveries(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> 
         email = cfg.office_for(r.funder or "", r.team or "")
         if email:
             _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.EMAIL, email, now)
+        if r.kind == AlertKind.MISSED:
+            missed.plan(session, r.id, now, cfg.notices, _add_attempt)
         planned += 1
     return planned
 
@@ -192,7 +200,8 @@ def escalate(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> list[di
             out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
     nr_before = now - dt.timedelta(minutes=cfg.no_reply_escalate_minutes)
     for r in session.execute(select(Alert.id, Alert.kind).where(
-            Alert.kind == AlertKind.NO_REPLY, Alert.status != AlertStatus.RESOLVED, Alert.out_of_hours_at.is_(None),
+            Alert.kind.in_(AlertKind.SAFEGUARDING), Alert.status != AlertStatus.RESOLVED,
+            Alert.out_of_hours_at.is_(None),
             Alert.raised_at <= nr_before).order_by(Alert.id)).all():
         done = session.execute(update(Alert).where(Alert.id == r.id, Alert.out_of_hours_at.is_(None),
                                                    Alert.status != AlertStatus.RESOLVED)
@@ -218,6 +227,10 @@ class Job:
     resident_ref: str
     due_at: dt.datetime
     detail: str
+    # The visit's plan and the raise time: what a missed-visit notice tells family and brokerage.
+    visit_start: dt.datetime | None = None
+    visit_end: dt.datetime | None = None
+    raised_at: dt.datetime | None = None
 
 
 def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: int = 50) -> list[Job]:
@@ -231,9 +244,10 @@ def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: in
     rows = session.execute(
         select(AlertDelivery.id, AlertDelivery.alert_id, AlertDelivery.channel, AlertDelivery.target,
                AlertDelivery.attempt, AlertDelivery.purpose, Alert.kind, Alert.due_at, Alert.detail,
-               Resident.reference)
+               Resident.reference, Visit.planned_start, Visit.planned_end, Alert.raised_at)
         .join(Alert, Alert.id == AlertDelivery.alert_id)
         .outerjoin(Resident, Resident.id == Alert.resident_id)
+        .outerjoin(Visit, Visit.id == Alert.visit_id)
         .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.channel == DeliveryChannel.EMAIL,
                AlertDelivery.next_attempt_at <= now)
         .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)).all()
@@ -243,7 +257,7 @@ def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: in
                                   .values(status=DeliveryStatus.SENDING, at=now))
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
             jobs.append(Job(r.id, r.alert_id, r.channel, r.target, r.attempt, r.purpose, r.kind,
-                            r.reference or "-", r.due_at, r.detail))
+                            r.reference or "-", r.due_at, r.detail, r.planned_start, r.planned_end, r.raised_at))
     return jobs
 
 
@@ -268,6 +282,12 @@ def record_outcome(session: Session, delivery_id: int, ok: bool, error: str, now
 def compose_email(job: Job, cfg: DeliveryConfig) -> EmailMessage:
     """Time (local), kind, resident reference and a link; the resident's name is never in it."""
     from zoneinfo import ZoneInfo
+
+    if job.purpose in missed.PURPOSES:  # family and brokerage: their own wording, no office link
+        return missed.compose(purpose=job.purpose, target=job.target, alert_id=job.alert_id,
+                              resident_ref=job.resident_ref, visit_start=job.visit_start, visit_end=job.visit_end,
+                              raised_at=job.raised_at, email_from=cfg.email_from, timezone=cfg.timezone,
+                              cfg=cfg.notices)
 
     tz = ZoneInfo(cfg.timezone)
     title = KIND_TITLES.get(job.kind, job.kind)
@@ -297,7 +317,11 @@ def compose_email(job: Job, cfg: DeliveryConfig) -> EmailMessage:
 
 def send_email(job: Job, cfg: DeliveryConfig) -> None:
     """Blocking SMTP send; raises on any failure (the caller records it and retries)."""
-    msg = compose_email(job, cfg)
+    send_message(compose_email(job, cfg), cfg)
+
+
+def send_message(msg: EmailMessage, cfg: DeliveryConfig) -> None:
+    """One message through the configured SMTP server (alerts, notices, family invitations)."""
     with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout) as smtp:
         if cfg.smtp_starttls:
             smtp.starttls()

@@ -22,6 +22,9 @@ from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.models import AuditEntry, CarePackage, Resident, ResidentLine, Worker
 from ivr.phone import PhoneNumberError, format_uk, normalise
 from ivr.pins import valid_pin
+from ivr.sensitive import set_ni, site_sealer
+from privacy.sensitive import ni_held, ni_value
+from privacy.viewlog import viewed
 from web import auth
 from web.app import Ctx, FormError, HTTPError, Response, WebApp, redirect
 from web.auth import ANYONE, MANAGERS, MONEY_EDITORS, VISIT_EDITORS
@@ -41,6 +44,7 @@ class Field:
     lo: int = 0  # digits: minimum length
     new_only: bool = False  # set when creating, shown read-only afterwards
     money: bool = False  # rates and hours: set only by finance or a manager (auth.MONEY_EDITORS)
+    checked_new: bool = True  # bool: ticked on a new record's form
 
 
 def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[dict[str, Any], dict[str, str]]:
@@ -58,7 +62,7 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
             if not text:
                 if f.required:
                     raise FormError({f.name: "is required"})
-                values[f.name] = None if f.kind in ("phone", "date", "pin", "digits") else ""
+                values[f.name] = None if f.kind in ("phone", "date", "pin", "digits", "ni") else ""
                 continue
             if f.kind == "digits":
                 if not (text.isdigit() and text.isascii() and f.lo <= len(text) <= f.limit):
@@ -68,6 +72,8 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
                 if not valid_pin(text):
                     raise FormError({f.name: "must be exactly 4 digits"})
                 values[f.name] = text
+            elif f.kind == "ni":
+                values[f.name] = ni_value(text)
             elif f.kind == "phone":
                 values[f.name] = normalise(text, region)
             elif f.kind == "phones":
@@ -135,6 +141,7 @@ RESIDENT_FIELDS = [
     Field("access_notes", "Access notes (how to get in; never a key-safe code)", kind="textarea", limit=1000),
     Field("keysafe_reference", "Key-safe reference (which and where; the code is kept apart)", limit=80),
     Field("active", "Active", kind="bool"),
+    Field("processing_restricted", "Processing restricted (no notices or surveys)", kind="bool", checked_new=False),
 ]
 
 
@@ -142,7 +149,8 @@ def _resident_row(r: Resident) -> dict[str, Any]:
     return {"id": r.id, "reference": r.reference, "name": r.name, "address": r.address, "postcode": r.postcode,
             "funder": r.funder, "team": r.team, "phone_code": r.phone_code or "",
             "lines": "; ".join(format_uk(ln.e164) for ln in r.lines), "access_notes": r.access_notes,
-            "keysafe_reference": r.keysafe_reference, "active": r.active}
+            "keysafe_reference": r.keysafe_reference, "active": r.active,
+            "processing_restricted": r.processing_restricted}
 
 
 def _search_residents(session: Session, q: str) -> list[dict[str, Any]]:
@@ -204,13 +212,15 @@ WORKER_FIELDS = [
     Field("mobile_e164", "Mobile", kind="phone", limit=30),
     Field("team", "Team", limit=80),
     Field("pin", "New PIN (4 digits; leave empty to keep)", kind="pin", limit=4),
+    Field("ni_number", "National Insurance number (kept sealed; leave empty to keep)", kind="ni", limit=16),
     Field("active", "Active", kind="bool"),
 ]
 
 
 def _worker_row(w: Worker) -> dict[str, Any]:
     return {"id": w.id, "worker_number": w.worker_number, "name": w.name,
-            "mobile_e164": format_uk(w.mobile_e164), "team": w.team, "active": w.active, "pin": ""}
+            "mobile_e164": format_uk(w.mobile_e164), "team": w.team, "active": w.active, "pin": "",
+            "ni_number": "", "ni_held": ni_held(w)}
 
 
 def _search_workers(session: Session, q: str) -> list[dict[str, Any]]:
@@ -226,9 +236,10 @@ def _load_worker(session: Session, id: int) -> dict[str, Any] | None:
     return _worker_row(w) if w else None
 
 
-def _worker_saver(hasher: Any) -> Callable[[Session, int | None, dict[str, Any], Any], int]:
+def _worker_saver(hasher: Any, sealer: Any) -> Callable[[Session, int | None, dict[str, Any], Any], int]:
     def save(session: Session, id: int | None, values: dict[str, Any], actor: Any) -> int:
         pin = values.pop("pin")
+        ni = values.pop("ni_number", None)
         if id is None:
             if pin is None:
                 raise FormError({"pin": "is required for a new worker"})
@@ -247,8 +258,11 @@ def _worker_saver(hasher: Any) -> Callable[[Session, int | None, dict[str, Any],
         if pin is not None:
             w.pin_hash = hasher.hash(w.worker_number, pin)
         session.flush()
+        if ni is not None:
+            set_ni(session, sealer, w.id, ni)
         after = _worker_row(w)
         after["pin"] = "changed" if pin is not None else ""
+        after["ni_number"] = "changed" if ni is not None else ""
         before.pop("id", None)
         after.pop("id", None)
         session.add(AuditEntry(actor=actor, action="edit" if id else "create", entity="worker",
@@ -323,23 +337,25 @@ def _save_package(session: Session, id: int | None, values: dict[str, Any], acto
         raise FormError({"purchase_order": "this resident already has that purchase order from that date"})
     session.flush()
     after = _package_row(p)
+    before.pop("resident_name", None)  # the audit needs the reference, not the name
+    after.pop("resident_name", None)
     session.add(AuditEntry(actor=actor, action="edit" if id else "create", entity="package",
                            entity_id=str(p.id), before=json.dumps({k: _plain(v) for k, v in before.items()}),
                            after=json.dumps(after)))
     return p.id
 
 
-def entities(hasher: Any) -> dict[str, Entity]:
+def entities(hasher: Any, sealer: Any = None) -> dict[str, Entity]:
     return {
         "residents": Entity("residents", "Residents", RESIDENT_FIELDS,
                             [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("lines", "Landline"),
                              ("team", "Team"),
                              ("funder", "Funder"), ("phone_code", "Code"), ("active", "Active")],
-                            _search_residents, _load_resident, _save_resident, resident_extra),
+                            _search_residents, _load_resident, _save_resident, extra=resident_extra),
         "workers": Entity("workers", "Workers", WORKER_FIELDS,
                           [("worker_number", "Number"), ("name", "Name"), ("mobile_e164", "Mobile"), ("team", "Team"),
                            ("active", "Active")],
-                          _search_workers, _load_worker, _worker_saver(hasher)),
+                          _search_workers, _load_worker, _worker_saver(hasher, sealer)),
         "packages": Entity("packages", "Packages", PACKAGE_FIELDS,
                            [("resident_reference", "Resident"), ("resident_name", "Name"),
                             ("purchase_order", "Purchase order"), ("funder", "Funder"),
@@ -373,6 +389,7 @@ def _register_entity(app: WebApp, e: Entity) -> None:
             values = {} if creating else await ctx.db(e.load, int(id))  # type: ignore[arg-type]
             if values is None:
                 raise HTTPError(404, "Not found")
+            await viewed(ctx, e.kind, id)
         extra = {} if creating or e.extra is None else await ctx.db(e.extra, int(id), ctx.user.user_id)
         return ctx.render("entity_edit.html", status=status, e=e, values=values, errors=errors or {},
                           creating=creating, id=id, can_edit=ctx.user.role in e.editors,
@@ -482,7 +499,8 @@ async def import_upload(ctx: Ctx) -> Response:
     if not data:
         return await import_page(ctx, status=400, kind=kind, report=_refused("choose a CSV file to upload"))
     runtime = ctx.runtime
-    ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username)
+    ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username,
+                         sealer=site_sealer(runtime.settings.secret_path))
     report = await runtime.run_db(import_csv, runtime.factory, kind, data, ictx)
     view = {"ok": report.ok, "summary": report.summary(), "errors": [(e.line, e.message) for e in report.errors]}
     return await import_page(ctx, report=view, kind=kind, status=200 if report.ok else 400)
@@ -498,7 +516,7 @@ def _users(session: Session) -> list[dict[str, Any]]:
 
 
 async def users_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
-    return ctx.render("users.html", status=status, users=await ctx.db(_users), roles=Role.ALL, error=error,
+    return ctx.render("users.html", status=status, users=await ctx.db(_users), roles=Role.OFFICE, error=error,
                       done=ctx.arg("done", limit=20))
 
 
@@ -530,6 +548,8 @@ async def users_update(ctx: Ctx, id: str) -> Response:
             u = session.get(User, int(id))
             if u is None:
                 raise HTTPError(404, "No such user")
+            if u.role in Role.OUTSIDE:
+                raise auth.AuthError("family and council users are managed on their own pages")
             if u.id == me and (role != Role.MANAGER or not active):
                 raise auth.AuthError("you cannot demote or disable yourself")
             before = {"role": u.role, "active": u.active, "keysafe_access": u.keysafe_access}
@@ -548,7 +568,7 @@ async def users_update(ctx: Ctx, id: str) -> Response:
 
 
 def register(app: WebApp) -> None:
-    for e in entities(app.runtime.hasher).values():
+    for e in entities(app.runtime.hasher, site_sealer(app.runtime.settings.secret_path)).values():
         _register_entity(app, e)
     app.add("GET", "/import", import_page, VISIT_EDITORS | MONEY_EDITORS)
     app.add("POST", "/import", import_upload, VISIT_EDITORS | MONEY_EDITORS)

@@ -102,7 +102,7 @@ def register(sub: Any) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = actions.add_parser("add", help="add an office user")
     a.add_argument("name")
-    a.add_argument("--role", required=True, choices=Role.ALL)
+    a.add_argument("--role", required=True, choices=Role.OFFICE)
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     a.add_argument("--keysafe-access", action="store_true", help="may reveal and set key-safe codes (audited)")
     a = actions.add_parser("passwd", help="set a user's password (closes their sessions)")

@@ -21,7 +21,13 @@ class Role:
     COORDINATOR = "coordinator"
     FINANCE = "finance"
     MANAGER = "manager"
-    ALL = (COORDINATOR, FINANCE, MANAGER)
+    # Outside users (issue 16): a family member sees one resident, a commissioner one funder
+    # (their scope is in outreach.models.OutsideScope). They never reach an office page.
+    FAMILY = "family"
+    COMMISSIONER = "commissioner"
+    OFFICE = (COORDINATOR, FINANCE, MANAGER)
+    OUTSIDE = (FAMILY, COMMISSIONER)
+    ALL = OFFICE + OUTSIDE
 
 
 class User(Base):
@@ -41,7 +47,8 @@ class User(Base):
     phone_e164: Mapped[str | None] = mapped_column(String(20))
     phone_pin_hash: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (CheckConstraint("role IN ('coordinator', 'finance', 'manager')", name="role_known"),)
+    __table_args__ = (CheckConstraint("role IN ('coordinator', 'finance', 'manager', 'family', 'commissioner')",
+                                      name="role_known"),)
 
 
 class WebSession(Base):

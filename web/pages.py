@@ -21,6 +21,8 @@ from ivr.models import (
     Worker,
 )
 from ivr.phone import mask
+from outreach import lateness
+from privacy.viewlog import viewed
 from scheduler.models import Alert
 from web import auth
 from web.app import (
@@ -34,7 +36,7 @@ from web.app import (
     WebApp,
     redirect,
 )
-from web.auth import ANYONE, VISIT_EDITORS
+from web.auth import ANYONE, EVERYONE, VISIT_EDITORS
 from web.board import (
     State,
     alert_kinds_by_visit,
@@ -95,9 +97,9 @@ async def login(ctx: Ctx) -> Response:
         throttle.failed(keys)
         return ctx.render("login.html", status=401, login_csrf=token, username=username,
                           error="Wrong user name or password.")
-    value, _principal = opened
+    value, principal = opened
     throttle.succeeded(keys[0])
-    resp = redirect("/board")
+    resp = redirect(auth.landing(principal.role))
     resp.cookies.append((SESSION_COOKIE, value.encode(), {}))
     resp.cookies.append((LOGIN_CSRF_COOKIE, b"", {"max_age": "0"}))
     return resp
@@ -113,7 +115,7 @@ async def logout(ctx: Ctx) -> Response:
 
 
 async def home(ctx: Ctx) -> Response:
-    return redirect("/board")
+    return redirect(auth.landing(ctx.user.role))
 
 
 # --- board ---------------------------------------------------------------------------
@@ -222,7 +224,10 @@ async def visit_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200, f
     detail = await ctx.db(_visit_detail, int(id), ctx.now(), rules, ctx.user.user_id)
     if detail is None:
         raise HTTPError(404, "No such visit")
+    notice = await ctx.db(lateness.history, int(id))
+    await viewed(ctx, "visit", id)
     return ctx.render("visit.html", status=status, v=detail, reasons=REASONS, error=error, form=form or {},
+                      notice=notice,
                       can_edit=ctx.user.role in VISIT_EDITORS, done=ctx.arg("done", limit=20),
                       back=f"/visits/{int(id)}", **detail["people"])
 
@@ -333,8 +338,8 @@ async def call_reject(ctx: Ctx, id: str) -> Response:
 def register(app: WebApp) -> None:
     app.add("GET", "/login", login_form, None)
     app.add("POST", "/login", login, None)
-    app.add("POST", "/logout", logout, ANYONE)
-    app.add("GET", "/", home, ANYONE)
+    app.add("POST", "/logout", logout, EVERYONE)
+    app.add("GET", "/", home, EVERYONE)
     app.add("GET", "/board", board, ANYONE)
     app.add("GET", "/board/events", board_events, ANYONE)
     app.add("GET", "/visits/{id:int}", visit_page, ANYONE)
