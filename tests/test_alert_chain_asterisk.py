@@ -83,14 +83,17 @@ def asterisk(asterisk_rig: AsteriskRig):
 class Site:
     """carecall as a server: FastAGI on the port Asterisk's dialplan names, the alert service ticking."""
 
-    def __init__(self, settings, asterisk: AsteriskRig, on_call: str, second: str | None) -> None:
+    def __init__(self, settings, asterisk: AsteriskRig, on_call: str, second: str | None,
+                 channel: str = "Local/{number}@carecall-test-phones") -> None:
+        ami = {"port": asterisk.ami_port, "username": asterisk.ami_user, "secret": asterisk.ami_secret,
+               "ring_seconds": 6}
+        if channel:  # "" = the shipped default, PJSIP/{number}@carecall-trunk
+            ami["channel"] = channel
         raw = {
             "alerts": {"interval_seconds": 1},
             "oncall": {"enabled": True, "office_days": [], "no_answer_minutes": 0, "answered_minutes": 5,
                        "kinds": ["no_reply"]},
-            "ami": {"port": asterisk.ami_port, "username": asterisk.ami_user, "secret": asterisk.ami_secret,
-                    "ring_seconds": 6,
-                    "channel": "Local/{number}@carecall-test-phones"},
+            "ami": ami,
         }
         self.settings = dataclasses.replace(settings, raw=raw, agi_effects="thread")
         self.factory = factory_for(self.settings)
@@ -164,8 +167,8 @@ class Site:
 
 
 @pytest_twisted.inlineCallbacks
-def _run(settings, asterisk, on_call, second):
-    site = Site(settings, asterisk, on_call, second)
+def _run(settings, asterisk, on_call, second, **kw):
+    site = Site(settings, asterisk, on_call, second, **kw)
     site.start()
     try:
         alert_id = site.raise_alert()
@@ -207,3 +210,72 @@ def test_a_channel_that_cannot_be_dialled_is_recorded_failed_never_sent_and_esca
     failed = [h for h in site.history(alert_id) if h[1] == "call failed"]
     assert failed == [("chain", "call failed", "step 2: call to dead (*********003): failed; the next person in 0 min")]
     assert "No such extension/context 07700900003@carecall-test-phones" in asterisk.log_text()
+
+
+class AnsweringSipPhone:
+    """pjsua as the carrier's far end: answers the INVITE the trunk sends, then keys 1 and the PIN (RFC 4733)."""
+
+    def __init__(self, rig: AsteriskRig, pin: str) -> None:
+        import shutil
+        import subprocess
+        import threading
+
+        from tests.asterisk_rig import free_udp_port
+
+        self.lines: list[str] = []
+        argv = [str(rig.pjsua), "--null-audio", "--no-tcp", f"--local-port={rig.registrar_port}",
+                f"--rtp-port={free_udp_port() & ~1}", "--auto-answer=200", "--max-calls=1", "--clock-rate=8000",
+                "--no-vad", "--log-level=3", "--app-log-level=3"]
+        stdbuf = shutil.which("stdbuf")
+        self.proc = subprocess.Popen([stdbuf, "-oL", "-eL", *argv] if stdbuf else argv, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.pin = pin
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "state changed to CONFIRMED" in line:
+                import threading
+
+                threading.Thread(target=self._keys, daemon=True).start()
+
+    def _send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
+
+    def _keys(self) -> None:
+        # Like the Local phones: listen, key 1 while the facts are read, then the PIN in the PIN prompt.
+        time.sleep(3)
+        self._send("#\n1\n")
+        time.sleep(1.5)
+        self._send(f"#\n{self.pin}\n")
+
+    def stop(self) -> None:
+        import contextlib
+        import subprocess
+
+        with contextlib.suppress(OSError):
+            self._send("q\n")
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_shipped_channel_dials_through_the_carecall_trunk_and_a_sip_phone_accepts(settings, asterisk):
+    """``PJSIP/{number}@carecall-trunk`` as shipped: the INVITE goes to the (loopback) carrier, a SIP phone."""
+    phone = AnsweringSipPhone(asterisk, "1111")
+    try:
+        site, alert_id, alert = yield _run(settings, asterisk, "alice", None, channel="")
+    finally:
+        phone.stop()
+    assert (alert.status, alert.acknowledged_by) == ("acknowledged", "alice")
+    assert site.calls(alert_id) == [(2, "alice", "sent", "accepted")]
+    log = asterisk.log_text()
+    assert "Called 07700900001@carecall-trunk" in log and "PJSIP/carecall-trunk-" in log
+    assert any("CONFIRMED" in line for line in phone.lines)
