@@ -112,7 +112,7 @@ class DeliveryConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {"base_url": base_url, "timezone": timezone, "notices": notices or NoticesConfig()}
         for key, value in section.items():
-            if key in MOVED_VOICE_KEYS and not (key == "voice" and value is False):
+            if key in MOVED_VOICE_KEYS:
                 raise ConfigError(f"[alerts] {key} is no longer used: phones are rung by the on-call chain, "
                                   "configured in [oncall] and [ami] (docs/alerts.md)")
             if key not in fields or key in ("base_url", "timezone", "notices"):

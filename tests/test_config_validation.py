@@ -88,7 +88,9 @@ def test_every_mistake_in_every_table_is_one_line_and_nothing_starts(tmp_path):
     assert all(line.startswith("carecall: configuration error: ") for line in lines), lines
     problems = [line.removeprefix("carecall: configuration error: ") for line in lines]
     assert problems[:-1] == EXPECTED
-    assert problems[-1].startswith("unknown table [alrts] (known: [alerts], [billing], [carecall], [kpi], [prompts]")
+    known = problems[-1].removeprefix("unknown table [alrts] (known: ").rstrip(")").split(", ")
+    assert problems[-1].startswith("unknown table [alrts] (known: ") and known == sorted(known)
+    assert {"[alerts]", "[billing]", "[carecall]", "[kpi]", "[prompts]", "[oncall]", "[ami]"} <= set(known)
     assert not (tmp_path / "x.db").exists()  # nothing started: not even the database was created
 
 
@@ -121,7 +123,7 @@ def test_a_table_registered_by_a_feature_is_checked_with_the_rest():
 
 
 def test_a_good_configuration_passes(tmp_path):
-    toml = ("[carecall]\nagi_port = 4600\n[alerts]\nlate_minutes = 20\nvoice_kinds = \"missed, no_reply\"\n"
+    toml = ("[carecall]\nagi_port = 4600\n[alerts]\nlate_minutes = 20\nescalate_kinds = \"missed, no_reply\"\n"
             "[billing]\nanchor = 2026-01-05\n[billing.funders.Lewisham]\nrounding = \"nearest\"\n"
             "[web]\npoll_seconds = 1\n")
     done = _carecall(tmp_path, toml, "journal", "show", "--json")
