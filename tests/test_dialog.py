@@ -196,9 +196,29 @@ def test_noreply_asks_phone_code_only_when_several_visits_are_due():
     assert d.send(NeedPhoneCode(2)) == Command("GET DATA", ("telephone-number", "6000", "8"))
     effect = d.send(Result("102"))
     assert effect.phone_code == "102" and effect.final_code is False
-    assert d.send(NoReplyRecorded(4, 3, 1, 2, False)) == Command("STREAM FILE", ("auth-thankyou", ""))
+    assert d.send(NoReplyRecorded(4, 3, 1, 2, True)) == Command("STREAM FILE", ("auth-thankyou", ""))
     assert d.send(OK) == Command("HANGUP")
     assert d.send(Result("1")).outcome == "no_reply"
+
+
+def _noreply_recorded(result):
+    d = new_dialog()
+    d.start(env(script="noreply"))
+    d.send(OK)
+    d.send(Result("1001"))
+    d.send(Result("1234"))
+    return d, d.send(result)
+
+
+def test_noreply_worker_hears_the_office_was_told_exactly_when_an_alert_was_stored():
+    # No visit matched, but the alert was raised: the office has it, so "thank you" (office told).
+    d, said = _noreply_recorded(NoReplyRecorded(4, None, 1, None, True))
+    assert said == Command("STREAM FILE", ("auth-thankyou", ""))
+    d.send(OK)
+    assert d.send(Result("1")).outcome == "no_visit"
+    # Nothing reached the office (no alert could be stored): the worker must not be told it did.
+    _, said = _noreply_recorded(NoReplyRecorded(4, 3, 1, 2, False))
+    assert said == Command("STREAM FILE", ("im-sorry", ""))
 
 
 def test_script_name_comes_from_fastagi_path_or_process_agi_argument():
