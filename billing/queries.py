@@ -71,7 +71,8 @@ def attendances_for(session: Session, resident_ids: Iterable[int], period: Perio
     rows = session.execute(
         select(Attendance.id, Visit.visit_ref, Visit.resident_id, Worker.worker_number, Visit.planned_start,
                Visit.planned_end, Attendance.arrival_at, Attendance.arrival_method, Attendance.arrival_entered_at,
-               Attendance.departure_at, Attendance.departure_method, Attendance.departure_entered_at)
+               Attendance.departure_at, Attendance.departure_method, Attendance.departure_entered_at,
+               Attendance.arrival_unanswered, Attendance.departure_unanswered)
         .join(Visit, Attendance.visit_id == Visit.id)
         .join(Worker, Attendance.worker_id == Worker.id)
         .where(Visit.resident_id.in_(list(resident_ids)), Visit.planned_start >= period.start_utc,

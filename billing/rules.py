@@ -279,6 +279,8 @@ class AttendanceRow:
     departure_at: dt.datetime | None
     departure_method: str | None
     departure_entered_at: dt.datetime | None
+    arrival_unanswered: bool = False
+    departure_unanswered: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,9 +344,17 @@ class PackageBill:
         return sum(ln.over_cap_minutes for ln in self.lines)
 
 
+# Logged by phone, but an end came from an unanswered call (the worker's own number rung, no
+# PIN: docs/telephony.md). Billed like "phone"; printed so the funder sees the weaker proof.
+UNANSWERED_METHOD = "noanswer"
+
+
 def method_of(row: AttendanceRow) -> str:
-    """An attendance is "phone" only if both ends were logged by phone (spec 10.6)."""
-    return Method.MANUAL if Method.MANUAL in (row.arrival_method, row.departure_method) else Method.PHONE
+    """An attendance is "phone" only if both ends were logged by phone (spec 10.6); phone with an
+    unanswered-mode end is :data:`UNANSWERED_METHOD`."""
+    if Method.MANUAL in (row.arrival_method, row.departure_method):
+        return Method.MANUAL
+    return UNANSWERED_METHOD if row.arrival_unanswered or row.departure_unanswered else Method.PHONE
 
 
 def bill_package(package: PackageInfo, period: Period, rows: Iterable[AttendanceRow], rules: FunderRules,

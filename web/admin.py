@@ -214,13 +214,17 @@ WORKER_FIELDS = [
     Field("pin", "New PIN (4 digits; leave empty to keep)", kind="pin", limit=4),
     Field("ni_number", "National Insurance number (kept sealed; leave empty to keep)", kind="ni", limit=16),
     Field("active", "Active", kind="bool"),
+    # The unanswered (free) check-in, docs/telephony.md: the number identifies the worker, no PIN.
+    Field("unanswered_ddi", "Own number for the unanswered check-in", kind="phone", limit=30),
+    Field("unanswered_enabled", "Unanswered check-in on (no PIN: weaker proof)", kind="bool"),
 ]
 
 
 def _worker_row(w: Worker) -> dict[str, Any]:
     return {"id": w.id, "worker_number": w.worker_number, "name": w.name,
             "mobile_e164": format_uk(w.mobile_e164), "team": w.team, "active": w.active, "pin": "",
-            "ni_number": "", "ni_held": ni_held(w)}
+            "ni_number": "", "ni_held": ni_held(w), "unanswered_ddi": format_uk(w.unanswered_ddi),
+            "unanswered_enabled": w.unanswered_enabled}
 
 
 def _search_workers(session: Session, q: str) -> list[dict[str, Any]]:
@@ -239,6 +243,11 @@ def _load_worker(session: Session, id: int) -> dict[str, Any] | None:
 def _worker_saver(hasher: Any, sealer: Any) -> Callable[[Session, int | None, dict[str, Any], Any], int]:
     def save(session: Session, id: int | None, values: dict[str, Any], actor: Any) -> int:
         pin = values.pop("pin")
+        if values.get("unanswered_enabled") and not values.get("unanswered_ddi"):
+            raise FormError({"unanswered_ddi": "is required for the unanswered check-in"})
+        if values.get("unanswered_ddi") and session.scalar(select(Worker.id).where(
+                Worker.unanswered_ddi == values["unanswered_ddi"], Worker.id != (id or 0))):
+            raise FormError({"unanswered_ddi": "is already another worker's number"})
         ni = values.pop("ni_number", None)
         if id is None:
             if pin is None:
