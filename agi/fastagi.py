@@ -44,10 +44,11 @@ from agi.codec import (
     RemoteProtocolError,
 )
 from agi.effects import EffectBatcher, in_thread_pool, one_by_one
+from agi.scripts import ScriptRegistry, inbound_registry, registry_for
 from carecall.logobserver import CallLogger
 from ivr.callstore import CallStore
 from ivr.db import is_sqlite
-from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait
+from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait, script_name
 from ivr.phone import mask
 
 log = CallLogger(namespace="carecall.agi")
@@ -70,7 +71,9 @@ class FastAGIProtocol(Protocol):
     def __init__(self, factory: FastAGIFactory) -> None:
         self.factory = factory
         self.codec = AGIConnection()
-        self.dialog = Dialog(factory.config, factory.clock.seconds)
+        self.dialog: Any = Dialog(factory.config, factory.clock.seconds)
+        # Set when the script's registry entry runs its own effects (outbound dialogs).
+        self._run_effect: Callable[[Any], Any] | None = None
         self._lost = False
         self._timer: IDelayedCall | None = None
         self._started = 0.0
@@ -88,6 +91,7 @@ class FastAGIProtocol(Protocol):
         f = self.factory
         self._started = self._last = f.clock.seconds()
         f.active += 1
+        f.calls.add(self)
         f.peak = max(f.peak, f.active)
         self._timer = f.clock.callLater(min(f.idle_timeout, f.call_limit, f.env_timeout), self._check_time)
         handle = getattr(self.transport, "getHandle", None)
@@ -112,8 +116,21 @@ class FastAGIProtocol(Protocol):
             self._effect_timer.cancel()  # the effect's own result still reaches the dialog
         self._effect_timer = None
         if self.dialog.finished:
+            self.factory.call_ended(self)
             return
         self._act(self.dialog.hangup("connection closed"))
+
+    def shut_down(self) -> None:
+        """The drain time is up: the dialog ends this call at its next command (see Dialog.shut_down)."""
+        log.warn("call {uniqueid} caller={caller} cut: server shutting down at stage {stage}",
+                 uniqueid=self.dialog.uniqueid, caller=mask(self.dialog.caller_e164), stage=self.dialog.stage)
+        action = self.dialog.shut_down("server shutting down")
+        if action is not None:
+            self._act(action)
+        elif self._waiting is not None and self._waiting.active():
+            # A PIN-guessing delay: no reason to sit it out now.
+            self._waiting.cancel()
+            self._wait_done()
 
     # ------------------------------------------------------------ time
 
@@ -148,6 +165,10 @@ class FastAGIProtocol(Protocol):
             if event is NEED_DATA:
                 return
             if isinstance(event, Environment):
+                script = self.factory.scripts.get(script_name(event.vars))
+                if script is not None:
+                    self.dialog = script.make_dialog(self.factory.clock.seconds)
+                    self._run_effect = script.run_effect
                 self._act(self.dialog.start(event.vars))
             elif isinstance(event, Hangup | Closed):
                 if not self.dialog.finished:
@@ -210,6 +231,9 @@ class FastAGIProtocol(Protocol):
             # Journalled check-ins are still waiting for replay: this one queues behind them,
             # so a departure is never written before the arrival it closes.
             self._act(self.dialog.effect_failed("journal not yet replayed"))
+        elif self._run_effect is not None:
+            d = self.factory.run_db(self._run_effect, action)
+            d.addCallbacks(self._effect_done, self._effect_failed)
         else:
             self._submit(action)
 
@@ -324,6 +348,7 @@ class FastAGIProtocol(Protocol):
             if finished.hang_up and self.codec.state == "idle":
                 self._write(self.codec.send("HANGUP"))
             self.transport.loseConnection()
+        f.call_ended(self)
 
 
 def batches_in_flight(settings: Any, pool_threads: int) -> int:
@@ -384,9 +409,12 @@ class FastAGIFactory(Factory):
         batches_in_flight: int = 1,
         effect_runner: Callable[[list[Any]], Deferred[Any]] | None = None,
         ready: Callable[[], bool] = lambda: True,
+        scripts: ScriptRegistry | None = None,
     ) -> None:
         self.config = config
         self.ready = ready  # False until the schema upgrade has run (carecall/schema_upgrade.py)
+        # Script path -> dialog (agi/scripts.py); outbound features register theirs here.
+        self.scripts = scripts if scripts is not None else inbound_registry(config)
         self.store = store
         self.run_db = run_db
         # Group commit (agi/effects.py): one hand-off and one transaction per batch of calls,
@@ -411,6 +439,9 @@ class FastAGIFactory(Factory):
         self._replay_timer: IDelayedCall | None = None
         self._replaying: Deferred[Any] | None = None
         self.active = 0
+        self.calls: set[FastAGIProtocol] = set()  # connected and not yet finished (what a drain waits for)
+        self._drained: list[Deferred[None]] = []
+        self.draining = False
         self.peak = 0
         self.finished = 0
         self.outcomes: dict[str, int] = {}
@@ -419,8 +450,9 @@ class FastAGIFactory(Factory):
     def from_runtime(cls, runtime: Any, clock: IReactorTime | None = None,
                      effect_runner: Callable[[list[Any]], Deferred[Any]] | None = None) -> FastAGIFactory:
         s = runtime.settings
+        config = DialogConfig.from_settings(s)
         factory = cls(
-            DialogConfig.from_settings(s),
+            config,
             CallStore.from_runtime(runtime),
             runtime.run_db,
             clock if clock is not None else runtime.reactor,
@@ -437,9 +469,65 @@ class FastAGIFactory(Factory):
             batches_in_flight=batches_in_flight(s, runtime.pool.max),
             effect_runner=effect_runner,
             ready=lambda: runtime.schema_ready,
+            scripts=registry_for(runtime, config),
         )
         runtime.ready_callbacks.append(factory.replay_soon)
         return factory
+
+    # ------------------------------------------------------------ graceful shutdown
+
+    def call_ended(self, protocol: FastAGIProtocol) -> None:
+        self.calls.discard(protocol)
+        if not self.calls and self._drained:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
+
+    def drain(self, seconds: float, grace: float = 30.0) -> Deferred[None]:
+        """Fires once every call in progress has finished (its record written).
+
+        Called after the listener stopped accepting: new calls already go to the next
+        ``agi://`` target. Calls in progress get ``seconds`` to finish normally; then each
+        is cut at its next command (an apology and a ``cut`` record when not yet logged,
+        :meth:`Dialog.shut_down`). A call still there ``grace`` seconds later (a peer that
+        never answers its command) is aborted, which records it as a hang-up.
+        """
+        self.draining = True
+        d: Deferred[None] = Deferred()
+        if not self.calls:
+            d.callback(None)
+            return d
+        self._drained.append(d)
+        log.info("shutdown: {n} calls in progress; up to {seconds:g} s to finish", n=len(self.calls), seconds=seconds)
+        cut = self.clock.callLater(seconds, self._cut_all)
+        abort = self.clock.callLater(seconds + grace, self._abort_all)
+
+        def done(result: None) -> None:
+            for timer in (cut, abort):
+                if timer.active():
+                    timer.cancel()
+            return result
+
+        return d.addBoth(done)
+
+    def _cut_all(self) -> None:
+        if self.calls:
+            log.warn("shutdown: drain time up, cutting {n} calls", n=len(self.calls))
+        for protocol in list(self.calls):
+            protocol.shut_down()
+
+    def _abort_all(self) -> None:
+        for protocol in list(self.calls):
+            if protocol.transport is not None and not protocol._lost:
+                protocol.transport.abortConnection()
+        self.clock.callLater(10.0, self._give_up)
+
+    def _give_up(self) -> None:
+        """Last resort: a dialog whose effect never returned must not keep the process up forever."""
+        if self.calls:
+            log.error("shutdown: {n} calls never finished; stopping anyway", n=len(self.calls))
+            self.calls.clear()
+            self.call_ended(None)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ journal replay
 

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from billing.provider import Provider
 from carecall.config import ConfigError, Settings, register_table
 from ivr.models import Method
 
@@ -56,7 +57,7 @@ class FunderRules:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(FunderRules)}
-_GLOBAL_ONLY = {"invoice_prefix", "private_funders", "funders"}
+_GLOBAL_ONLY = {"invoice_prefix", "credit_note_prefix", "private_funders", "funders"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -103,13 +104,15 @@ class BillingConfig:
     default: FunderRules
     funders: Mapping[str, FunderRules]
     invoice_prefix: str = "INV-"
+    credit_note_prefix: str = "CN-"
+    provider: Provider = dataclasses.field(default_factory=Provider)  # letterhead and bank details
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:
-        return cls.from_section(settings.section("billing"), settings.tz)
+        return cls.from_section(settings.section("billing"), settings.tz, Provider.from_settings(settings))
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], tz: ZoneInfo) -> BillingConfig:
+    def from_section(cls, section: Mapping[str, Any], tz: ZoneInfo, provider: Provider | None = None) -> BillingConfig:
         default = _apply(FunderRules(), section, "[billing]")
         private = section.get("private_funders", ["Private"])
         if not isinstance(private, list):
@@ -119,13 +122,17 @@ class BillingConfig:
             if not isinstance(table, dict):
                 raise ConfigError(f"[billing.funders.{name}] must be a table")
             funders[name] = _apply(funders.get(name, default), table, f"[billing.funders.{name}]")
-        return cls(tz, default, funders, str(section.get("invoice_prefix", "INV-")))
+        return cls(tz, default, funders, str(section.get("invoice_prefix", "INV-")),
+                   str(section.get("credit_note_prefix", "CN-")), provider or Provider())
 
     def for_funder(self, funder: str) -> FunderRules:
         return self.funders.get(funder, self.default)
 
     def invoice_number(self, number: int | None) -> str:
         return "DRAFT" if number is None else f"{self.invoice_prefix}{number:06d}"
+
+    def credit_note_number(self, number: int) -> str:
+        return f"{self.credit_note_prefix}{number:06d}"
 
 
 # --- periods ------------------------------------------------------------------------
@@ -386,6 +393,7 @@ def bill_package(package: PackageInfo, period: Period, rows: Iterable[Attendance
 def _billing_fields() -> list[tuple[str, str, Any]]:
     out: list[tuple[str, str, Any]] = [
         ("invoice_prefix", "str", dataclasses.field(default="INV-")),
+        ("credit_note_prefix", "str", dataclasses.field(default="CN-")),
         ("private_funders", "Any", dataclasses.field(default_factory=lambda: ["Private"])),
         ("funders", "Any", dataclasses.field(default_factory=dict)),  # [billing.funders."Name"] tables
     ]

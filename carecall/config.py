@@ -46,7 +46,11 @@ class Prompts:
     goodbye: str = "goodbye"
     sorry: str = "im-sorry"
     no_reply: str = "auth-thankyou"
+    device_code: str = "vm-password"  # sites should record "enter the code shown on the device"
     journalled: str = "auth-thankyou"  # database down, check-in kept in the journal: "thank you", then the time
+    # The server stopped mid-call (graceful shutdown ran out of time): record your own
+    # "your call was not logged, please ring again" as custom/not-logged for a clearer message.
+    not_logged: str = "im-sorry&please-try-again"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +72,9 @@ class Settings:
     digit_timeout_ms: int = 6000
     # No-reply calls match the worker's visit from this long before its planned start.
     noreply_before_minutes: int = 30
+    # No landline (docs/no-landline.md): a device code keyed this long after it was shown
+    # is accepted, logged at the code's time and flagged "entered late".
+    device_code_late_minutes: int = 120
     # FastAGI: a call whose peer is silent this long, or that lasts this long, is cut.
     agi_idle_timeout: float = 60.0
     agi_call_limit: float = 600.0
@@ -79,6 +86,14 @@ class Settings:
     # A database effect (line lookup, check-in) that has not answered in this many seconds
     # counts as failed: the caller goes on via the journal instead of waiting in silence.
     agi_effect_timeout: float = 2.5
+    # Graceful shutdown (SIGTERM): stop accepting calls at once (Asterisk tries the next
+    # agi:// target), let calls in progress finish for this long, then cut the rest
+    # (they hear prompts.not_logged and get a "cut" call record). systemd's TimeoutStopSec
+    # must be longer (asterisk-config/carecall.service).
+    agi_drain_seconds: float = 60.0
+    # The unanswered check-in: once logged, the call rings this much longer (the worker
+    # hangs up on hearing it) before carecall ends it; not logged, the caller hears engaged.
+    unanswered_ring_seconds: float = 3.0
     max_tries: int = 3
     # Database down (issue 7): check-ins go to this append-only journal (under data_dir)
     # and are replayed into the database every journal_retry_seconds.
@@ -91,7 +106,14 @@ class Settings:
     lockout_max_delay: float = 30.0
     lockout_pair_after: int = 10  # this worker number on this line: locked for lockout_minutes
     lockout_minutes: int = 30
-    lockout_worker_alert_after: int = 10  # this worker number on any lines: alert + delay, no lock
+    lockout_worker_alert_after: int = 10  # this worker number on any lines: alert the office
+    # The worker-wide budget (issue 14 item 9): after this many wrong PINs in the window on
+    # any lines, the number is guarded for lockout_guard_minutes — its PIN is checked only
+    # from a home where the worker has a visit now; lines that are not a known landline
+    # (unknown caller ID + phone code, withheld) share the smaller unknown budget.
+    lockout_worker_budget: int = 10
+    lockout_unknown_budget: int = 5
+    lockout_guard_minutes: int = 60
     db_threads: int = 0  # 0 = 1 for SQLite, 10 for PostgreSQL
     # Group commit (agi/effects.py): batches of call effects in the pool at once.
     # 0 = 1 for SQLite (one writer anyway), 2 for PostgreSQL (measured best, docs/benchmarks.md).
@@ -320,7 +342,7 @@ def settings_table(settings: Settings, name: str) -> Any:
 # --- Validation once at start ------------------------------------------------------------
 
 BUILT_IN_TABLES = ("carecall", "prompts")  # parsed by load_settings itself
-_PACKAGES = ("ivr", "agi", "carecall", "scheduler", "web", "billing", "reports")
+_PACKAGES = ("ivr", "agi", "carecall", "scheduler", "web", "billing", "reports", "outreach", "privacy")
 
 
 def load_table_modules() -> None:

@@ -305,6 +305,9 @@ def event_for(effect: Any, hasher: Any) -> JournalEvent:
             "location_verified": effect.location_verified,
             "phone_code": effect.phone_code,
             "failed_attempts": effect.failed_attempts,
+            "mode": effect.mode,
+            "ddi_e164": effect.ddi_e164,
+            "device_code": effect.device_code,
         }
         return JournalEvent("checkin", effect.at, effect.call.uniqueid, data)
     if isinstance(effect, RecordCall):
@@ -326,7 +329,9 @@ def effect_for(event: JournalEvent) -> Any:
     if event.kind == "checkin":
         return CheckIn(call, str(d["worker_number"]), "", tuple(int(r) for r in d["resident_ids"]),
                        bool(d["location_verified"]), event.at, int(d["failed_attempts"]), True,
-                       phone_code=d.get("phone_code"), pin_hash=str(d["pin_hash"]))
+                       phone_code=d.get("phone_code"), pin_hash=str(d["pin_hash"]),
+                       mode=str(d.get("mode") or "pin"), ddi_e164=d.get("ddi_e164"),
+                       device_code=d.get("device_code"))
     if event.kind == "call":
         fields = {k: v for k, v in d.items() if k != "call"}
         return RecordCall(call, at=event.at, **fields)

@@ -313,6 +313,8 @@ class KpiReport:
     hours: Hours
     consistency: Consistency
     alerts: Alerts
+    # Quality calls (spec 5.34, 5.40): outreach.survey.SatisfactionFigures.
+    satisfaction: Any = None
 
 
 # --------------------------------------------------------------------------- computing
@@ -483,7 +485,7 @@ def _visit_figures(session: Session, scope: Scope, cfg: KpiConfig) -> dict[str, 
 def _delivered_attendances(scope: Scope) -> Any:
     """Attendances with something logged, of due non-cancelled visits or unscheduled in range."""
     a = Attendance
-    ok = and_(a.arrival_method == Method.PHONE, a.departure_method == Method.PHONE)
+    ok = and_(a.arrival_method.in_(Method.ELECTRONIC), a.departure_method.in_(Method.ELECTRONIC))
     logged = or_(a.arrival_at.is_not(None), a.departure_at.is_not(None))
     cols = (a.id.label("attendance_id"), a.worker_id, Resident.funder, Resident.team,
             case((ok, 1), else_=0).label("ok"))
@@ -670,10 +672,13 @@ def compute(factory: sessionmaker[Session], settings: Settings, date_from: dt.da
         compliance = _compliance(session, scope, cfg)
         hours, consistency = _package_figures(session, scope)
         alerts = alert_figures(session, scope, cfg)
+        from outreach.survey import figures as satisfaction_figures
+
+        satisfaction = satisfaction_figures(session, date_from, date_to, scope.tz, funder, team)
     return KpiReport(
         date_from=date_from, date_to=date_to, timezone=settings.timezone, funder=funder, team=team,
         generated_at=scope.now, config=cfg, compliance=compliance, hours=hours, consistency=consistency,
-        alerts=alerts, **visits,
+        alerts=alerts, satisfaction=satisfaction, **visits,
     )
 
 

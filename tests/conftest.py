@@ -15,6 +15,7 @@ import itertools
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,11 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# pytest keeps only the three newest temporary roots under /tmp/pytest-of-USER and deletes
+# older ones when a session starts: several checkouts testing at once on one machine would
+# delete each other's databases mid-run. Each checkout gets a temporary root of its own.
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(Path(tempfile.gettempdir()) / f"carecall-tests-{ROOT.name}"))
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(parents=True, exist_ok=True)
 
 from carecall.config import Settings, load_settings  # noqa: E402
 from ivr.db import normalise_url, upgrade  # noqa: E402
