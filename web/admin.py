@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, selectinload
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.models import AuditEntry, CarePackage, Resident, ResidentLine, Worker
@@ -443,6 +445,18 @@ async def import_page(ctx: Ctx, *, report: Any = None, kind: str = "", status: i
     return ctx.render("import.html", status=status, kinds=import_kinds(ctx.user.role), report=report, kind=kind)
 
 
+def _import_pool(app: WebApp) -> ThreadPool:
+    """One thread for CSV imports, beside (not in) the database pool: a file of tens of thousands
+    of visits takes seconds to check and write, and on SQLite the database pool has one thread,
+    which the board's queries and the FastAGI calls' lookups need meanwhile. Imports queue here."""
+    pool: ThreadPool | None = getattr(app, "import_pool", None)
+    if pool is None:
+        pool = app.import_pool = ThreadPool(minthreads=0, maxthreads=1, name="carecall-import")
+        pool.start()
+        app.runtime.reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    return pool
+
+
 def _refused(message: str) -> dict[str, Any]:
     return {"ok": False, "errors": [("-", message)], "summary": "nothing imported"}
 
@@ -461,7 +475,8 @@ async def import_upload(ctx: Ctx) -> Response:
         return await import_page(ctx, status=400, kind=kind, report=_refused("choose a CSV file to upload"))
     runtime = ctx.runtime
     ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username)
-    report = await runtime.run_db(import_csv, runtime.factory, kind, data, ictx)
+    report = await deferToThreadPool(runtime.reactor, _import_pool(ctx.app), import_csv, runtime.factory, kind,
+                                     data, ictx)
     view = {"ok": report.ok, "summary": report.summary(), "errors": [(e.line, e.message) for e in report.errors]}
     return await import_page(ctx, report=view, kind=kind, status=200 if report.ok else 400)
 
