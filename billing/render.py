@@ -42,7 +42,7 @@ def _environment(config: BillingConfig) -> jinja2.Environment:
 
 def render_html(doc: Any, config: BillingConfig, template: str = "invoice.html") -> str:
     """An invoice (or, with ``template="timesheet.html"``, a timesheet) as one HTML page."""
-    return _environment(config).get_template(template).render(doc=doc)
+    return _environment(config).get_template(template).render(doc=doc, config=config)
 
 
 def render_pdf(doc: Any, config: BillingConfig, template: str = "invoice.html") -> bytes:

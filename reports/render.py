@@ -231,6 +231,9 @@ def bar_svg(fraction: float | None, target: float | None, met: bool | None) -> M
 
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    from outreach.survey import satisfaction_table
+
+    env.globals["satisfaction_table"] = satisfaction_table
     env.filters["dur"] = _dur
     return env
 

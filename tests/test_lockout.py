@@ -170,6 +170,6 @@ def test_the_delay_is_a_reactor_timer_not_a_blocked_thread(settings):
     clock.advance(0.1)
     pump()
     sent = [c for c, _ in fake.transcript]
-    assert sent[3] == "GET DATA agent-incorrect&agent-user 6000 8"
+    assert sent[3:5] == ['STREAM FILE agent-incorrect ""', "GET DATA agent-user 6000 8"]
     assert fake.server_hung_up and sent[-1] == "HANGUP"  # right PIN on the 2nd try: logged
     assert 'STREAM FILE agent-loginok ""' in sent

@@ -22,12 +22,16 @@ from twisted.python.threadpool import ThreadPool
 
 from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.models import AuditEntry, CarePackage, Resident, ResidentLine, Worker
-from ivr.phone import PhoneNumberError, normalise
+from ivr.phone import PhoneNumberError, format_uk, normalise
 from ivr.pins import valid_pin
+from ivr.sensitive import set_ni, site_sealer
+from privacy.sensitive import ni_held, ni_value
+from privacy.viewlog import viewed
 from web import auth
 from web.app import Ctx, FormError, HTTPError, Response, WebApp, redirect
 from web.auth import ANYONE, MANAGERS, MONEY_EDITORS, VISIT_EDITORS
 from web.models import Role, User, WebSession
+from web.people import resident_extra
 
 POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$")
 
@@ -36,12 +40,13 @@ POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$")
 class Field:
     name: str
     label: str
-    kind: str = "text"  # text | digits | phone | phones | postcode | decimal | date | bool | pin
+    kind: str = "text"  # text | textarea | digits | phone | phones | postcode | decimal | date | bool | pin
     limit: int = 200
     required: bool = False
     lo: int = 0  # digits: minimum length
     new_only: bool = False  # set when creating, shown read-only afterwards
     money: bool = False  # rates and hours: set only by finance or a manager (auth.MONEY_EDITORS)
+    checked_new: bool = True  # bool: ticked on a new record's form
 
 
 def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[dict[str, Any], dict[str, str]]:
@@ -59,7 +64,7 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
             if not text:
                 if f.required:
                     raise FormError({f.name: "is required"})
-                values[f.name] = None if f.kind in ("phone", "date", "pin", "digits") else ""
+                values[f.name] = None if f.kind in ("phone", "date", "pin", "digits", "ni") else ""
                 continue
             if f.kind == "digits":
                 if not (text.isdigit() and text.isascii() and f.lo <= len(text) <= f.limit):
@@ -69,6 +74,8 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
                 if not valid_pin(text):
                     raise FormError({f.name: "must be exactly 4 digits"})
                 values[f.name] = text
+            elif f.kind == "ni":
+                values[f.name] = ni_value(text)
             elif f.kind == "phone":
                 values[f.name] = normalise(text, region)
             elif f.kind == "phones":
@@ -118,6 +125,8 @@ class Entity:
     load: Callable[[Session, int], dict[str, Any] | None]
     save: Callable[[Session, int | None, dict[str, Any], Any], int]
     editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
+    # More of the record page below the form (a resident's contacts and key safe): (session, id, user id).
+    extra: Callable[[Session, int, int], dict[str, Any]] | None = None
 
 
 # --- residents -----------------------------------------------------------------------
@@ -131,14 +140,19 @@ RESIDENT_FIELDS = [
     Field("team", "Team", limit=80),
     Field("phone_code", "Phone code (keyed in when caller ID is missing)", kind="digits", limit=8, lo=3),
     Field("lines", "Landlines (separate with ;)", kind="phones", limit=200),
+    Field("access_notes", "Access notes (how to get in; never a key-safe code)", kind="textarea", limit=1000),
+    Field("keysafe_reference", "Key-safe reference (which and where; the code is kept apart)", limit=80),
     Field("active", "Active", kind="bool"),
+    Field("processing_restricted", "Processing restricted (no notices or surveys)", kind="bool", checked_new=False),
 ]
 
 
 def _resident_row(r: Resident) -> dict[str, Any]:
     return {"id": r.id, "reference": r.reference, "name": r.name, "address": r.address, "postcode": r.postcode,
             "funder": r.funder, "team": r.team, "phone_code": r.phone_code or "",
-            "lines": "; ".join(ln.e164 for ln in r.lines), "active": r.active}
+            "lines": "; ".join(format_uk(ln.e164) for ln in r.lines), "access_notes": r.access_notes,
+            "keysafe_reference": r.keysafe_reference, "active": r.active,
+            "processing_restricted": r.processing_restricted}
 
 
 def _search_residents(session: Session, q: str) -> list[dict[str, Any]]:
@@ -179,7 +193,10 @@ def _save_resident(session: Session, id: int | None, values: dict[str, Any], act
         before = _resident_row(r)
         for k, v in values.items():
             setattr(r, k, v)
-    r.lines = [ResidentLine(e164=e) for e in lines]
+    # Keep the rows of lines that stay: replacing the whole collection would insert the new
+    # rows before deleting the old and trip the (resident, e164) unique constraint.
+    kept = [ln for ln in r.lines if ln.e164 in lines]
+    r.lines = kept + [ResidentLine(e164=e) for e in lines if e not in {k.e164 for k in kept}]
     session.flush()
     after = _resident_row(r)
     before.pop("id", None)
@@ -197,13 +214,15 @@ WORKER_FIELDS = [
     Field("mobile_e164", "Mobile", kind="phone", limit=30),
     Field("team", "Team", limit=80),
     Field("pin", "New PIN (4 digits; leave empty to keep)", kind="pin", limit=4),
+    Field("ni_number", "National Insurance number (kept sealed; leave empty to keep)", kind="ni", limit=16),
     Field("active", "Active", kind="bool"),
 ]
 
 
 def _worker_row(w: Worker) -> dict[str, Any]:
-    return {"id": w.id, "worker_number": w.worker_number, "name": w.name, "mobile_e164": w.mobile_e164 or "",
-            "team": w.team, "active": w.active, "pin": ""}
+    return {"id": w.id, "worker_number": w.worker_number, "name": w.name,
+            "mobile_e164": format_uk(w.mobile_e164), "team": w.team, "active": w.active, "pin": "",
+            "ni_number": "", "ni_held": ni_held(w)}
 
 
 def _search_workers(session: Session, q: str) -> list[dict[str, Any]]:
@@ -219,9 +238,10 @@ def _load_worker(session: Session, id: int) -> dict[str, Any] | None:
     return _worker_row(w) if w else None
 
 
-def _worker_saver(hasher: Any) -> Callable[[Session, int | None, dict[str, Any], Any], int]:
+def _worker_saver(hasher: Any, sealer: Any) -> Callable[[Session, int | None, dict[str, Any], Any], int]:
     def save(session: Session, id: int | None, values: dict[str, Any], actor: Any) -> int:
         pin = values.pop("pin")
+        ni = values.pop("ni_number", None)
         if id is None:
             if pin is None:
                 raise FormError({"pin": "is required for a new worker"})
@@ -240,8 +260,11 @@ def _worker_saver(hasher: Any) -> Callable[[Session, int | None, dict[str, Any],
         if pin is not None:
             w.pin_hash = hasher.hash(w.worker_number, pin)
         session.flush()
+        if ni is not None:
+            set_ni(session, sealer, w.id, ni)
         after = _worker_row(w)
         after["pin"] = "changed" if pin is not None else ""
+        after["ni_number"] = "changed" if ni is not None else ""
         before.pop("id", None)
         after.pop("id", None)
         session.add(AuditEntry(actor=actor, action="edit" if id else "create", entity="worker",
@@ -316,21 +339,25 @@ def _save_package(session: Session, id: int | None, values: dict[str, Any], acto
         raise FormError({"purchase_order": "this resident already has that purchase order from that date"})
     session.flush()
     after = _package_row(p)
+    before.pop("resident_name", None)  # the audit needs the reference, not the name
+    after.pop("resident_name", None)
     session.add(AuditEntry(actor=actor, action="edit" if id else "create", entity="package",
                            entity_id=str(p.id), before=json.dumps({k: _plain(v) for k, v in before.items()}),
                            after=json.dumps(after)))
     return p.id
 
 
-def entities(hasher: Any) -> dict[str, Entity]:
+def entities(hasher: Any, sealer: Any = None) -> dict[str, Entity]:
     return {
         "residents": Entity("residents", "Residents", RESIDENT_FIELDS,
-                            [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("team", "Team"),
+                            [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("lines", "Landline"),
+                             ("team", "Team"),
                              ("funder", "Funder"), ("phone_code", "Code"), ("active", "Active")],
-                            _search_residents, _load_resident, _save_resident),
+                            _search_residents, _load_resident, _save_resident, resident_extra),
         "workers": Entity("workers", "Workers", WORKER_FIELDS,
-                          [("worker_number", "Number"), ("name", "Name"), ("team", "Team"), ("active", "Active")],
-                          _search_workers, _load_worker, _worker_saver(hasher)),
+                          [("worker_number", "Number"), ("name", "Name"), ("mobile_e164", "Mobile"), ("team", "Team"),
+                           ("active", "Active")],
+                          _search_workers, _load_worker, _worker_saver(hasher, sealer)),
         "packages": Entity("packages", "Packages", PACKAGE_FIELDS,
                            [("resident_reference", "Resident"), ("resident_name", "Name"),
                             ("purchase_order", "Purchase order"), ("funder", "Funder"),
@@ -364,9 +391,12 @@ def _register_entity(app: WebApp, e: Entity) -> None:
             values = {} if creating else await ctx.db(e.load, int(id))  # type: ignore[arg-type]
             if values is None:
                 raise HTTPError(404, "Not found")
+            await viewed(ctx, e.kind, id)
+        extra = {} if creating or e.extra is None else await ctx.db(e.extra, int(id), ctx.user.user_id)
         return ctx.render("entity_edit.html", status=status, e=e, values=values, errors=errors or {},
                           creating=creating, id=id, can_edit=ctx.user.role in e.editors,
-                          can_edit_money=ctx.user.role in MONEY_EDITORS)
+                          can_edit_money=ctx.user.role in MONEY_EDITORS, extra=extra,
+                          done=ctx.arg("done", limit=20))
 
     async def save(ctx: Ctx, id: str | None = None) -> Response:
         creating = id is None
@@ -396,6 +426,7 @@ def _register_entity(app: WebApp, e: Entity) -> None:
     app.add("POST", f"{base}/new", create, e.editors)
     app.add("GET", f"{base}/{{id:int}}", edit_form, ANYONE)
     app.add("POST", f"{base}/{{id:int}}", save, e.editors)
+    _edit_forms[e.kind] = edit_form
 
 
 MONEY_REFUSED = ("Rates and weekly hours are set by finance or a manager; "
@@ -423,6 +454,14 @@ async def _without_money(ctx: Ctx, e: Entity, id: str | None) -> list[Field]:
         if not same:
             raise HTTPError(403, MONEY_REFUSED)
     return [f for f in e.fields if not f.money]
+
+
+_edit_forms: dict[str, Callable[..., Any]] = {}
+
+
+async def resident_page_with_errors(ctx: Ctx, id: str, errors: dict[str, str]) -> Response:
+    """The resident page again, status 400, with a contacts or key-safe form's errors on top."""
+    return await _edit_forms["residents"](ctx, id, None, errors, 400)  # type: ignore[no-any-return]
 
 
 def _raw(ctx: Ctx, f: Field) -> str:
@@ -474,7 +513,8 @@ async def import_upload(ctx: Ctx) -> Response:
     if not data:
         return await import_page(ctx, status=400, kind=kind, report=_refused("choose a CSV file to upload"))
     runtime = ctx.runtime
-    ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username)
+    ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username,
+                         sealer=site_sealer(runtime.settings.secret_path))
     report = await deferToThreadPool(runtime.reactor, _import_pool(ctx.app), import_csv, runtime.factory, kind,
                                      data, ictx)
     view = {"ok": report.ok, "summary": report.summary(), "errors": [(e.line, e.message) for e in report.errors]}
@@ -486,11 +526,12 @@ async def import_upload(ctx: Ctx) -> Response:
 
 def _users(session: Session) -> list[dict[str, Any]]:
     return [{"id": u.id, "username": u.username, "role": u.role, "active": u.active,
-             "last_login_at": u.last_login_at} for u in session.scalars(select(User).order_by(User.username))]
+             "keysafe_access": u.keysafe_access, "last_login_at": u.last_login_at}
+            for u in session.scalars(select(User).order_by(User.username))]
 
 
 async def users_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
-    return ctx.render("users.html", status=status, users=await ctx.db(_users), roles=Role.ALL, error=error,
+    return ctx.render("users.html", status=status, users=await ctx.db(_users), roles=Role.OFFICE, error=error,
                       done=ctx.arg("done", limit=20))
 
 
@@ -515,20 +556,25 @@ async def users_update(ctx: Ctx, id: str) -> Response:
     try:
         role = auth.check_role(ctx.field("role", limit=20))
         active = ctx.field("active", limit=5) in ("on", "yes", "1")
+        keysafe_access = ctx.field("keysafe_access", limit=5) in ("on", "yes", "1")
         actor, me = ctx.user.username, ctx.user.user_id
 
         def work(session: Session) -> None:
             u = session.get(User, int(id))
             if u is None:
                 raise HTTPError(404, "No such user")
+            if u.role in Role.OUTSIDE:
+                raise auth.AuthError("family and council users are managed on their own pages")
             if u.id == me and (role != Role.MANAGER or not active):
                 raise auth.AuthError("you cannot demote or disable yourself")
-            before = {"role": u.role, "active": u.active}
-            u.role, u.active = role, active
+            before = {"role": u.role, "active": u.active, "keysafe_access": u.keysafe_access}
+            u.role, u.active, u.keysafe_access = role, active, keysafe_access
             if not active:
                 session.execute(delete(WebSession).where(WebSession.user_id == u.id))
             session.add(AuditEntry(actor=actor, action="edit", entity="user", entity_id=u.username,
-                                   before=json.dumps(before), after=json.dumps({"role": role, "active": active})))
+                                   before=json.dumps(before),
+                                   after=json.dumps({"role": role, "active": active,
+                                                     "keysafe_access": keysafe_access})))
 
         await ctx.db(work)
     except (FormError, auth.AuthError) as exc:
@@ -537,7 +583,7 @@ async def users_update(ctx: Ctx, id: str) -> Response:
 
 
 def register(app: WebApp) -> None:
-    for e in entities(app.runtime.hasher).values():
+    for e in entities(app.runtime.hasher, site_sealer(app.runtime.settings.secret_path)).values():
         _register_entity(app, e)
     app.add("GET", "/import", import_page, VISIT_EDITORS | MONEY_EDITORS)
     app.add("POST", "/import", import_upload, VISIT_EDITORS | MONEY_EDITORS)

@@ -22,7 +22,9 @@ from web.models import ApiToken, Role, User, WebSession
 
 # Who may reach a route. Finance reads everything and makes invoices but never changes
 # visits; coordinators run the day; managers do all and manage users.
-ANYONE = frozenset(Role.ALL)
+# "Anyone in the office": outside users (family, commissioner) are never in it.
+ANYONE = frozenset(Role.OFFICE)
+EVERYONE = frozenset(Role.ALL)  # log out, and nothing else
 VISIT_EDITORS = frozenset({Role.COORDINATOR, Role.MANAGER})
 INVOICING = frozenset({Role.FINANCE, Role.MANAGER})
 MANAGERS = frozenset({Role.MANAGER})
@@ -31,6 +33,14 @@ MANAGERS = frozenset({Role.MANAGER})
 MONEY_EDITORS = frozenset({Role.FINANCE, Role.MANAGER})
 # Contract-monitoring figures: managers answer for them; finance reads everything.
 REPORT_READERS = frozenset({Role.FINANCE, Role.MANAGER})
+
+# Where each role lands after logging in (outside users never see the board).
+LANDING = {Role.FAMILY: "/family", Role.COMMISSIONER: "/council"}
+
+
+def landing(role: str) -> str:
+    return LANDING.get(role, "/board")
+
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,39}$")
 MIN_PASSWORD = 10
@@ -72,9 +82,10 @@ def check_password(password: str) -> str:
     return password
 
 
-def check_role(role: str) -> str:
-    if role not in Role.ALL:
-        raise AuthError(f"role must be one of {', '.join(Role.ALL)}")
+def check_role(role: str, allowed: tuple[str, ...] = Role.OFFICE) -> str:
+    """An office role unless told otherwise: outside users are made only with their scope (outreach)."""
+    if role not in allowed:
+        raise AuthError(f"role must be one of {', '.join(allowed)}")
     return role
 
 
@@ -82,9 +93,10 @@ def hash_password(password: str) -> str:
     return _hasher.hash(check_password(password))
 
 
-def add_user(session: Session, username: str, role: str, password: str) -> int:
+def add_user(session: Session, username: str, role: str, password: str,
+             allowed: tuple[str, ...] = Role.OFFICE) -> int:
     check_username(username)
-    check_role(role)
+    check_role(role, allowed)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AuthError(f"user {username} already exists")
     user = User(username=username, role=role, password_hash=hash_password(password))

@@ -21,6 +21,9 @@ from ivr.models import (
     Worker,
 )
 from ivr.phone import mask
+from outreach import lateness
+from privacy.viewlog import viewed
+from scheduler.models import Alert
 from web import auth
 from web.app import (
     LOGIN_CSRF_COOKIE,
@@ -33,9 +36,20 @@ from web.app import (
     WebApp,
     redirect,
 )
-from web.auth import ANYONE, VISIT_EDITORS
-from web.board import State, board_rows, css_class, teams
+from web.auth import ANYONE, EVERYONE, VISIT_EDITORS
+from web.board import (
+    State,
+    alert_kinds_by_visit,
+    alert_rules,
+    board_rows,
+    count_states,
+    css_class,
+    state_of,
+    teams,
+)
 from web.forms import day_arg, int_field, local_time_field, team_arg
+from web.oncall import oncall_banner
+from web.people import people_for
 
 # --- login ---------------------------------------------------------------------------
 
@@ -83,9 +97,9 @@ async def login(ctx: Ctx) -> Response:
         throttle.failed(keys)
         return ctx.render("login.html", status=401, login_csrf=token, username=username,
                           error="Wrong user name or password.")
-    value, _principal = opened
+    value, principal = opened
     throttle.succeeded(keys[0])
-    resp = redirect("/board")
+    resp = redirect(auth.landing(principal.role))
     resp.cookies.append((SESSION_COOKIE, value.encode(), {}))
     resp.cookies.append((LOGIN_CSRF_COOKIE, b"", {"max_age": "0"}))
     return resp
@@ -101,7 +115,7 @@ async def logout(ctx: Ctx) -> Response:
 
 
 async def home(ctx: Ctx) -> Response:
-    return redirect("/board")
+    return redirect(auth.landing(ctx.user.role))
 
 
 # --- board ---------------------------------------------------------------------------
@@ -118,9 +132,10 @@ async def board(ctx: Ctx) -> Response:
     rows, team_list = await ctx.db(work)
     journal = await ctx.runtime.run_journal(ctx.runtime.journal_status)
     oldest = dt.datetime.fromisoformat(journal["oldest_at"]) if journal.get("oldest_at") else None
-    counts = {s: sum(1 for r in rows if r["state"] == s) for s in State.ALL}
+    counts = count_states(rows)
+    oncall_warning = await oncall_banner(ctx)
     return ctx.render("board.html", rows=rows, day=day, team=team, teams=team_list, counts=counts,
-                      journal=journal, oldest=oldest,
+                      journal=journal, oldest=oldest, oncall_warning=oncall_warning,
                       states=[(s, css_class(s)) for s in State.ALL],
                       prev_day=day - dt.timedelta(days=1), next_day=day + dt.timedelta(days=1))
 
@@ -135,7 +150,14 @@ async def board_events(ctx: Ctx) -> Response:
 # --- visit detail and corrections ----------------------------------------------------
 
 
-def _visit_detail(session: Session, visit_id: int) -> dict[str, Any] | None:
+def _visit_alerts(session: Session, visit_id: int) -> list[dict[str, Any]]:
+    return [{"id": a.id, "label": a.kind.replace("_", " "), "status": a.status, "raised_at": a.raised_at,
+             "severity": a.severity} for a in session.scalars(select(Alert).where(Alert.visit_id == visit_id)
+                                                              .order_by(Alert.raised_at, Alert.id))]
+
+
+def _visit_detail(session: Session, visit_id: int, now: dt.datetime | None = None, rules: Any = None,
+                  user_id: int | None = None) -> dict[str, Any] | None:
     v = session.scalar(select(Visit).where(Visit.id == visit_id)
                        .options(selectinload(Visit.resident), selectinload(Visit.assignments)))
     if v is None:
@@ -169,11 +191,17 @@ def _visit_detail(session: Session, visit_id: int) -> dict[str, Any] | None:
                 timeline.append({"at": at, "what": end, "who": a.worker.worker_number, "detail": detail,
                                  "kind": end})
     timeline.sort(key=lambda e: e["at"])
+    state, note = state_of(v, list(atts), alert_kinds_by_visit(session, [v.id]).get(v.id, frozenset()),
+                           now, rules) if now is not None and rules is not None else (v.status, "")
+    people = people_for(session, v.resident_id, [vw.worker_id for vw in v.assignments]
+                        + [a.worker_id for a in atts], now, user_id) if now is not None and user_id else {}
     audit = session.scalars(select(AuditEntry).where(AuditEntry.entity == "visit",
                                                      AuditEntry.entity_id == v.visit_ref)
                             .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())).all()
     return {
         "id": v.id, "visit_ref": v.visit_ref, "status": v.status, "cancel_reason": v.cancel_reason,
+        "state": state, "state_note": note, "css": css_class(state), "alerts": _visit_alerts(session, v.id),
+        "people": people,
         "planned_start": v.planned_start, "planned_end": v.planned_end, "time_critical": v.time_critical,
         "resident_name": v.resident.name, "resident_ref": v.resident.reference, "resident_id": v.resident_id,
         "assigned": [{"id": vw.worker_id, "number": workers[vw.worker_id].worker_number,
@@ -192,11 +220,16 @@ def _visit_detail(session: Session, visit_id: int) -> dict[str, Any] | None:
 
 async def visit_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200, form: dict[str, str] | None = None
                      ) -> Response:
-    detail = await ctx.db(_visit_detail, int(id))
+    rules = alert_rules(ctx.runtime.settings)
+    detail = await ctx.db(_visit_detail, int(id), ctx.now(), rules, ctx.user.user_id)
     if detail is None:
         raise HTTPError(404, "No such visit")
+    notice = await ctx.db(lateness.history, int(id))
+    await viewed(ctx, "visit", id)
     return ctx.render("visit.html", status=status, v=detail, reasons=REASONS, error=error, form=form or {},
-                      can_edit=ctx.user.role in VISIT_EDITORS, done=ctx.arg("done", limit=20))
+                      notice=notice,
+                      can_edit=ctx.user.role in VISIT_EDITORS, done=ctx.arg("done", limit=20),
+                      back=f"/visits/{int(id)}", **detail["people"])
 
 
 async def visit_correct(ctx: Ctx, id: str) -> Response:
@@ -305,8 +338,8 @@ async def call_reject(ctx: Ctx, id: str) -> Response:
 def register(app: WebApp) -> None:
     app.add("GET", "/login", login_form, None)
     app.add("POST", "/login", login, None)
-    app.add("POST", "/logout", logout, ANYONE)
-    app.add("GET", "/", home, ANYONE)
+    app.add("POST", "/logout", logout, EVERYONE)
+    app.add("GET", "/", home, EVERYONE)
     app.add("GET", "/board", board, ANYONE)
     app.add("GET", "/board/events", board_events, ANYONE)
     app.add("GET", "/visits/{id:int}", visit_page, ANYONE)
