@@ -124,9 +124,9 @@ class Entity:
     search: Callable[[Session, str], list[dict[str, Any]]]
     load: Callable[[Session, int], dict[str, Any] | None]
     save: Callable[[Session, int | None, dict[str, Any], Any], int]
-    editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
     # More of the record page below the form (a resident's contacts and key safe): (session, id, user id).
     extra: Callable[[Session, int, int], dict[str, Any]] | None = None
+    editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
 
 
 # --- residents -----------------------------------------------------------------------
@@ -362,7 +362,7 @@ def entities(hasher: Any, sealer: Any = None) -> dict[str, Entity]:
                            [("resident_reference", "Resident"), ("resident_name", "Name"),
                             ("purchase_order", "Purchase order"), ("funder", "Funder"),
                             ("weekly_hours", "Hours/week"), ("start_date", "From"), ("end_date", "To")],
-                           _search_packages, _load_package, _save_package, VISIT_EDITORS | MONEY_EDITORS),
+                           _search_packages, _load_package, _save_package, editors=VISIT_EDITORS | MONEY_EDITORS),
     }
 
 
