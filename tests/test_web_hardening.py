@@ -245,7 +245,7 @@ def _package(site: dict[str, Any]) -> tuple[int, Decimal]:
 
 def _package_form(c: Client, pid: int, **changes: str) -> dict[str, str]:
     page = c.get(f"/packages/{pid}").text
-    values = dict(re.findall(r'<input name="(\w+)" value="([^"]*)"', page))
+    values = dict(re.findall(r'<input[^>]*? name="(\w+)" value="([^"]*)"', page))
     return {"csrf_token": c.csrf(f"/packages/{pid}"), **values, **changes}
 
 
