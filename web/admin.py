@@ -60,7 +60,7 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
             if f.kind == "bool":
                 values[f.name] = ctx.field(f.name, limit=5) in ("on", "yes", "1")
                 continue
-            text = ctx.field(f.name, limit=f.limit)
+            text = ctx.field(f.name, limit=f.limit, multiline=f.kind == "textarea")
             if not text:
                 if f.required:
                     raise FormError({f.name: "is required"})
@@ -466,7 +466,7 @@ async def resident_page_with_errors(ctx: Ctx, id: str, errors: dict[str, str]) -
 
 def _raw(ctx: Ctx, f: Field) -> str:
     try:
-        return ctx.field(f.name, limit=f.limit)
+        return ctx.field(f.name, limit=f.limit, multiline=f.kind == "textarea")
     except FormError:
         return ""
 
