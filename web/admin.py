@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, selectinload
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.models import AuditEntry, CarePackage, Resident, ResidentLine, Worker
@@ -58,7 +60,7 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
             if f.kind == "bool":
                 values[f.name] = ctx.field(f.name, limit=5) in ("on", "yes", "1")
                 continue
-            text = ctx.field(f.name, limit=f.limit)
+            text = ctx.field(f.name, limit=f.limit, multiline=f.kind == "textarea")
             if not text:
                 if f.required:
                     raise FormError({f.name: "is required"})
@@ -122,9 +124,9 @@ class Entity:
     search: Callable[[Session, str], list[dict[str, Any]]]
     load: Callable[[Session, int], dict[str, Any] | None]
     save: Callable[[Session, int | None, dict[str, Any], Any], int]
-    editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
     # More of the record page below the form (a resident's contacts and key safe): (session, id, user id).
     extra: Callable[[Session, int, int], dict[str, Any]] | None = None
+    editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
 
 
 # --- residents -----------------------------------------------------------------------
@@ -369,7 +371,7 @@ def entities(hasher: Any, sealer: Any = None) -> dict[str, Entity]:
                            [("resident_reference", "Resident"), ("resident_name", "Name"),
                             ("purchase_order", "Purchase order"), ("funder", "Funder"),
                             ("weekly_hours", "Hours/week"), ("start_date", "From"), ("end_date", "To")],
-                           _search_packages, _load_package, _save_package, VISIT_EDITORS | MONEY_EDITORS),
+                           _search_packages, _load_package, _save_package, editors=VISIT_EDITORS | MONEY_EDITORS),
     }
 
 
@@ -473,7 +475,7 @@ async def resident_page_with_errors(ctx: Ctx, id: str, errors: dict[str, str]) -
 
 def _raw(ctx: Ctx, f: Field) -> str:
     try:
-        return ctx.field(f.name, limit=f.limit)
+        return ctx.field(f.name, limit=f.limit, multiline=f.kind == "textarea")
     except FormError:
         return ""
 
@@ -489,6 +491,18 @@ def import_kinds(role: str) -> tuple[str, ...]:
 
 async def import_page(ctx: Ctx, *, report: Any = None, kind: str = "", status: int = 200) -> Response:
     return ctx.render("import.html", status=status, kinds=import_kinds(ctx.user.role), report=report, kind=kind)
+
+
+def _import_pool(app: WebApp) -> ThreadPool:
+    """One thread for CSV imports, beside (not in) the database pool: a file of tens of thousands
+    of visits takes seconds to check and write, and on SQLite the database pool has one thread,
+    which the board's queries and the FastAGI calls' lookups need meanwhile. Imports queue here."""
+    pool: ThreadPool | None = getattr(app, "import_pool", None)
+    if pool is None:
+        pool = app.import_pool = ThreadPool(minthreads=0, maxthreads=1, name="carecall-import")
+        pool.start()
+        app.runtime.reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    return pool
 
 
 def _refused(message: str) -> dict[str, Any]:
@@ -510,7 +524,8 @@ async def import_upload(ctx: Ctx) -> Response:
     runtime = ctx.runtime
     ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username,
                          sealer=site_sealer(runtime.settings.secret_path))
-    report = await runtime.run_db(import_csv, runtime.factory, kind, data, ictx)
+    report = await deferToThreadPool(runtime.reactor, _import_pool(ctx.app), import_csv, runtime.factory, kind,
+                                     data, ictx)
     view = {"ok": report.ok, "summary": report.summary(), "errors": [(e.line, e.message) for e in report.errors]}
     return await import_page(ctx, report=view, kind=kind, status=200 if report.ok else 400)
 
