@@ -100,13 +100,11 @@ def build(path: Path, residents: int, attendances: int, seed: int = 7) -> None:
 
 
 def run(path: Path, out: Path, trace: bool) -> dict:
-    from billing import invoices
+    from billing import invoices, payroll
+    from billing.pay import PayConfig, pay_period_starting
     from billing.render import write_csv
     from carecall.config import load_settings
     from ivr.db import session_factory
-
-    from billing import payroll
-    from billing.pay import PayConfig, pay_period_starting
 
     settings = load_settings(None, db_url=f"sqlite:///{path}", environ={})
     settings = dataclasses.replace(settings, raw={"pay": {"period": "4-weekly"}})
