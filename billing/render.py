@@ -6,7 +6,6 @@ is what it sends. Times are shown in local time (Europe/London by default).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from typing import Any, TextIO
 import jinja2
 
 from billing.rules import BillingConfig
+from ivr import csvsafe
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -53,7 +53,7 @@ def render_pdf(doc: Any, config: BillingConfig, template: str = "invoice.html") 
 
 def write_csv(header: Iterable[str], rows: Iterable[list[str]], out: TextIO) -> int:
     """Stream rows to ``out`` (one row in memory at a time); returns the number of data rows."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvsafe.writer(out)  # every cell neutralised (ivr/csvsafe.py)
     writer.writerow(list(header))
     n = 0
     for row in rows:

@@ -25,7 +25,9 @@ from ivr.clock import LocalTimeError, format_local, parse_local
 from ivr.models import (
     AuditEntry,
     CarePackage,
+    ContactRelation,
     Resident,
+    ResidentContact,
     ResidentLine,
     Visit,
     VisitWorker,
@@ -33,8 +35,12 @@ from ivr.models import (
 )
 from ivr.phone import PhoneNumberError, normalise
 from ivr.pins import PinHasher, valid_pin
+from ivr.sealed import Sealer
+from ivr.sensitive import NIError, normalise_ni, set_ni
+from ivr.text import control_problem
 
-KINDS = ["residents", "workers", "packages", "visits"]  # feature packages append theirs (register_kind)
+# Feature packages append theirs (register_kind).
+KINDS = ["residents", "workers", "packages", "visits", "contacts", "devices"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "residents": ("reference", "name", "landline", "address", "postcode", "funder", "phone_code"),
@@ -44,10 +50,19 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "weekend_rate", "bank_holiday_rate", "start_date", "end_date",
     ),
     "visits": ("visit_ref", "resident_reference", "planned_start", "planned_end", "workers", "time_critical"),
+    "contacts": ("resident_reference", "name", "relation", "relation_note", "phone", "phone2", "email",
+                 "notify_missed", "billing_address"),
+    "devices": ("serial", "resident_reference", "secret", "digits", "step_seconds"),
 }
 # Columns that may be left empty; every other listed column must have a value.
-OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date", "purchase_order"}
-OPTIONAL_HEADERS = {"team"}  # read when present, never required
+OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date",
+            "relation", "relation_note", "phone", "phone2", "email", "notify_missed", "billing_address",
+            "purchase_order", "digits", "step_seconds"}
+# A contacts file's relation column: the words an office types, to the stored value.
+RELATIONS = {"next_of_kin": ContactRelation.NEXT_OF_KIN, "next of kin": ContactRelation.NEXT_OF_KIN,
+             "nok": ContactRelation.NEXT_OF_KIN, "representative": ContactRelation.REPRESENTATIVE,
+             "other": ContactRelation.OTHER, "": ContactRelation.NEXT_OF_KIN}
+OPTIONAL_HEADERS = {"team", "ni_number"}  # read when present, never required
 MAX_FIELD = 500
 MAX_ROWS = 500_000
 
@@ -88,6 +103,7 @@ class ImportContext:
     region: str
     hasher: PinHasher
     actor: str = "import"
+    sealer: Sealer | None = None  # seals workers' NI numbers (ivr.sensitive); None: the column is refused
 
 
 # --- field parsers: each raises _Bad with a message an office user can act on ---------
@@ -190,6 +206,12 @@ def read_rows(data: bytes | str, kind: str) -> tuple[list[tuple[int, dict[str, s
             long = [n for n, f in row.items() if len(f) > MAX_FIELD]
             if long:
                 errors.append(RowError(line, f"{long[0]} is longer than {MAX_FIELD} characters"))
+                continue
+            # Every imported field is one line of text (ivr.text): a CR in a name split the
+            # board's live updates, an ESC forges terminal output.
+            bad = next(((n, p) for n, f in row.items() if (p := control_problem(f)) is not None), None)
+            if bad is not None:
+                errors.append(RowError(line, f"{bad[0]} {bad[1]}"))
                 continue
             rows.append((line, row))
     except csv.Error as exc:
@@ -295,7 +317,16 @@ def _check_workers(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContex
                     mobile = normalise(row["mobile"], ctx.region)
                 except PhoneNumberError as exc:
                     raise _Bad(f"mobile: {exc}") from exc
+            ni = None
+            if row.get("ni_number", "").strip():
+                if ctx.sealer is None:
+                    raise _Bad("ni_number cannot be stored here (no site key to seal it with)")
+                try:
+                    ni = normalise_ni(row["ni_number"])
+                except NIError as exc:
+                    raise _Bad(f"ni_number {exc}") from exc
             out.append({
+                "_ni": ni,
                 "worker_number": number,
                 "name": _text(row["name"], "name"),
                 "pin_hash": ctx.hasher.hash(number, pin),
@@ -308,18 +339,28 @@ def _check_workers(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContex
     return out
 
 
-def _apply_workers(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+def _apply_workers(items: list[dict[str, Any]], session: Session, report: ImportReport,
+                   sealer: Sealer | None = None) -> None:
     existing = {w.worker_number: w for w in session.scalars(
         select(Worker).where(Worker.worker_number.in_([i["worker_number"] for i in items])))}
+    sealed: list[tuple[Worker, str]] = []
     for item in items:
+        ni = item.pop("_ni", None)
         w = existing.get(item["worker_number"])
         if w is None:
-            session.add(Worker(**item))
+            w = Worker(**item)
+            session.add(w)
             report.created += 1
         else:
             for k, v in item.items():
                 setattr(w, k, v)
             report.updated += 1
+        if ni is not None:
+            sealed.append((w, ni))
+    if sealed and sealer is not None:
+        session.flush()  # the sealed value is bound to the worker's id
+        for w, ni in sealed:
+            set_ni(session, sealer, w.id, ni)
 
 
 def _resident_ids(session: Session) -> dict[str, int]:
@@ -473,11 +514,121 @@ def _apply_visits(items: list[dict[str, Any]], session: Session, report: ImportR
         report.updated += 1
 
 
+def _check_contacts(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                    errors: list[RowError]) -> list[dict[str, Any]]:
+    """Each row one contact; a resident's rows, in file order, are their whole contact list."""
+    residents = _resident_ids(session)
+    out: list[dict[str, Any]] = []
+    positions: dict[int, int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "contacts")
+            ref = row["resident_reference"].strip()
+            if ref not in residents:
+                raise _Bad(f"resident_reference {ref!r} is not a known resident")
+            relation = RELATIONS.get(row.get("relation", "").strip().lower())
+            if relation is None:
+                raise _Bad(f"relation must be next_of_kin, representative or other, got {row['relation']!r}")
+            phones: list[str | None] = []
+            for col in ("phone", "phone2"):
+                text = row.get(col, "").strip()
+                try:
+                    phones.append(normalise(text, ctx.region) if text else None)
+                except PhoneNumberError as exc:
+                    raise _Bad(f"{col}: {exc}") from exc
+            email = _text(row.get("email", ""), "email", 254)
+            if email and ("@" not in email or " " in email or "." not in email.rsplit("@", 1)[-1]):
+                raise _Bad(f"email is not an e-mail address: {email!r}")
+            rid = residents[ref]
+            positions[rid] = positions.get(rid, 0) + 1
+            out.append({
+                "resident_id": rid, "position": positions[rid], "name": _text(row["name"], "name"),
+                "relation": relation, "relation_note": _text(row.get("relation_note", ""), "relation_note", 80),
+                "phone_e164": phones[0], "phone2_e164": phones[1], "email": email,
+                "notify_missed": _yes_no(row.get("notify_missed", ""), "notify_missed"),
+                "billing_address": _text(row.get("billing_address", ""), "billing_address", MAX_FIELD),
+            })
+        except _Bad as exc:
+            errors.append(RowError(line, str(exc)))
+    return out
+
+
+def _apply_contacts(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    """Replace the contacts of every resident the file names (and only theirs)."""
+    ids = sorted({i["resident_id"] for i in items})
+    residents = session.scalars(select(Resident).where(Resident.id.in_(ids))).all()
+    for r in residents:
+        report.updated += 1 if r.contacts else 0  # residents whose earlier contacts were replaced
+        r.contacts.clear()
+    session.flush()
+    for item in items:
+        session.add(ResidentContact(**item))
+        report.created += 1
+
+
+def _check_devices(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                   errors: list[RowError]) -> list[dict[str, Any]]:
+    """Visit-verification devices: the secret is sealed here and never stored or shown in clear."""
+    from ivr.devicecodes import valid_secret
+    from ivr.devices import device_context
+    from ivr.sealed import Sealer
+
+    sealer = Sealer(ctx.hasher.site_key)
+    refs = _resident_ids(session)
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "devices")
+            serial = _ref(row["serial"], "serial")
+            if serial in seen:
+                raise _Bad(f"serial {serial} appears again (first on line {seen[serial]})")
+            ref = row["resident_reference"].strip()
+            if ref not in refs:
+                raise _Bad(f"resident_reference {ref} is not a known resident")
+            secret = row["secret"].strip().replace(" ", "").upper()
+            if not valid_secret(secret):
+                raise _Bad("secret must be the device's base32 seed, at least 16 characters (80 bits)")
+            digits = int(row.get("digits", "").strip() or 6)
+            step = int(row.get("step_seconds", "").strip() or 60)
+            if digits not in (6, 8):
+                raise _Bad("digits must be 6 or 8")
+            if step not in (30, 60):
+                raise _Bad("step_seconds must be 30 or 60")
+            out.append({"serial": serial, "resident_id": refs[ref], "digits": digits, "step_seconds": step,
+                        "secret_sealed": sealer.seal(secret, context=device_context(serial)),
+                        "registered_by": ctx.actor[:80]})
+            seen[serial] = line
+        except ValueError as exc:
+            errors.append(RowError(line, f"digits and step_seconds must be whole numbers ({exc})"
+                                   if not isinstance(exc, _Bad) else str(exc)))
+    return out
+
+
+def _apply_devices(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    from ivr.devices import VerificationDevice
+
+    existing = {d.serial: d for d in session.scalars(
+        select(VerificationDevice).where(VerificationDevice.serial.in_([i["serial"] for i in items])))}
+    for item in items:
+        d = existing.get(item["serial"])
+        if d is None:
+            session.add(VerificationDevice(**item))
+            report.created += 1
+        else:  # re-registered (moved to another home, or a new seed): the old codes stop working
+            for k, v in item.items():
+                setattr(d, k, v)
+            d.active = True
+            report.updated += 1
+
+
 _CHECKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "devices": _check_devices,
     "residents": _check_residents,
     "workers": _check_workers,
     "packages": _check_packages,
     "visits": _check_visits,
+    "contacts": _check_contacts,
 }
 _APPLY: dict[str, Callable[[list[dict[str, Any]], Session, ImportReport], None]] = {}
 
@@ -520,9 +671,13 @@ def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx
             if kind == "residents":
                 _apply_residents(items, session, report)
             elif kind == "workers":
-                _apply_workers(items, session, report)
+                _apply_workers(items, session, report, ctx.sealer)
             elif kind == "packages":
                 _apply_packages(items, session, report)
+            elif kind == "contacts":
+                _apply_contacts(items, session, report)
+            elif kind == "devices":
+                _apply_devices(items, session, report)
             elif kind in _APPLY:
                 _APPLY[kind](items, session, report)
             else:

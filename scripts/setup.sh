@@ -34,6 +34,21 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The real-Asterisk tests (tests/asterisk_rig.py): install the shared bundle when it sits
+# beside the checkout and no asterisk is installed yet.
+if [ "$purpose" = test ] && [ -x ../shared/asterisk/install.sh ] \
+   && ! have_cmd asterisk && [ ! -x /opt/asterisk-sip/sbin/asterisk ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing Asterisk from ../shared/asterisk"
+    ../shared/asterisk/install.sh
+  elif have_cmd sudo && sudo -n true 2>/dev/null; then
+    echo "setup: installing Asterisk from ../shared/asterisk (sudo)"
+    sudo ../shared/asterisk/install.sh
+  else
+    echo "setup: no asterisk; the real-Asterisk tests will be skipped (run: sudo ../shared/asterisk/install.sh)"
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -15,6 +15,7 @@ import itertools
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +25,15 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# pytest keeps only the three newest temporary roots under /tmp/pytest-of-USER and deletes
+# older ones when a session starts: several checkouts testing at once on one machine would
+# delete each other's databases mid-run. Each checkout gets a temporary root of its own.
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(Path(tempfile.gettempdir()) / f"carecall-tests-{ROOT.name}"))
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(parents=True, exist_ok=True)
 
 from carecall.config import Settings, load_settings  # noqa: E402
 from ivr.db import normalise_url, upgrade  # noqa: E402
+from tests.asterisk_fixtures import asterisk, asterisk_rig  # noqa: E402,F401  (real-Asterisk tests)
 from tests.pg import PgCluster, find_bindir  # noqa: E402
 
 DATA = Path(__file__).with_name("data")
@@ -126,6 +133,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+# The suite shares 2 cores with other work: a cold effect worker process or two loaded
+# servers can take longer than the deployed 2.5 s, which would journal check-ins the tests
+# expect in the database. The stuck-database tests (tests/test_fault_stuck_database.py)
+# run with the deployed default.
+SUITE_EFFECT_TIMEOUT = 30.0
+
+
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Site settings pointing at the test's database, with a private key and data dir."""
@@ -135,4 +149,5 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         environ={},
         secret_file=str(tmp_path / "carecall.key"),
         data_dir=str(tmp_path / "var"),
+        agi_effect_timeout=SUITE_EFFECT_TIMEOUT,
     )
