@@ -53,9 +53,9 @@ async def save_funder(ctx: Ctx) -> Response:
     return redirect("/funders?done=saved")
 
 
-async def credit_page(ctx: Ctx, number: int, *, error: str = "", status: int = 200) -> Response:
+async def credit_page(ctx: Ctx, number: int | str, *, error: str = "", status: int = 200) -> Response:
     """The credit form for an issued invoice; once credited, its credit note (``?format=html|pdf``)."""
-    settings, factory = ctx.runtime.settings, ctx.runtime.factory
+    settings, factory, number = ctx.runtime.settings, ctx.runtime.factory, int(number)
     fmt = ctx.arg("format", limit=4)
     if fmt not in ("", "html", "pdf"):
         raise HTTPError(400, "format must be html or pdf")
@@ -78,8 +78,9 @@ async def credit_page(ctx: Ctx, number: int, *, error: str = "", status: int = 2
     return ctx.render("credit_note_form.html", status=status, doc=doc, number=number, error=error)
 
 
-async def credit(ctx: Ctx, number: int) -> Response:
+async def credit(ctx: Ctx, number: int | str) -> Response:
     settings, factory, actor, now = ctx.runtime.settings, ctx.runtime.factory, ctx.user.username, ctx.now()
+    number = int(number)  # the router hands path parts over as text
     try:
         reason = ctx.field("reason", limit=500)
         if ctx.field("confirm", limit=5) != "yes":
