@@ -536,7 +536,8 @@ async def import_upload(ctx: Ctx) -> Response:
 def _users(session: Session) -> list[dict[str, Any]]:
     return [{"id": u.id, "username": u.username, "role": u.role, "active": u.active,
              "keysafe_access": u.keysafe_access, "last_login_at": u.last_login_at}
-            for u in session.scalars(select(User).order_by(User.username))]
+            # Office users: family and council users are managed with their scope (web.outreach_office).
+            for u in session.scalars(select(User).where(User.role.in_(Role.OFFICE)).order_by(User.username))]
 
 
 async def users_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
