@@ -350,11 +350,16 @@ UNANSWERED_METHOD = "noanswer"
 
 
 def method_of(row: AttendanceRow) -> str:
-    """An attendance is "phone" only if both ends were logged by phone (spec 10.6); phone with an
-    unanswered-mode end is :data:`UNANSWERED_METHOD`."""
+    """An attendance is electronically logged only if both ends were (spec 10.6): "phone", or
+    "device"/"tag" for an end logged without the landline; phone with an unanswered-mode end
+    is :data:`UNANSWERED_METHOD`; any manual end makes it "manual"."""
     if Method.MANUAL in (row.arrival_method, row.departure_method):
         return Method.MANUAL
-    return UNANSWERED_METHOD if row.arrival_unanswered or row.departure_unanswered else Method.PHONE
+    if row.arrival_unanswered or row.departure_unanswered:
+        return UNANSWERED_METHOD
+    # No landline (docs/no-landline.md): "device" or "tag" when an end was logged that way.
+    others = sorted({row.arrival_method, row.departure_method} - {None, Method.PHONE})
+    return "+".join(others) if others else Method.PHONE
 
 
 def bill_package(package: PackageInfo, period: Period, rows: Iterable[AttendanceRow], rules: FunderRules,
