@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing.rules import AttendanceRow as _Row
 from billing.rules import BillingConfig, FunderRules, Period, billable_minutes, method_of, period_starting
 from carecall.config import Settings
-from ivr.models import Attendance, Resident, Visit, VisitStatus, VisitWorker, Worker
+from ivr.models import Attendance, CarePackage, Resident, Visit, VisitStatus, VisitWorker, Worker
 
 CSV_COLUMNS = ("visit_ref", "planned_start", "planned_end", "worker_number", "arrival", "departure", "method",
                "minutes", "flags")
@@ -47,6 +47,8 @@ class Timesheet:
     resident_name: str
     period: Period
     rows: list[TimesheetRow]
+    funder: str = ""
+    purchase_orders: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def total_minutes(self) -> int:
@@ -124,7 +126,11 @@ def build(factory: sessionmaker[Session], settings: Settings, resident_reference
         except ValueError as exc:
             raise TimesheetError(str(exc)) from exc
         rows = list(_rows(session, resident.id, period, rules))
-        return Timesheet(resident.reference, resident.name, period, rows)
+        pos = sorted(set(session.scalars(select(CarePackage.purchase_order).where(
+            CarePackage.resident_id == resident.id, CarePackage.purchase_order != "",
+            CarePackage.start_date <= period.last_day,
+            (CarePackage.end_date.is_(None)) | (CarePackage.end_date >= period.start)))))
+        return Timesheet(resident.reference, resident.name, period, rows, resident.funder, pos)
 
 
 def csv_rows(sheet: Timesheet, config: BillingConfig) -> Iterator[list[str]]:

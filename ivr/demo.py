@@ -40,6 +40,14 @@ R004,PO-1004,Lewisham,3,21.50,23.00,32.25,2026-01-05,
 R005,PO-1005,Lewisham,21,21.50,23.00,32.25,2026-01-05,
 """
 
+CONTACTS = """resident_reference,name,relation,relation_note,phone,phone2,email,notify_missed,billing_address
+R001,Carol Brown,next_of_kin,daughter,07911 123101,020 8698 1101,carol.brown@example.org,yes,
+R001,Mr Patel,other,neighbour at no. 3,020 8698 1102,,,no,
+R003,Paul White,representative,son (attorney),07911 123103,,paul.white@example.org,yes,"9 Birch Way, London SE6 9ZZ"
+R004,Diane Black,next_of_kin,wife,07911 123104,,,yes,
+R005,Gary Grey,next_of_kin,brother,07911 123105,,,no,
+"""
+
 # (resident, local start "HH:MM", minutes, workers, time critical)
 ROTA = [
     ("R002", "08:00", 45, "1002", "yes"),
@@ -70,7 +78,8 @@ def visits_csv(now: dt.datetime, tz: ZoneInfo) -> str:
 def load_demo(factory: sessionmaker[Session], ctx: ImportContext, now: dt.datetime | None = None,
               out_dir: Path | None = None) -> list[ImportReport]:
     now = now or dt.datetime.now(dt.UTC)
-    files = {"residents": RESIDENTS, "workers": WORKERS, "packages": PACKAGES, "visits": visits_csv(now, ctx.tz)}
+    files = {"residents": RESIDENTS, "workers": WORKERS, "packages": PACKAGES, "contacts": CONTACTS,
+             "visits": visits_csv(now, ctx.tz)}
     reports = []
     for kind, text in files.items():
         if out_dir is not None:

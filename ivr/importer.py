@@ -25,7 +25,9 @@ from ivr.clock import LocalTimeError, format_local, parse_local
 from ivr.models import (
     AuditEntry,
     CarePackage,
+    ContactRelation,
     Resident,
+    ResidentContact,
     ResidentLine,
     Visit,
     VisitWorker,
@@ -35,8 +37,10 @@ from ivr.phone import PhoneNumberError, normalise
 from ivr.pins import PinHasher, valid_pin
 from ivr.sealed import Sealer
 from ivr.sensitive import NIError, normalise_ni, set_ni
+from ivr.text import control_problem
 
-KINDS = ("residents", "workers", "packages", "visits")
+# Feature packages append theirs (register_kind).
+KINDS = ["residents", "workers", "packages", "visits", "contacts", "devices"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "residents": ("reference", "name", "landline", "address", "postcode", "funder", "phone_code"),
@@ -46,9 +50,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "weekend_rate", "bank_holiday_rate", "start_date", "end_date",
     ),
     "visits": ("visit_ref", "resident_reference", "planned_start", "planned_end", "workers", "time_critical"),
+    "contacts": ("resident_reference", "name", "relation", "relation_note", "phone", "phone2", "email",
+                 "notify_missed", "billing_address"),
+    "devices": ("serial", "resident_reference", "secret", "digits", "step_seconds"),
 }
 # Columns that may be left empty; every other listed column must have a value.
-OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date"}
+OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile", "end_date",
+            "relation", "relation_note", "phone", "phone2", "email", "notify_missed", "billing_address",
+            "purchase_order", "digits", "step_seconds"}
+# A contacts file's relation column: the words an office types, to the stored value.
+RELATIONS = {"next_of_kin": ContactRelation.NEXT_OF_KIN, "next of kin": ContactRelation.NEXT_OF_KIN,
+             "nok": ContactRelation.NEXT_OF_KIN, "representative": ContactRelation.REPRESENTATIVE,
+             "other": ContactRelation.OTHER, "": ContactRelation.NEXT_OF_KIN}
 OPTIONAL_HEADERS = {"team", "ni_number"}  # read when present, never required
 MAX_FIELD = 500
 MAX_ROWS = 500_000
@@ -193,6 +206,12 @@ def read_rows(data: bytes | str, kind: str) -> tuple[list[tuple[int, dict[str, s
             long = [n for n, f in row.items() if len(f) > MAX_FIELD]
             if long:
                 errors.append(RowError(line, f"{long[0]} is longer than {MAX_FIELD} characters"))
+                continue
+            # Every imported field is one line of text (ivr.text): a CR in a name split the
+            # board's live updates, an ESC forges terminal output.
+            bad = next(((n, p) for n, f in row.items() if (p := control_problem(f)) is not None), None)
+            if bad is not None:
+                errors.append(RowError(line, f"{bad[0]} {bad[1]}"))
                 continue
             rows.append((line, row))
     except csv.Error as exc:
@@ -351,6 +370,9 @@ def _resident_ids(session: Session) -> dict[str, int]:
 def _check_packages(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
                     errors: list[RowError]) -> list[dict[str, Any]]:
     residents = _resident_ids(session)
+    po_optional: set[str] = set()
+    for rule in PO_OPTIONAL:
+        po_optional |= rule(session)
     out: list[dict[str, Any]] = []
     seen: dict[tuple[str, str, dt.date], int] = {}
     for line, row in rows:
@@ -364,6 +386,10 @@ def _check_packages(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportConte
             if end is not None and end < start:
                 raise _Bad("end_date is before start_date")
             po = _text(row["purchase_order"], "purchase_order", 60)
+            funder = _text(row["funder"], "funder", 80)
+            if not po and funder not in po_optional:
+                raise _Bad(f"purchase_order is empty, and funder {funder!r} requires one (a private funder, or "
+                           "one marked po_required = no in the funders list, does not)")
             key = (ref, po, start)
             if key in seen:
                 raise _Bad(f"package {po} from {start} appears again (first on line {seen[key]})")
@@ -373,7 +399,7 @@ def _check_packages(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportConte
             out.append({
                 "resident_id": residents[ref],
                 "purchase_order": po,
-                "funder": _text(row["funder"], "funder", 80),
+                "funder": funder,
                 "weekly_hours": hours,
                 "hourly_rate": _decimal(row["hourly_rate"], "hourly_rate"),
                 "weekend_rate": _decimal(row["weekend_rate"], "weekend_rate"),
@@ -488,16 +514,149 @@ def _apply_visits(items: list[dict[str, Any]], session: Session, report: ImportR
         report.updated += 1
 
 
+def _check_contacts(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                    errors: list[RowError]) -> list[dict[str, Any]]:
+    """Each row one contact; a resident's rows, in file order, are their whole contact list."""
+    residents = _resident_ids(session)
+    out: list[dict[str, Any]] = []
+    positions: dict[int, int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "contacts")
+            ref = row["resident_reference"].strip()
+            if ref not in residents:
+                raise _Bad(f"resident_reference {ref!r} is not a known resident")
+            relation = RELATIONS.get(row.get("relation", "").strip().lower())
+            if relation is None:
+                raise _Bad(f"relation must be next_of_kin, representative or other, got {row['relation']!r}")
+            phones: list[str | None] = []
+            for col in ("phone", "phone2"):
+                text = row.get(col, "").strip()
+                try:
+                    phones.append(normalise(text, ctx.region) if text else None)
+                except PhoneNumberError as exc:
+                    raise _Bad(f"{col}: {exc}") from exc
+            email = _text(row.get("email", ""), "email", 254)
+            if email and ("@" not in email or " " in email or "." not in email.rsplit("@", 1)[-1]):
+                raise _Bad(f"email is not an e-mail address: {email!r}")
+            rid = residents[ref]
+            positions[rid] = positions.get(rid, 0) + 1
+            out.append({
+                "resident_id": rid, "position": positions[rid], "name": _text(row["name"], "name"),
+                "relation": relation, "relation_note": _text(row.get("relation_note", ""), "relation_note", 80),
+                "phone_e164": phones[0], "phone2_e164": phones[1], "email": email,
+                "notify_missed": _yes_no(row.get("notify_missed", ""), "notify_missed"),
+                "billing_address": _text(row.get("billing_address", ""), "billing_address", MAX_FIELD),
+            })
+        except _Bad as exc:
+            errors.append(RowError(line, str(exc)))
+    return out
+
+
+def _apply_contacts(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    """Replace the contacts of every resident the file names (and only theirs)."""
+    ids = sorted({i["resident_id"] for i in items})
+    residents = session.scalars(select(Resident).where(Resident.id.in_(ids))).all()
+    for r in residents:
+        report.updated += 1 if r.contacts else 0  # residents whose earlier contacts were replaced
+        r.contacts.clear()
+    session.flush()
+    for item in items:
+        session.add(ResidentContact(**item))
+        report.created += 1
+
+
+def _check_devices(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
+                   errors: list[RowError]) -> list[dict[str, Any]]:
+    """Visit-verification devices: the secret is sealed here and never stored or shown in clear."""
+    from ivr.devicecodes import valid_secret
+    from ivr.devices import device_context
+    from ivr.sealed import Sealer
+
+    sealer = Sealer(ctx.hasher.site_key)
+    refs = _resident_ids(session)
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            _required(row, "devices")
+            serial = _ref(row["serial"], "serial")
+            if serial in seen:
+                raise _Bad(f"serial {serial} appears again (first on line {seen[serial]})")
+            ref = row["resident_reference"].strip()
+            if ref not in refs:
+                raise _Bad(f"resident_reference {ref} is not a known resident")
+            secret = row["secret"].strip().replace(" ", "").upper()
+            if not valid_secret(secret):
+                raise _Bad("secret must be the device's base32 seed, at least 16 characters (80 bits)")
+            digits = int(row.get("digits", "").strip() or 6)
+            step = int(row.get("step_seconds", "").strip() or 60)
+            if digits not in (6, 8):
+                raise _Bad("digits must be 6 or 8")
+            if step not in (30, 60):
+                raise _Bad("step_seconds must be 30 or 60")
+            out.append({"serial": serial, "resident_id": refs[ref], "digits": digits, "step_seconds": step,
+                        "secret_sealed": sealer.seal(secret, context=device_context(serial)),
+                        "registered_by": ctx.actor[:80]})
+            seen[serial] = line
+        except ValueError as exc:
+            errors.append(RowError(line, f"digits and step_seconds must be whole numbers ({exc})"
+                                   if not isinstance(exc, _Bad) else str(exc)))
+    return out
+
+
+def _apply_devices(items: list[dict[str, Any]], session: Session, report: ImportReport) -> None:
+    from ivr.devices import VerificationDevice
+
+    existing = {d.serial: d for d in session.scalars(
+        select(VerificationDevice).where(VerificationDevice.serial.in_([i["serial"] for i in items])))}
+    for item in items:
+        d = existing.get(item["serial"])
+        if d is None:
+            session.add(VerificationDevice(**item))
+            report.created += 1
+        else:  # re-registered (moved to another home, or a new seed): the old codes stop working
+            for k, v in item.items():
+                setattr(d, k, v)
+            d.active = True
+            report.updated += 1
+
+
 _CHECKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "devices": _check_devices,
     "residents": _check_residents,
     "workers": _check_workers,
     "packages": _check_packages,
     "visits": _check_visits,
+    "contacts": _check_contacts,
 }
+_APPLY: dict[str, Callable[[list[dict[str, Any]], Session, ImportReport], None]] = {}
+
+# Extension points for the feature packages above this one (ivr imports none of them):
+# a package's own tables get an import kind (billing: ``funders``), and funders whose
+# packages need no purchase order (private, or marked so) are named by ``PO_OPTIONAL``.
+PO_OPTIONAL: list[Callable[[Session], set[str]]] = []
+
+
+def register_kind(kind: str, columns: tuple[str, ...], optional: Iterable[str],
+                  check: Callable[..., list[dict[str, Any]]],
+                  apply: Callable[[list[dict[str, Any]], Session, ImportReport], None]) -> None:
+    """Add ``carecall import KIND``: ``check`` as the built-in kinds' checks, ``apply`` writes the rows."""
+    COLUMNS[kind] = columns
+    OPTIONAL.update(optional)
+    _CHECKS[kind] = check
+    _APPLY[kind] = apply
+    if kind not in KINDS:
+        KINDS.append(kind)
+
+
+def _load_extensions() -> None:
+    import ivr.schema  # noqa: F401 - imports every feature's models module, which registers its kinds
 
 
 def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx: ImportContext) -> ImportReport:
     """Check every row, then write all of them in one transaction, or none."""
+    _load_extensions()
     report = ImportReport(kind)
     rows, errors = read_rows(data, kind)
     report.errors.extend(errors)
@@ -515,6 +674,12 @@ def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx
                 _apply_workers(items, session, report, ctx.sealer)
             elif kind == "packages":
                 _apply_packages(items, session, report)
+            elif kind == "contacts":
+                _apply_contacts(items, session, report)
+            elif kind == "devices":
+                _apply_devices(items, session, report)
+            elif kind in _APPLY:
+                _APPLY[kind](items, session, report)
             else:
                 _apply_visits(items, session, report, ctx)
             session.add(AuditEntry(actor=ctx.actor, action="import", entity=kind, entity_id="*",

@@ -55,3 +55,18 @@ def mask(number: str | None) -> str:
     if len(digits) <= 3:
         return "*" * len(digits)
     return "*" * (len(digits) - 3) + "".join(digits[-3:])
+
+
+@functools.lru_cache(maxsize=4096)
+def format_uk(number: str | None) -> str:
+    """E.164 as a UK office reads it (``+442086989911`` → ``020 8698 9911``); foreign numbers
+    international. The one display form of a phone number on every page; ``""`` for none."""
+    if not number:
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return number
+    fmt = (phonenumbers.PhoneNumberFormat.NATIONAL if parsed.country_code == 44
+           else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return phonenumbers.format_number(parsed, fmt)

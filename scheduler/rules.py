@@ -208,6 +208,13 @@ def deadlines(v: VisitFacts, rules: Rules) -> dict[str, dt.datetime]:
     }
 
 
+def is_short_visit(stayed: dt.timedelta, planned: dt.timedelta, rules: Rules) -> bool:
+    """The short-visit rule, in one place for the alert and the board: at most the short-visit
+    minutes of a longer visit, or less than the set fraction of the planned time."""
+    short_limit = rules.short_visit_minutes * MINUTE
+    return (stayed <= short_limit < planned) or stayed < planned * rules.short_visit_fraction
+
+
 def _visit_label(v: VisitFacts, tz: ZoneInfo) -> str:
     workers = ", ".join(v.worker_numbers) or "none assigned"
     return (f"visit {v.visit_ref} for resident {v.resident_ref}, planned {format_local(v.planned_start, tz)}"
@@ -275,8 +282,7 @@ def due_alerts(snap: Snapshot, now: dt.datetime, rules: Rules) -> list[Due]:
         if v is not None and a.arrival_at is not None and a.departure_at is not None and a.departure_at <= now:
             planned = v.planned_end - v.planned_start
             stayed = a.departure_at - a.arrival_at
-            short_limit = rules.short_visit_minutes * MINUTE
-            if (stayed <= short_limit < planned) or stayed < planned * rules.short_visit_fraction:
+            if is_short_visit(stayed, planned, rules):
                 add(Due(AlertKind.SHORT_VISIT, dedupe_key(AlertKind.SHORT_VISIT, attendance_id=a.id), a.departure_at,
                         v.id, a.worker_id, a.resident_id, a.id,
                         detail=f"worker {a.worker_number} stayed {int(stayed.total_seconds() // 60)} min of "

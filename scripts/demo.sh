@@ -10,7 +10,7 @@ mkdir -p var
 export CARECALL_DB="${CARECALL_DB:-sqlite:///var/demo.db}"
 export CARECALL_DATA_DIR="${CARECALL_DATA_DIR:-var}"
 export CARECALL_SECRET_FILE="${CARECALL_SECRET_FILE:-var/carecall.key}"
-# An office login for the demo: "demo" / "demo-password", a manager (sees every page).
+# An office login for the demo: "demo" / "demo-password", a manager (sees every page) with key-safe access.
 # On a second start the user exists already; that is fine.
-echo "demo-password" | .venv/bin/carecall user add demo --role manager --password-stdin >/dev/null 2>&1 || true
+echo "demo-password" | .venv/bin/carecall user add demo --role manager --keysafe-access --password-stdin >/dev/null 2>&1 || true
 exec .venv/bin/carecall run --demo

@@ -19,8 +19,11 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import select
 
@@ -66,8 +69,8 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
+def chromium() -> Iterator[webdriver.Chrome]:
+    """Headless Chromium at 1366×768 with a throw-away profile (the browser modules' shared setup)."""
     profile = tempfile.mkdtemp(prefix="carecall-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
@@ -84,13 +87,57 @@ def browser() -> Iterator[webdriver.Chrome]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    yield from chromium()
+
+
+# Never sleep, never hold an element across a page change: every wait is for a condition,
+# and an element found in a page that is being replaced (a form post, a live update) is
+# found again rather than read stale.
+SETTLE = (StaleElementReferenceException, NoSuchElementException)
+
+
+def wait(browser: webdriver.Chrome, timeout: float = 10) -> WebDriverWait:
+    return WebDriverWait(browser, timeout, ignored_exceptions=SETTLE)
+
+
+def text_of(browser: webdriver.Chrome, css: str) -> str | None:
+    """An element's text read in one script call (None when absent): cannot go stale in between."""
+    return browser.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                                  css)
+
+
+def mark_page(browser: webdriver.Chrome) -> None:
+    """Tag the current document, so that :func:`wait_new_page` can tell when another replaced it.
+
+    A marker in ``window`` rather than an element handle: asking chromedriver about an
+    element of a document being torn down fails with errors that are not "stale" (seen:
+    "Node with given id does not belong to the document")."""
+    browser.execute_script("window.__carecallOldPage = true;")
+
+
+def wait_new_page(browser: webdriver.Chrome, timeout: float = 10) -> None:
+    # While the old document goes away a script call itself may fail: ignore and ask again.
+    WebDriverWait(browser, timeout, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return window.__carecallOldPage === undefined && "
+                                   "document.readyState === 'complete';"))
+
+
+def click_to_new_page(browser: webdriver.Chrome, element: WebElement, timeout: float = 10) -> None:
+    """Click something that loads a new page, and return once the new page has replaced the old."""
+    mark_page(browser)
+    element.click()
+    wait_new_page(browser, timeout)
+
+
 def login(browser: webdriver.Chrome, base: str, user: str) -> None:
     browser.delete_all_cookies()
     browser.get(base + "/login")
     browser.find_element(By.ID, "username").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "login-button").click()
-    WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/board"))
+    click_to_new_page(browser, browser.find_element(By.ID, "login-button"))
+    wait(browser).until(lambda d: d.current_url.endswith("/board"))
 
 
 def state_of(browser: webdriver.Chrome, visit_id: int) -> str:
@@ -120,10 +167,10 @@ def test_board_turns_due_to_on_site_live_without_reload(world, browser):
     today = dt.datetime.now(world["settings"].tz).date()
     assert browser.find_element(By.ID, "board-day").text.endswith(f"({today:%d/%m/%Y})")  # UK order, not US
     assert state_of(browser, vid) == "due"
-    WebDriverWait(browser, 10).until(lambda d: "live" in d.find_element(By.ID, "live").text)
+    wait(browser).until(lambda d: "live" in (text_of(d, "#live") or ""))
     browser.execute_script("window.__sameDocument = 'yes';")
     ring_from_home(world, "02086989911", "1001", "1234")  # R001's landline, worker 1001 and PIN
-    WebDriverWait(browser, 10).until(lambda d: state_of(d, vid) == "on site")
+    wait(browser).until(lambda d: state_of(d, vid) == "on site")
     assert browser.execute_script("return window.__sameDocument;") == "yes"  # no reload happened
     assert state_of(browser, world["ids"]["B-LATER"]) == "due"
     assert state_colour(browser, vid) != state_colour(browser, world["ids"]["B-LATER"])  # colour as well as words
@@ -144,8 +191,8 @@ def test_correction_appears_in_the_audit_log(world, browser):
     browser.execute_script("arguments[0].value = arguments[1];", field, at)
     Select(browser.find_element(By.ID, "time-reason")).select_by_value("line_down")
     browser.find_element(By.ID, "time-note").send_keys("BT fault reported")
-    browser.find_element(By.ID, "time-submit").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "form-done"))
+    click_to_new_page(browser, browser.find_element(By.ID, "time-submit"))
+    wait(browser).until(EC.presence_of_element_located((By.ID, "form-done")))
     audit = browser.find_element(By.ID, "audit-log").text
     assert "manual arrival" in audit and "coordinator" in audit and "Resident's phone line down" in audit
     assert "BT fault reported" in audit
@@ -162,8 +209,8 @@ def test_bad_csv_upload_lists_every_error(world, browser):
     browser.get(world["base"] + "/import")
     Select(browser.find_element(By.ID, "import-kind")).select_by_value("visits")
     browser.find_element(By.ID, "import-file").send_keys(str(bad))
-    browser.find_element(By.ID, "import-submit").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "import-errors"))
+    click_to_new_page(browser, browser.find_element(By.ID, "import-submit"))
+    wait(browser).until(EC.presence_of_element_located((By.ID, "import-errors")))
     errors = browser.find_element(By.ID, "import-errors").text.splitlines()
     assert errors == ["line 2: resident_reference 'R999' is not a known resident",
                       "line 3: planned_end must be after planned_start",
@@ -179,28 +226,27 @@ def alert_ids(browser: webdriver.Chrome, kind: str) -> list[int]:
 def test_no_reply_call_raises_an_alert_live_and_the_coordinator_acknowledges_and_checks_it(world, browser):
     login(browser, world["base"], "coordinator")
     browser.get(world["base"] + "/alerts")
-    WebDriverWait(browser, 10).until(lambda d: "live" in d.find_element(By.ID, "live").text)
+    wait(browser).until(lambda d: "live" in (text_of(d, "#live") or ""))
     assert alert_ids(browser, "no_reply") == []
     browser.execute_script("window.__sameDocument = 'yes';")
     # Worker 1004 (no mobile on file, caller ID withheld) cannot get an answer at B-TWO's door.
     call = CallScript(callerid=None, digits=["1004", "4567"], script="noreply", port=world["base"].agi_port)
     result = simulate_blocking("127.0.0.1", world["base"].agi_port, call, timeout=20)
     assert result.error is None and result.server_hung_up, result.transcript
-    WebDriverWait(browser, 10).until(lambda d: alert_ids(d, "no_reply"))
+    wait(browser).until(lambda d: alert_ids(d, "no_reply"))
     assert browser.execute_script("return window.__sameDocument;") == "yes"  # appeared without a reload
     [aid] = alert_ids(browser, "no_reply")
-    WebDriverWait(browser, 20).until(lambda d: alert_ids(d, "missed"))  # B-MISS, by the scheduler's own pass
+    wait(browser, 20).until(lambda d: alert_ids(d, "missed"))  # B-MISS, by the scheduler's own pass
     first = browser.execute_script("return +document.querySelector('#alert-rows tr').dataset.alert;")
     assert first == aid  # no reply is the most severe
     browser.get(f"{world['base']}/alerts/{aid}")
-    browser.find_element(By.ID, "ack-note").send_keys("Ringing next of kin")
-    browser.find_element(By.ID, "ack-submit").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "form-done"))
-    assert browser.find_element(By.ID, "alert-status").text.lower() == "acknowledged"
-    browser.find_element(By.ID, "check-door_time").click()
-    WebDriverWait(browser, 10).until(
-        lambda d: "coordinator" in d.find_element(By.CSS_SELECTOR, "tr[data-step='door_time']").text)
-    history = browser.find_element(By.ID, "alert-history").text
+    wait(browser).until(EC.element_to_be_clickable((By.ID, "ack-note"))).send_keys("Ringing next of kin")
+    click_to_new_page(browser, browser.find_element(By.ID, "ack-submit"))
+    wait(browser).until(EC.presence_of_element_located((By.ID, "form-done")))
+    assert (text_of(browser, "#alert-status") or "").lower() == "acknowledged"
+    click_to_new_page(browser, wait(browser).until(EC.element_to_be_clickable((By.ID, "check-door_time"))))
+    wait(browser).until(lambda d: "coordinator" in (text_of(d, "tr[data-step='door_time']") or ""))
+    history = text_of(browser, "#alert-history") or ""
     assert "acknowledged" in history and "Ringing next of kin" in history and "check" in history
     with unit_of_work(world["factory"]) as s:
         alert = s.get(Alert, aid)

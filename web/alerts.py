@@ -27,6 +27,7 @@ from web.api import iso
 from web.app import STREAMING, Ctx, FormError, HTTPError, Response, WebApp, json_response, redirect
 from web.auth import ANYONE, VISIT_EDITORS
 from web.live import LiveHub
+from web.people import people_for, visit_worker_ids
 
 LIST_LIMIT = 200
 API_LIMIT = 500
@@ -44,19 +45,21 @@ def _status_arg(ctx: Ctx, *, allow_all: bool = False) -> str:
     return status
 
 
-def _names(session: Session, alerts: list[Alert]) -> tuple[dict[int, Visit], dict[int, str], dict[int, str]]:
+def _names(session: Session, alerts: list[Alert]
+           ) -> tuple[dict[int, Visit], dict[int, str], dict[int, tuple[str, str]]]:
     visit_ids = {a.visit_id for a in alerts if a.visit_id}
     visits = {v.id: v for v in session.scalars(select(Visit).where(Visit.id.in_(visit_ids)))} if visit_ids else {}
     resident_ids = {a.resident_id for a in alerts if a.resident_id} | {v.resident_id for v in visits.values()}
     residents = dict(session.execute(select(Resident.id, Resident.reference)
                                      .where(Resident.id.in_(resident_ids))).tuples().all()) if resident_ids else {}
     worker_ids = {a.worker_id for a in alerts if a.worker_id}
-    workers = dict(session.execute(select(Worker.id, Worker.worker_number)
-                                   .where(Worker.id.in_(worker_ids))).tuples().all()) if worker_ids else {}
+    workers = {wid: (number, name) for wid, number, name in session.execute(
+        select(Worker.id, Worker.worker_number, Worker.name).where(Worker.id.in_(worker_ids)))} if worker_ids else {}
     return visits, residents, workers
 
 
-def _row(a: Alert, visits: dict[int, Visit], residents: dict[int, str], workers: dict[int, str]) -> dict[str, Any]:
+def _row(a: Alert, visits: dict[int, Visit], residents: dict[int, str],
+         workers: dict[int, tuple[str, str]]) -> dict[str, Any]:
     v = visits.get(a.visit_id or 0)
     resident_id = a.resident_id or (v.resident_id if v else None)
     return {
@@ -64,7 +67,10 @@ def _row(a: Alert, visits: dict[int, Visit], residents: dict[int, str], workers:
         "severity_label": severity_label(a.severity), "status": a.status, "raised_at": a.raised_at,
         "due_at": a.due_at, "detail": a.detail, "visit_id": a.visit_id, "visit_ref": v.visit_ref if v else None,
         "planned_start": v.planned_start if v else None,
-        "resident_ref": residents.get(resident_id or 0, ""), "worker_number": workers.get(a.worker_id or 0, ""),
+        "resident_ref": residents.get(resident_id or 0, ""),
+        "worker_number": workers.get(a.worker_id or 0, ("", ""))[0],
+        # For the office pages only: the JSON API (_json) never carries a name.
+        "worker_name": workers.get(a.worker_id or 0, ("", ""))[1],
         "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at,
         "resolved_by": a.resolved_by, "resolved_at": a.resolved_at, "resolution_note": a.resolution_note,
         "resolved_by_system": a.resolved_by_system, "escalated_at": a.escalated_at,
@@ -103,7 +109,7 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     checks = list(session.scalars(select(AlertCheck).where(AlertCheck.alert_id == a.id).order_by(AlertCheck.id)))
     row["checklist"] = [{"step": step, "label": CheckStep.LABELS[step],
                          "done": [{"by": c.done_by, "at": c.done_at, "note": c.note} for c in checks if c.step == step]}
-                        for step in CheckStep.ALL] if a.kind == AlertKind.NO_REPLY else []
+                        for step in CheckStep.ALL] if a.kind in AlertKind.SAFEGUARDING else []
     return row
 
 
@@ -126,19 +132,33 @@ async def alerts_events(ctx: Ctx) -> Response:
     return STREAMING
 
 
+def alert_with_people(session: Session, alert_id: int, now: Any, user_id: int) -> dict[str, Any] | None:
+    """The alert and the people it is about: resident, contacts, the worker(s) and where last logged."""
+    detail = alert_detail(session, alert_id)
+    if detail is None:
+        return None
+    a = session.get(Alert, alert_id)
+    assert a is not None
+    v = session.get(Visit, a.visit_id) if a.visit_id else None
+    resident_id = a.resident_id or (v.resident_id if v else None)
+    workers = [a.worker_id] if a.worker_id else visit_worker_ids(session, a.visit_id)
+    detail["people"] = people_for(session, resident_id, workers, now, user_id)
+    return detail
+
+
 async def alert_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200) -> Response:
-    detail = await ctx.db(alert_detail, int(id))
+    detail = await ctx.db(alert_with_people, int(id), ctx.now(), ctx.user.user_id)
     if detail is None:
         raise HTTPError(404, "No such alert")
     await viewed(ctx, "alert", id)
     return ctx.render("alert.html", status=status, a=detail, error=error, done=ctx.arg("done", limit=20),
-                      can_edit=ctx.user.role in VISIT_EDITORS)
+                      can_edit=ctx.user.role in VISIT_EDITORS, back=f"/alerts/{int(id)}", **detail["people"])
 
 
 async def _act(ctx: Ctx, id: str, what: str) -> Response:
     alert_id, actor, now = int(id), ctx.user.username, ctx.now()
     try:
-        note = ctx.field("note", limit=1000)
+        note = ctx.field("note", limit=1000, multiline=True)
         if what == "acknowledge":
             def work(session: Session) -> None:
                 acknowledge(session, alert_id, actor, note, now)

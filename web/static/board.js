@@ -7,6 +7,12 @@
   const source = new EventSource(live.dataset.src);
   source.addEventListener("open", function () { live.textContent = "live"; live.className = "live on"; });
   source.addEventListener("error", function () { live.textContent = "reconnecting…"; live.className = "live off"; });
+  // The counts at the top are the rows' own states, recounted whenever the rows change.
+  function recount() {
+    for (const c of document.querySelectorAll("[data-count]")) {
+      c.textContent = String(body.querySelectorAll(`[data-state="${CSS.escape(c.dataset.count)}"]`).length);
+    }
+  }
   const banner = document.getElementById("journal-banner");
   source.addEventListener("journal", function (event) {
     // Server-rendered and escaped, like the rows; "" when nothing waits in the journal.
@@ -18,6 +24,7 @@
     const template = document.createElement("template");
     template.innerHTML = event.data;
     body.replaceChildren(template.content);
+    recount();
     live.textContent = "live · " + new Date().toLocaleTimeString("en-GB");
     live.className = "live on";
   });

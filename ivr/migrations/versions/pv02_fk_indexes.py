@@ -1,12 +1,12 @@
 """indexes on the foreign keys retention and erasure delete through (issue 18)
 
 Revision ID: pv02
-Revises: pv01
+Revises: m002 (pv01 is merged there)
 """
 from alembic import op
 
 revision = "pv02"
-down_revision = "pv01"
+down_revision = "m002"
 branch_labels = None
 depends_on = None
 
