@@ -385,6 +385,7 @@ async def worker_message(ctx: Ctx) -> Response:
 
 async def resident_tags(ctx: Ctx, id: int) -> Response:
     base, key = ctx.runtime.settings.base_url, ctx.runtime.hasher.site_key
+    id = int(id)  # the router hands path parameters over as text; PostgreSQL will not compare integer = text
 
     def work(session: Session) -> dict[str, Any] | None:
         r = session.get(Resident, id)
