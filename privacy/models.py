@@ -41,3 +41,18 @@ class PersonalDataView(Base):
         CheckConstraint("channel IN ('web', 'api', 'cli')", name="channel_known"),
         Index("ix_privacy_views_actor_at", "actor", "at"),
     )
+
+
+# Retention and erasure delete call records and attendances by the thousand; each delete
+# makes the database check every foreign key that points at the row, so those columns
+# need an index (the spine indexes only the columns the call path reads).
+def _fk_indexes() -> None:
+    from ivr.models import CallRecord
+    from scheduler.models import Alert
+
+    Index("ix_call_records_attendance_id", CallRecord.attendance_id)
+    Index("ix_alerts_attendance_id", Alert.attendance_id)
+    Index("ix_alerts_call_record_id", Alert.call_record_id)
+
+
+_fk_indexes()

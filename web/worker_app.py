@@ -385,6 +385,7 @@ async def worker_message(ctx: Ctx) -> Response:
 
 async def resident_tags(ctx: Ctx, id: int) -> Response:
     base, key = ctx.runtime.settings.base_url, ctx.runtime.hasher.site_key
+    id = int(id)  # the router hands path parameters over as text; PostgreSQL will not compare integer = text
 
     def work(session: Session) -> dict[str, Any] | None:
         r = session.get(Resident, id)
@@ -405,6 +406,7 @@ async def resident_tags(ctx: Ctx, id: int) -> Response:
 
 
 async def issue_tag(ctx: Ctx, id: int) -> Response:
+    id = int(id)  # path parameters arrive as text (PostgreSQL: integer = text fails)
     actor = ctx.user.username
 
     def work(session: Session) -> bool:
@@ -420,6 +422,7 @@ async def issue_tag(ctx: Ctx, id: int) -> Response:
 
 
 async def retire_tag(ctx: Ctx, id: int) -> Response:
+    id = int(id)  # path parameters arrive as text (PostgreSQL: integer = text fails)
     actor = ctx.user.username
 
     def work(session: Session) -> int | None:
@@ -438,6 +441,7 @@ async def retire_tag(ctx: Ctx, id: int) -> Response:
 
 
 async def worker_phone(ctx: Ctx, id: int, code: str = "") -> Response:
+    id = int(id)  # path parameters arrive as text (PostgreSQL: integer = text fails)
     def work(session: Session) -> dict[str, Any] | None:
         w = session.get(Worker, id)
         if w is None:
@@ -455,6 +459,7 @@ async def worker_phone(ctx: Ctx, id: int, code: str = "") -> Response:
 
 
 async def issue_enrolment(ctx: Ctx, id: int) -> Response:
+    id = int(id)  # path parameters arrive as text (PostgreSQL: integer = text fails)
     actor, now, cfg = ctx.user.username, ctx.now(), _config(ctx)
     code = f"{secrets.randbelow(10**8):08d}"
 
@@ -474,6 +479,7 @@ async def issue_enrolment(ctx: Ctx, id: int) -> Response:
 
 
 async def revoke_device(ctx: Ctx, id: int) -> Response:
+    id = int(id)  # path parameters arrive as text (PostgreSQL: integer = text fails)
     actor, now = ctx.user.username, ctx.now()
 
     def work(session: Session) -> int | None:
