@@ -310,7 +310,8 @@ def test_many_concurrent_calls_each_record_once(settings, world, server):
 
     # 60 wrong PINs on one line would be slowed down by the PIN-guessing lockout
     # (tests/test_lockout.py); this test is about concurrency, so switch it off here.
-    server.factory.store.lockout = LockoutPolicy(free_failures=10**6, pair_after=10**6, worker_alert_after=10**6)
+    server.factory.store.lockout = LockoutPolicy(free_failures=10**6, pair_after=10**6, worker_alert_after=10**6,
+                                                 worker_budget=10**6, unknown_budget=10**6)
     add_visits(settings, world, ("V1", "R001", T0, 30, "1001;1002"), ("V2", "R002", T0, 30, "1003"))
     results = yield gatherResults([
         server.call(callerid=R001_LINE, digits=["1001", "1234"]),
