@@ -193,7 +193,7 @@ async def login(ctx: Ctx) -> Response:
         session.add(WorkerDevice(worker_id=worker.id, label=label or "phone", token_hash=_digest(token),
                                  csrf_token=csrf, enrolled_at=now, revoked_by=""))
         session.add(AuditEntry(actor=f"worker {number}", action="enrol_phone", entity="worker",
-                               entity_id=str(worker.id), after=json.dumps({"label": label or "phone"})))
+                               entity_id=worker.worker_number, after=json.dumps({"label": label or "phone"})))
         return True
 
     if not await ctx.db(work):
@@ -410,10 +410,12 @@ async def issue_tag(ctx: Ctx, id: int) -> Response:
     actor = ctx.user.username
 
     def work(session: Session) -> bool:
-        if session.get(Resident, id) is None:
+        r = session.get(Resident, id)
+        if r is None:
             return False
         session.add(HomeTag(tag_id=tags.new_tag_id(), resident_id=id, issued_by=actor))
-        session.add(AuditEntry(actor=actor, action="issue_tag", entity="resident", entity_id=str(id), after="{}"))
+        # Audit entries name residents by reference, workers by number (privacy.registry finds them so).
+        session.add(AuditEntry(actor=actor, action="issue_tag", entity="resident", entity_id=r.reference, after="{}"))
         return True
 
     if not await ctx.db(work):
@@ -430,7 +432,8 @@ async def retire_tag(ctx: Ctx, id: int) -> Response:
         if t is None:
             return None
         t.active = False
-        session.add(AuditEntry(actor=actor, action="retire_tag", entity="resident", entity_id=str(t.resident_id),
+        ref = session.scalar(select(Resident.reference).where(Resident.id == t.resident_id))
+        session.add(AuditEntry(actor=actor, action="retire_tag", entity="resident", entity_id=ref or "",
                                after="{}"))
         return t.resident_id
 
@@ -464,11 +467,13 @@ async def issue_enrolment(ctx: Ctx, id: int) -> Response:
     code = f"{secrets.randbelow(10**8):08d}"
 
     def work(session: Session) -> bool:
-        if session.get(Worker, id) is None:
+        w = session.get(Worker, id)
+        if w is None:
             return False
         session.add(WorkerEnrolment(worker_id=id, code_hash=_digest(code), issued_by=actor, issued_at=now,
                                     expires_at=now + dt.timedelta(hours=cfg.enrolment_hours)))
-        session.add(AuditEntry(actor=actor, action="issue_enrolment", entity="worker", entity_id=str(id), after="{}"))
+        session.add(AuditEntry(actor=actor, action="issue_enrolment", entity="worker", entity_id=w.worker_number,
+                               after="{}"))
         return True
 
     if not await ctx.db(work):
@@ -488,7 +493,8 @@ async def revoke_device(ctx: Ctx, id: int) -> Response:
             return None
         if d.revoked_at is None:
             d.revoked_at, d.revoked_by = now, actor
-            session.add(AuditEntry(actor=actor, action="revoke_phone", entity="worker", entity_id=str(d.worker_id),
+            number = session.scalar(select(Worker.worker_number).where(Worker.id == d.worker_id))
+            session.add(AuditEntry(actor=actor, action="revoke_phone", entity="worker", entity_id=number or "",
                                    after=json.dumps({"device": d.id})))
         return d.worker_id
 
