@@ -351,7 +351,7 @@ def entities(hasher: Any, sealer: Any = None) -> dict[str, Entity]:
                             [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("lines", "Landline"),
                              ("team", "Team"),
                              ("funder", "Funder"), ("phone_code", "Code"), ("active", "Active")],
-                            _search_residents, _load_resident, _save_resident, resident_extra),
+                            _search_residents, _load_resident, _save_resident, extra=resident_extra),
         "workers": Entity("workers", "Workers", WORKER_FIELDS,
                           [("worker_number", "Number"), ("name", "Name"), ("mobile_e164", "Mobile"), ("team", "Team"),
                            ("active", "Active")],

@@ -28,7 +28,6 @@ from web.app import (
     HTTPError,
     Response,
     WebApp,
-    new_login_csrf,
     redirect,
 )
 from web.models import Role
@@ -126,14 +125,16 @@ async def join_form(ctx: Ctx, *, error: str = "", status: int = 200, username: s
     token = ctx.arg("token", limit=100) or ctx.field("token", limit=100)
     now = ctx.now()
     valid = await ctx.db(lambda s: family.pending_invite(s, token, now) is not None)
-    cookie = (ctx.request.getCookie(LOGIN_CSRF_COOKIE) or b"").decode("latin-1")
-    fresh = not cookie or len(cookie) > 64
-    if fresh:
-        cookie = new_login_csrf()
+    # The office login's CSRF scheme: a dated nonce cookie, and the form carries its HMAC.
+    nonce = (ctx.request.getCookie(LOGIN_CSRF_COOKIE) or b"").decode("latin-1")
+    fresh = auth.login_nonce_fresh(nonce, now)
+    if not fresh:
+        nonce = auth.new_login_nonce(now)
     resp = ctx.render("family_join.html", status=status if valid else 410, token=token if valid else "",
-                      valid=valid, login_csrf=cookie, error=error, username=username)
-    if fresh:
-        resp.cookies.append((LOGIN_CSRF_COOKIE, cookie.encode(), {}))
+                      valid=valid, login_csrf=auth.login_csrf_token(ctx.app.login_key, nonce), error=error,
+                      username=username)
+    if not fresh:
+        resp.cookies.append((LOGIN_CSRF_COOKIE, nonce.encode(), {}))
     return resp
 
 
@@ -147,7 +148,7 @@ async def join(ctx: Ctx) -> Response:
         again = ctx.field("password2", limit=auth.MAX_PASSWORD)
     except FormError:
         raise HTTPError(400, "The form was not filled in correctly") from None
-    if not auth.csrf_ok(cookie, given):
+    if not auth.login_csrf_ok(ctx.app.login_key, cookie, given, ctx.now()):
         raise HTTPError(403, "The form was out of date; reload the page and try again")
     if password != again:
         return await join_form(ctx, error="The two passwords differ.", status=400, username=username)
