@@ -232,12 +232,8 @@ class FastAGIProtocol(Protocol):
             # so a departure is never written before the arrival it closes.
             self._act(self.dialog.effect_failed("journal not yet replayed"))
         elif self._run_effect is not None:
-            # An outbound script's own effect (alert, notice, survey), in the database pool. It
-            # carries a token like the batched ones, or its result would be dropped as stale.
-            self._effect_token += 1
-            token = self._effect_token
-            d = self.factory.run_db(self._run_effect, action)
-            d.addCallbacks(self._effect_done, self._effect_failed, callbackArgs=(token,), errbackArgs=(token,))
+            # An outbound dialog's own effects: no deadline (its dialog has no journal to fall to).
+            self._submit(action, self.factory.run_db(self._run_effect, action))
         else:
             self._submit(action)
 
@@ -277,7 +273,7 @@ class FastAGIProtocol(Protocol):
                      uniqueid=self.dialog.uniqueid, error=failure.type.__name__)
         self._act(self.dialog.fail("journal append failed"))
 
-    def _submit(self, effect: Any) -> None:
+    def _submit(self, effect: Any, running: Deferred[Any] | None = None) -> None:
         """Run a database effect, but never keep the caller in silence longer than ``effect_timeout``.
 
         A database that hangs (another process holding SQLite's write lock, a PostgreSQL
@@ -291,9 +287,10 @@ class FastAGIProtocol(Protocol):
         f = self.factory
         self._effect_token += 1
         token = self._effect_token
-        d: Deferred[Any] = f.effects.submit(effect)
+        deadline = running is None
+        d: Deferred[Any] = f.effects.submit(effect) if running is None else running
         self._effect_deferred = d
-        if f.effect_timeout > 0:
+        if deadline and f.effect_timeout > 0:
             self._effect_timer = f.clock.callLater(f.effect_timeout, self._effect_late, token)
         d.addCallbacks(self._effect_done, self._effect_failed, callbackArgs=(token,), errbackArgs=(token,))
 
