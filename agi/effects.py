@@ -85,6 +85,14 @@ class EffectBatcher:
         self._dispatch()
         return d
 
+    def withdraw(self, d: Deferred[Any]) -> bool:
+        """Take a queued effect back before it runs (its caller stopped waiting); False if it already left."""
+        for i, (_effect, queued) in enumerate(self._queue):
+            if queued is d:
+                del self._queue[i]
+                return True
+        return False
+
     def _dispatch(self) -> None:
         while self._queue and self._inflight < self.max_inflight:
             batch = self._queue[: self.max_batch]

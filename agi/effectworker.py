@@ -81,7 +81,10 @@ def _die_with_parent() -> None:
 
 def main() -> int:
     _die_with_parent()
+    # Ctrl-C and a control-group SIGTERM reach us too: the parent decides when we stop
+    # (end of stdin, after the calls it is draining are recorded; PR_SET_PDEATHSIG if it dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
         settings = read_frame(stdin)

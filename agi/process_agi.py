@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from agi.codec import NEED_DATA, AGIConnection, Closed, Hangup, LocalProtocolError, RemoteProtocolError
+from ivr.logsafe import printable
 
 SYSTEM_CONFIG = Path("/etc/carecall/carecall.toml")
 
 
 def log(message: str) -> None:
-    sys.stderr.write(f"carecall-agi: {message}\n")
+    # One line whatever the peer put in its uniqueid or script (ivr.logsafe).
+    sys.stderr.write(f"carecall-agi: {printable(message, limit=1000)}\n")
     sys.stderr.flush()
 
 

@@ -59,6 +59,7 @@ class CallScript:
     calleridname: str | bytes = "unknown"
     extra_env: Sequence[tuple[str, str]] = ()
     network: bool = True  # False: process AGI (``AGI(carecall-agi,checkin)``), script in agi_arg_1
+    args: Sequence[str] = ()  # the dialplan's AGI() arguments (``AGI(agi://…/unanswered,${EXTEN})``)
 
     def __post_init__(self) -> None:
         if self.hangup_mode not in HANGUP_MODES:
@@ -148,6 +149,7 @@ class FakeAsterisk:
             ("agi_accountcode", ""),
             ("agi_threadid", "140234567890"),
             *([] if c.network else [("agi_arg_1", c.script)]),
+            *[(f"agi_arg_{i}", arg) for i, arg in enumerate(c.args, start=1 if c.network else 2)],
             *c.extra_env,
         ]
         out = bytearray()
@@ -210,6 +212,8 @@ class FakeAsterisk:
             return b"200 result=0\n"
         if verb.startswith("SET VARIABLE") or verb.startswith("VERBOSE"):
             return b"200 result=1\n"
+        if verb.startswith("EXEC "):  # an application (Wait, Busy) that ran to its end
+            return b"200 result=0\n"
         return b"510 Invalid or unknown command\n"
 
     def result(self, server_closed: bool, error: str | None = None) -> SimResult:

@@ -26,9 +26,12 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing import rawio
+from billing.accounts import CreditNote
+from billing.funders import BillTo, load_config
 from billing.models import BillingRun, ExtraMinutesApproval, Invoice, InvoiceLine, LineKind
 from billing.queries import BATCH, FunderPeriod, Unassigned, funders, package_bills, period_bills
 from billing.rules import (
@@ -149,6 +152,28 @@ class InvoiceDoc:
     total: Decimal = Decimal("0.00")
     lines: list[DocLine] = dataclasses.field(default_factory=list)
     issued: bool = False
+    # When the lines are not loaded (big runs): how many exceptions/rejections, and charged lines.
+    exception_count: int | None = None
+    charged_count: int | None = None
+    bill_to: str = ""  # name, then address lines (newline-separated)
+    bill_to_email: str = ""
+    resident_name: str = ""  # private clients: whose care this is
+    credited_by: str = ""  # the credit note number, once credited
+
+    @property
+    def bill_to_lines(self) -> list[str]:
+        return [ln for ln in self.bill_to.splitlines() if ln.strip()]
+
+    @property
+    def is_nil(self) -> bool:
+        """Nothing to bill: no ledger line with minutes or money (a nil return, issued only on request)."""
+        if self.charged_count is not None and not self.lines:
+            return self.charged_count == 0
+        return not any(ln.counts_in_total and (ln.billable_minutes or ln.amount) for ln in self.lines)
+
+    @property
+    def exceptions_total(self) -> int:
+        return len(self.exceptions) if self.lines or self.exception_count is None else self.exception_count
 
     @property
     def charged(self) -> list[DocLine]:
@@ -197,18 +222,22 @@ class _Totals:
     over: int = 0
     visits: int = 0
     pence: int = 0
+    charged: int = 0  # ledger lines with minutes or money: none means a nil return
 
 
 class _MemorySink:
-    def __init__(self, config: BillingConfig, period: Period, issue: dt.date, due: dt.date) -> None:
+    def __init__(self, config: BillingConfig, period: Period, issue: dt.date, due: dt.date, bill_to: BillTo) -> None:
         self.config, self.period, self.issue, self.due = config, period, issue, due
+        self.bill_to = bill_to
         self.docs: dict[str, InvoiceDoc] = {}
 
     def _doc(self, g: Group) -> InvoiceDoc:
         doc = self.docs.get(g.key)
         if doc is None:
+            address, email = self.bill_to(g.funder, g.resident_id)
             doc = self.docs[g.key] = InvoiceDoc("DRAFT", g.funder, g.purchase_order, g.resident_reference,
-                                                self.period, self.issue, self.due)
+                                                self.period, self.issue, self.due, bill_to=address,
+                                                bill_to_email=email, resident_name=self.bill_to.name(g.resident_id))
         return doc
 
     def add(self, group: Group, line: DocLine) -> None:
@@ -229,16 +258,20 @@ class _MemorySink:
 class _DatabaseSink:
     """Writes lines in batches with executemany; keeps only per-invoice running totals."""
 
-    def __init__(self, session: Session, run: BillingRun, period: Period, issue: dt.date, due: dt.date) -> None:
+    def __init__(self, session: Session, run: BillingRun, period: Period, issue: dt.date, due: dt.date,
+                 bill_to: BillTo) -> None:
         self.s, self.run, self.period, self.issue, self.due = session, run, period, issue, due
+        self.bill_to = bill_to
         self.ids: dict[str, int] = {}
         self.totals: dict[int, _Totals] = defaultdict(_Totals)
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[tuple[Any, ...]] = []
+        self.write_utc = rawio.utc_writer(session.connection().dialect.name)
 
     def _invoice_id(self, g: Group) -> int:
         iid = self.ids.get(g.key)
         if iid is None:
-            iid = self.s.execute(insert(Invoice).values(
+            address, email = self.bill_to(g.funder, g.resident_id)
+            iid = self.s.execute(insert(Invoice).values(bill_to=address, bill_to_email=email,
                 run_id=self.run.id, group_key=g.key, period_start=self.period.start, period_end=self.period.last_day,
                 funder=g.funder, purchase_order=g.purchase_order, resident_id=g.resident_id, issue_date=self.issue,
                 due_date=self.due, issued_at=self.run.issued_at, cap_minutes=0, billed_minutes=0,
@@ -248,14 +281,21 @@ class _DatabaseSink:
 
     def add(self, group: Group, line: DocLine) -> None:
         iid = self._invoice_id(group)
-        row = line.as_row(iid)
+        amount = to_pence(line.amount)
+        t = self.totals[iid]
         if line.counts_in_total:
-            t = self.totals[iid]
-            t.pence += row["amount_pence"]
+            t.pence += amount
+            if line.billable_minutes or amount:
+                t.charged += 1
             if line.kind == LineKind.BILLED:
                 t.billed += line.billable_minutes
-        self.buffer.append(row)
-        if len(self.buffer) >= 2000:
+        w = self.write_utc
+        self.buffer.append((iid, line.kind, line.attendance_id, line.package_id, line.service_period_start,
+                            line.resident_reference, line.visit_ref, line.worker_number, w(line.planned_start),
+                            w(line.planned_end), w(line.arrival_at), w(line.departure_at), line.method,
+                            line.billable_minutes, line.over_cap_minutes, line.rate_kind, to_pence(line.rate),
+                            amount, line.reason))
+        if len(self.buffer) >= 5000:
             self.flush()
 
     def add_bill_totals(self, group: Group, bill: PackageBill) -> None:
@@ -266,12 +306,32 @@ class _DatabaseSink:
 
     def flush(self) -> None:
         if self.buffer:
-            self.s.execute(insert(InvoiceLine), self.buffer)
+            rawio.insert_many(self.s.connection(), InvoiceLine.__table__, _LINE_COLUMNS, self.buffer)
             self.buffer = []
 
 
-def _finish_run(session: Session, run: BillingRun, totals: dict[int, _Totals]) -> None:
-    """Header totals, then numbers in sequence in a stable order (funder, purchase order, resident), no gaps."""
+# The stored line's columns, in the order _DatabaseSink.add builds its tuples.
+_LINE_COLUMNS = ("invoice_id", "kind", "attendance_id", "package_id", "service_period_start", "resident_reference",
+                 "visit_ref", "worker_number", "planned_start", "planned_end", "arrival_at", "departure_at", "method",
+                 "billable_minutes", "over_cap_minutes", "rate_kind", "rate_pence", "amount_pence", "reason")
+
+
+def _finish_run(session: Session, run: BillingRun, totals: dict[int, _Totals], nil_returns: bool = False) -> None:
+    """Header totals, then numbers in sequence in a stable order (funder, purchase order, resident), no gaps.
+
+    A purchase order with nothing to bill (only exceptions, or nothing at all) gets no
+    invoice unless ``nil_returns``: its draft rows are dropped in the same transaction,
+    before numbering, so no £0.00 invoice is ever numbered by accident. Its attendances
+    are not lost: a later correction (a departure entered) is found by :func:`corrections`
+    as for any closed period.
+    """
+    if not nil_returns:
+        nil = [i for i, t in totals.items() if t.charged == 0]
+        for i in range(0, len(nil), 500):
+            chunk = nil[i:i + 500]
+            session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id.in_(chunk)))
+            session.execute(delete(Invoice).where(Invoice.id.in_(chunk)))
+        totals = {i: t for i, t in totals.items() if t.charged}
     if not totals:
         return
     table = Invoice.__table__
@@ -359,6 +419,13 @@ def corrections(session: Session, config: BillingConfig, fp: FunderPeriod,
                    InvoiceLine.service_period_start < fp.period.start)):
         note(rid, sps)
     for rid, sps in session.execute(
+            select(CarePackage.resident_id, InvoiceLine.service_period_start)
+            .join(CarePackage, InvoiceLine.package_id == CarePackage.id)
+            .join(CreditNote, CreditNote.invoice_id == InvoiceLine.invoice_id)
+            .where(CreditNote.issued_at > watermark, CarePackage.funder == fp.funder,
+                   InvoiceLine.service_period_start < fp.period.start).distinct()):
+        note(rid, sps)
+    for rid, sps in session.execute(
             select(CarePackage.resident_id, ExtraMinutesApproval.period_start)
             .join(CarePackage, ExtraMinutesApproval.package_id == CarePackage.id)
             .where(ExtraMinutesApproval.approved_at > watermark, CarePackage.funder == fp.funder,
@@ -381,10 +448,13 @@ def _diff(session: Session, config: BillingConfig, q: FunderPeriod, resident_ids
     """Compare recomputed billing with the ledger (billed, less reversals, plus adjustments) per attendance."""
     ledger: dict[int, DocLine | None] = {}
     groups: dict[int, Group] = {}
+    # A credited invoice's lines no longer count: the ledger is as if it had never been issued.
+    credited = select(CreditNote.invoice_id)
     rows = session.execute(
         select(InvoiceLine, CarePackage).join(CarePackage, InvoiceLine.package_id == CarePackage.id)
         .where(CarePackage.resident_id.in_(resident_ids), CarePackage.funder == q.funder,
-               InvoiceLine.service_period_start == q.period.start, InvoiceLine.kind.in_(LineKind.LEDGER))
+               InvoiceLine.service_period_start == q.period.start, InvoiceLine.kind.in_(LineKind.LEDGER),
+               InvoiceLine.invoice_id.not_in(credited))
         .order_by(InvoiceLine.id))
     refs = dict(session.execute(select(Resident.id, Resident.reference).where(Resident.id.in_(resident_ids))).all())
     for line, pkg in rows.tuples():
@@ -437,18 +507,19 @@ def _period_for_run(config: BillingConfig, period_start: dt.date, funder: str | 
 def preview(factory: sessionmaker[Session], settings: Settings, period_start: dt.date,
             funder: str | None = None, *, now: dt.datetime | None = None) -> list[InvoiceDoc]:
     """The invoices for a period as they stand; nothing is stored. An issued funder's are the frozen ones."""
-    config = BillingConfig.from_settings(settings)
     now = now or utcnow()
     with factory() as session:
+        config = load_config(settings, session)
         scope = _scope(session, config, period_start, funder)
         closed = _closed_funders(session, period_start)
         frozen = [fp.funder for fp in scope if _is_closed(closed, fp.funder)]
         docs = _load_docs(session, config, period_start, frozen) if frozen else []
+        bill_to = BillTo(session)
         for fp in scope:
             if fp.funder in frozen:
                 continue
             issue_date, due = issue_dates(fp.period, fp.rules)
-            sink = _MemorySink(config, fp.period, issue_date, due)
+            sink = _MemorySink(config, fp.period, issue_date, due, bill_to)
             _run(session, config, fp, sink, Unassigned(), now)
             docs.extend(sorted(sink.docs.values(), key=lambda d: (d.funder, d.purchase_order, d.resident_reference)))
     return docs
@@ -462,16 +533,19 @@ class IssueResult:
 
 
 def issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.date, funder: str | None = None,
-          *, now: dt.datetime | None = None, actor: str = "billing", with_lines: bool = True) -> IssueResult:
+          *, now: dt.datetime | None = None, actor: str = "billing", with_lines: bool = True,
+          nil_returns: bool = False) -> IssueResult:
     """Close the period for ``funder`` (default: every funder) and store its invoices, once.
 
     Re-issuing a closed period writes nothing and returns the stored documents, so a
     re-run prints the same invoices. ``with_lines=False`` returns headers only (for big runs).
+    A purchase order with nothing to bill gets no invoice unless ``nil_returns``.
     """
-    config = BillingConfig.from_settings(settings)
     now = now or utcnow()
     unassigned = Unassigned()
     with unit_of_work(factory) as session:
+        config = load_config(settings, session)
+        bill_to = BillTo(session)
         scope = _scope(session, config, period_start, funder)
         today = now.astimezone(config.tz).date()
         running = [fp for fp in scope if fp.period.end > today]
@@ -495,56 +569,76 @@ def issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
                 totals: dict[int, _Totals] = {}
                 for fp in fps:
                     issue_date, due = issue_dates(fp.period, fp.rules)
-                    sink = _DatabaseSink(session, run, fp.period, issue_date, due)
+                    sink = _DatabaseSink(session, run, fp.period, issue_date, due, bill_to)
                     _run(session, config, fp, sink, unassigned, now)
                     sink.flush()
                     totals.update(sink.totals)
-                _finish_run(session, run, totals)
+                _finish_run(session, run, totals, nil_returns)
         names = [fp.funder for fp in scope]
         docs = _load_docs(session, config, period_start, names, with_lines=with_lines)
     return IssueResult(docs, bool(todo), len(unassigned.attendance_ids))
 
 
-def _doc_from_header(inv: Invoice, config: BillingConfig, ref: str) -> InvoiceDoc:
+def _doc_from_header(inv: Invoice, config: BillingConfig, ref: str, name: str = "",
+                     credit: int | None = None) -> InvoiceDoc:
     rules = config.for_funder(inv.funder)
     period = period_starting(inv.period_start, rules, config.tz)
     return InvoiceDoc(config.invoice_number(inv.number), inv.funder, inv.purchase_order, ref, period,
                       inv.issue_date, inv.due_date, inv.cap_minutes, inv.billed_minutes, inv.over_cap_minutes,
-                      inv.visits, from_pence(inv.total_pence), [], issued=True)
+                      inv.visits, from_pence(inv.total_pence), [], issued=True, bill_to=inv.bill_to,
+                      bill_to_email=inv.bill_to_email, resident_name=name,
+                      credited_by=config.credit_note_number(credit) if credit is not None else "")
 
 
 def _load_docs(session: Session, config: BillingConfig, period_start: dt.date, funder_names: Iterable[str],
                with_lines: bool = True) -> list[InvoiceDoc]:
     names = list(funder_names)
     rows = session.execute(
-        select(Invoice, Resident.reference).outerjoin(Resident, Invoice.resident_id == Resident.id)
+        select(Invoice, Resident.reference, Resident.name, CreditNote.number)
+        .outerjoin(Resident, Invoice.resident_id == Resident.id)
+        .outerjoin(CreditNote, CreditNote.invoice_id == Invoice.id)
         .where(Invoice.period_start == period_start, Invoice.funder.in_(names)).order_by(Invoice.number)).all()
     docs = []
-    for inv, ref in rows:
-        doc = _doc_from_header(inv, config, ref or "")
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if not with_lines and rows:
+        ids = [row[0].id for row in rows]
+        for i in range(0, len(ids), 500):
+            for iid, kind, n in session.execute(
+                    select(InvoiceLine.invoice_id, InvoiceLine.kind, func.count())
+                    .where(InvoiceLine.invoice_id.in_(ids[i:i + 500]))
+                    .group_by(InvoiceLine.invoice_id, InvoiceLine.kind)):
+                counts[iid][kind] = n
+    for inv, ref, name, credit in rows:
+        doc = _doc_from_header(inv, config, ref or "", name or "", credit)
         if with_lines:
             doc.lines = [DocLine.from_row(r) for r in session.scalars(
                 select(InvoiceLine).where(InvoiceLine.invoice_id == inv.id).order_by(InvoiceLine.id))]
+        else:
+            c = counts.get(inv.id, {})
+            doc.exception_count = c.get(LineKind.EXCEPTION, 0) + c.get(LineKind.REJECTED, 0)
+            doc.charged_count = sum(c.get(k, 0) for k in LineKind.LEDGER)
         docs.append(doc)
     return docs
 
 
 def issued(factory: sessionmaker[Session], settings: Settings, period_start: dt.date,
            funder: str | None = None) -> list[InvoiceDoc]:
-    config = BillingConfig.from_settings(settings)
     with factory() as session:
+        config = load_config(settings, session)
         names = [funder] if funder else funders(session)
         return _load_docs(session, config, period_start, names)
 
 
 def load(factory: sessionmaker[Session], settings: Settings, number: int) -> InvoiceDoc:
-    config = BillingConfig.from_settings(settings)
     with factory() as session:
-        row = session.execute(select(Invoice, Resident.reference).outerjoin(
-            Resident, Invoice.resident_id == Resident.id).where(Invoice.number == number)).first()
+        config = load_config(settings, session)
+        row = session.execute(
+            select(Invoice, Resident.reference, Resident.name, CreditNote.number)
+            .outerjoin(Resident, Invoice.resident_id == Resident.id)
+            .outerjoin(CreditNote, CreditNote.invoice_id == Invoice.id).where(Invoice.number == number)).first()
         if row is None:
             raise BillingError(f"no invoice number {number}")
-        doc = _doc_from_header(row[0], config, row[1] or "")
+        doc = _doc_from_header(row[0], config, row[1] or "", row[2] or "", row[3])
         doc.lines = [DocLine.from_row(r) for r in session.scalars(
             select(InvoiceLine).where(InvoiceLine.invoice_id == row[0].id).order_by(InvoiceLine.id))]
         return doc
@@ -609,25 +703,32 @@ def csv_rows(docs: Iterable[InvoiceDoc], config: BillingConfig) -> Iterator[list
 
 
 def stored_csv_rows(factory: sessionmaker[Session], settings: Settings, period_start: dt.date,
-                    funder: str | None = None, chunk: int = 5000) -> Iterator[list[str]]:
-    """The CSV rows of a period's issued invoices, streamed from the database a chunk at a time."""
+                    funder: str | None = None) -> Iterator[list[str]]:
+    """The CSV rows of a period's issued invoices, streamed from the database in one pass.
+
+    Raw rows (:mod:`billing.rawio`): no ORM objects, times formatted through a per-hour
+    cache, pence printed exactly; memory holds one fetch of rows at a time.
+    """
     config = BillingConfig.from_settings(settings)
+    lines = InvoiceLine.__table__.c
+    inv = Invoice.__table__.c
     with factory() as session:
         names = [funder] if funder else funders(session)
-        last = (0, 0)
-        while True:
-            rows = session.execute(
-                select(InvoiceLine, Invoice.number, Invoice.funder, Invoice.purchase_order)
-                .join(Invoice, InvoiceLine.invoice_id == Invoice.id)
-                .where(Invoice.period_start == period_start, Invoice.funder.in_(names),
-                       InvoiceLine.kind.in_(LineKind.LEDGER),
-                       or_(Invoice.number > last[0], (Invoice.number == last[0]) & (InvoiceLine.id > last[1])))
-                .order_by(Invoice.number, InvoiceLine.id).limit(chunk)).all()
-            if not rows:
-                return
-            for line, number, f, po in rows:
-                doc_line = DocLine.from_row(line)
-                if doc_line.billable_minutes or doc_line.amount:
-                    yield csv_row(config.invoice_number(number), f, po, doc_line, config)
-            last = (rows[-1][1], rows[-1][0].id)
-            session.expunge_all()
+        conn = session.connection()
+        read = rawio.utc_reader(conn.dialect.name)
+        local = rawio.LocalMinutes(config.tz)
+        stmt = (select(inv.number, inv.funder, inv.purchase_order, lines.resident_reference, lines.visit_ref,
+                       lines.worker_number, lines.arrival_at, lines.departure_at, lines.method,
+                       lines.billable_minutes, lines.rate_pence, lines.amount_pence)
+                .select_from(InvoiceLine.__table__.join(Invoice.__table__, lines.invoice_id == inv.id))
+                .where(inv.period_start == period_start, inv.funder.in_(names),
+                       lines.kind.in_(LineKind.LEDGER), (lines.billable_minutes != 0) | (lines.amount_pence != 0))
+                .order_by(inv.number, lines.id))
+        numbers: dict[int, str] = {}
+        for (number, f, po, ref, visit, worker, arrival, departure, method, minutes, rate,
+             amount) in rawio.stream(conn, stmt):
+            label = numbers.get(number)
+            if label is None:
+                label = numbers[number] = config.invoice_number(number)
+            yield [label, f, po, ref, visit, worker, local(read(arrival)), local(read(departure)), method,
+                   str(minutes), rawio.pence_text(rate), rawio.pence_text(amount)]

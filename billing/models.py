@@ -75,6 +75,10 @@ class Invoice(Base):
     over_cap_minutes: Mapped[int] = mapped_column(Integer, default=0)
     visits: Mapped[int] = mapped_column(Integer, default=0)
     total_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Who it was addressed to, frozen with the invoice (funder's invoicing address, or the
+    # private client's / representative's billing address): first line the name.
+    bill_to: Mapped[str] = mapped_column(Text, default="")
+    bill_to_email: Mapped[str] = mapped_column(String(254), default="")
 
     lines: Mapped[list[InvoiceLine]] = relationship(back_populates="invoice", order_by="InvoiceLine.id")
 

@@ -6,7 +6,6 @@ is what it sends. Times are shown in local time (Europe/London by default).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from typing import Any, TextIO
 import jinja2
 
 from billing.rules import BillingConfig
+from ivr import csvsafe
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -42,7 +42,7 @@ def _environment(config: BillingConfig) -> jinja2.Environment:
 
 def render_html(doc: Any, config: BillingConfig, template: str = "invoice.html") -> str:
     """An invoice (or, with ``template="timesheet.html"``, a timesheet) as one HTML page."""
-    return _environment(config).get_template(template).render(doc=doc)
+    return _environment(config).get_template(template).render(doc=doc, config=config)
 
 
 def render_pdf(doc: Any, config: BillingConfig, template: str = "invoice.html") -> bytes:
@@ -53,7 +53,7 @@ def render_pdf(doc: Any, config: BillingConfig, template: str = "invoice.html") 
 
 def write_csv(header: Iterable[str], rows: Iterable[list[str]], out: TextIO) -> int:
     """Stream rows to ``out`` (one row in memory at a time); returns the number of data rows."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvsafe.writer(out)  # every cell neutralised (ivr/csvsafe.py)
     writer.writerow(list(header))
     n = 0
     for row in rows:

@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from carecall.config import ConfigError, Settings
+from billing.provider import Provider
+from carecall.config import ConfigError, Settings, register_table
 from ivr.models import Method
 
 PENNY = Decimal("0.01")
@@ -56,7 +57,7 @@ class FunderRules:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(FunderRules)}
-_GLOBAL_ONLY = {"invoice_prefix", "private_funders", "funders"}
+_GLOBAL_ONLY = {"invoice_prefix", "credit_note_prefix", "private_funders", "funders"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -103,10 +104,15 @@ class BillingConfig:
     default: FunderRules
     funders: Mapping[str, FunderRules]
     invoice_prefix: str = "INV-"
+    credit_note_prefix: str = "CN-"
+    provider: Provider = dataclasses.field(default_factory=Provider)  # letterhead and bank details
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:
-        section = settings.section("billing")
+        return cls.from_section(settings.section("billing"), settings.tz, Provider.from_settings(settings))
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], tz: ZoneInfo, provider: Provider | None = None) -> BillingConfig:
         default = _apply(FunderRules(), section, "[billing]")
         private = section.get("private_funders", ["Private"])
         if not isinstance(private, list):
@@ -116,13 +122,17 @@ class BillingConfig:
             if not isinstance(table, dict):
                 raise ConfigError(f"[billing.funders.{name}] must be a table")
             funders[name] = _apply(funders.get(name, default), table, f"[billing.funders.{name}]")
-        return cls(settings.tz, default, funders, str(section.get("invoice_prefix", "INV-")))
+        return cls(tz, default, funders, str(section.get("invoice_prefix", "INV-")),
+                   str(section.get("credit_note_prefix", "CN-")), provider or Provider())
 
     def for_funder(self, funder: str) -> FunderRules:
         return self.funders.get(funder, self.default)
 
     def invoice_number(self, number: int | None) -> str:
         return "DRAFT" if number is None else f"{self.invoice_prefix}{number:06d}"
+
+    def credit_note_number(self, number: int) -> str:
+        return f"{self.credit_note_prefix}{number:06d}"
 
 
 # --- periods ------------------------------------------------------------------------
@@ -269,6 +279,8 @@ class AttendanceRow:
     departure_at: dt.datetime | None
     departure_method: str | None
     departure_entered_at: dt.datetime | None
+    arrival_unanswered: bool = False
+    departure_unanswered: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,9 +344,22 @@ class PackageBill:
         return sum(ln.over_cap_minutes for ln in self.lines)
 
 
+# Logged by phone, but an end came from an unanswered call (the worker's own number rung, no
+# PIN: docs/telephony.md). Billed like "phone"; printed so the funder sees the weaker proof.
+UNANSWERED_METHOD = "noanswer"
+
+
 def method_of(row: AttendanceRow) -> str:
-    """An attendance is "phone" only if both ends were logged by phone (spec 10.6)."""
-    return Method.MANUAL if Method.MANUAL in (row.arrival_method, row.departure_method) else Method.PHONE
+    """An attendance is electronically logged only if both ends were (spec 10.6): "phone", or
+    "device"/"tag" for an end logged without the landline; phone with an unanswered-mode end
+    is :data:`UNANSWERED_METHOD`; any manual end makes it "manual"."""
+    if Method.MANUAL in (row.arrival_method, row.departure_method):
+        return Method.MANUAL
+    if row.arrival_unanswered or row.departure_unanswered:
+        return UNANSWERED_METHOD
+    # No landline (docs/no-landline.md): "device" or "tag" when an end was logged that way.
+    others = sorted({row.arrival_method, row.departure_method} - {None, Method.PHONE})
+    return "+".join(others) if others else Method.PHONE
 
 
 def bill_package(package: PackageInfo, period: Period, rows: Iterable[AttendanceRow], rules: FunderRules,
@@ -375,3 +400,29 @@ def bill_package(package: PackageInfo, period: Period, rows: Iterable[Attendance
                           rate=rate, amount=line_amount(billed, rate),
                           reason="over commissioned hours" if over else "", **base))
     return PackageBill(package, period, cap, lines)
+
+
+# --- the [billing] table, checked once at start -------------------------------------
+
+
+def _billing_fields() -> list[tuple[str, str, Any]]:
+    out: list[tuple[str, str, Any]] = [
+        ("invoice_prefix", "str", dataclasses.field(default="INV-")),
+        ("credit_note_prefix", "str", dataclasses.field(default="CN-")),
+        ("private_funders", "Any", dataclasses.field(default_factory=lambda: ["Private"])),
+        ("funders", "Any", dataclasses.field(default_factory=dict)),  # [billing.funders."Name"] tables
+    ]
+    for f in dataclasses.fields(FunderRules):
+        out.append((f.name, "Any", dataclasses.field(default=f.default)))  # _coerce checks each
+    return out
+
+
+def _check_billing(self: Any) -> None:
+    BillingConfig.from_section({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, ZoneInfo("UTC"))
+
+
+# Registered so carecall.config.validate checks [billing] at start (unknown keys, bad
+# values, each funder's table) instead of when the first invoice runs.
+BillingTable = register_table("billing")(dataclasses.make_dataclass(
+    "BillingTable", _billing_fields(), frozen=True,
+    namespace={"__post_init__": _check_billing, "__module__": __name__, "__doc__": "Every key of [billing]."}))

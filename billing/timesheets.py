@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing.rules import AttendanceRow as _Row
 from billing.rules import BillingConfig, FunderRules, Period, billable_minutes, method_of, period_starting
 from carecall.config import Settings
-from ivr.models import Attendance, Resident, Visit, VisitStatus, VisitWorker, Worker
+from ivr.models import Attendance, CarePackage, Resident, Visit, VisitStatus, VisitWorker, Worker
 
 CSV_COLUMNS = ("visit_ref", "planned_start", "planned_end", "worker_number", "arrival", "departure", "method",
                "minutes", "flags")
@@ -47,6 +47,8 @@ class Timesheet:
     resident_name: str
     period: Period
     rows: list[TimesheetRow]
+    funder: str = ""
+    purchase_orders: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def total_minutes(self) -> int:
@@ -71,6 +73,8 @@ def flags_for(row: _Row, verified: bool, minutes: int, rules: FunderRules) -> tu
         out.append("no departure")
     if not verified:
         out.append("location not verified")
+    if row.arrival_unanswered or row.departure_unanswered:
+        out.append("unanswered mode (no PIN)")
     return tuple(out)
 
 
@@ -97,7 +101,7 @@ def _rows(session: Session, resident_id: int, period: Period, rules: FunderRules
         for a, number in came:
             row = _Row(a.id, v.visit_ref, resident_id, number, v.planned_start, v.planned_end, a.arrival_at,
                        a.arrival_method, a.arrival_entered_at, a.departure_at, a.departure_method,
-                       a.departure_entered_at)
+                       a.departure_entered_at, a.arrival_unanswered, a.departure_unanswered)
             minutes = (billable_minutes(a.arrival_at, a.departure_at, v.planned_start, v.planned_end, rules)
                        if a.arrival_at and a.departure_at else 0)
             verified = a.arrival_verified and a.departure_verified
@@ -124,7 +128,11 @@ def build(factory: sessionmaker[Session], settings: Settings, resident_reference
         except ValueError as exc:
             raise TimesheetError(str(exc)) from exc
         rows = list(_rows(session, resident.id, period, rules))
-        return Timesheet(resident.reference, resident.name, period, rows)
+        pos = sorted(set(session.scalars(select(CarePackage.purchase_order).where(
+            CarePackage.resident_id == resident.id, CarePackage.purchase_order != "",
+            CarePackage.start_date <= period.last_day,
+            (CarePackage.end_date.is_(None)) | (CarePackage.end_date >= period.start)))))
+        return Timesheet(resident.reference, resident.name, period, rows, resident.funder, pos)
 
 
 def csv_rows(sheet: Timesheet, config: BillingConfig) -> Iterator[list[str]]:

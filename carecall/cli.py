@@ -14,17 +14,18 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from carecall.config import ConfigError, load_settings
+from carecall.config import ConfigError, load_settings, validate, validate_tables
 
 COMMAND_MODULES = (
     "carecall.commands",
-    "ivr.commands",
-    "ivr.journal_commands",
+    "carecall.data_commands",
+    "carecall.journal_commands",
     "agi.commands",
     "scheduler.commands",
     "billing.commands",
     "web.commands",
     "reports.commands",
+    "privacy.commands",
 )
 
 
@@ -41,10 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Every table and key checked once, before anything starts: one line per mistake.
     try:
         settings = load_settings(args.config, db_url=args.db)
+        problems = validate(settings)
     except ConfigError as exc:
-        print(f"carecall: configuration error: {exc}", file=sys.stderr)
+        problems = exc.problems + (validate_tables(exc.raw) if exc.raw is not None else [])
+    if problems:
+        for problem in problems:
+            print(f"carecall: configuration error: {problem}", file=sys.stderr)
         return 2
     try:
         return int(args.func(args, settings) or 0)

@@ -20,6 +20,8 @@ from typing import IO, Any
 
 from twisted.logger import Logger, LogLevel, formatEvent
 
+from ivr.logsafe import printable, printable_lines
+
 
 class CallLogger(Logger):
     """A ``Logger`` for the call path's one-line-per-step events.
@@ -30,6 +32,9 @@ class CallLogger(Logger):
     """
 
     def emit(self, level: LogLevel, format: str | None = None, **kwargs: object) -> None:
+        for key, value in kwargs.items():
+            if isinstance(value, str):
+                kwargs[key] = printable(value)  # peer-supplied text (a uniqueid) cannot forge lines
         kwargs.update(log_logger=self, log_level=level, log_namespace=self.namespace, log_source=self.source,
                       log_format=format, log_time=time.time())
         self.observer(kwargs)
@@ -71,7 +76,9 @@ class BufferedTextLogObserver:
         if failure is not None:
             text = f"{text}\n{failure.getTraceback()}"
         namespace = event.get("log_namespace", "-")
-        text = text.replace("\n", "\n\t")
+        # Whatever logger wrote it: no CR or ESC reaches the file, and a line feed only
+        # ever starts a tab-indented continuation, never something that passes for an entry.
+        text = printable_lines(text).replace("\n", "\n\t")
         self._lines.append(f"{self._timestamp(event.get('log_time'))} [{namespace}#{level.name}] {text}\n")
         if level >= LogLevel.warn:
             self.flush()

@@ -54,6 +54,10 @@ class Runtime:
     events: EventHub = dataclasses.field(default_factory=EventHub)
     journal: Any = None  # ivr.journal.CallJournal: check-ins the database could not take
     journal_pool: ThreadPool | None = None  # one thread: fsynced appends, in order, off the reactor
+    # False while the schema upgrade has not run (started with the database down,
+    # carecall/schema_upgrade.py): the call path journals without touching the database.
+    schema_ready: bool = True
+    ready_callbacks: list[Callable[[], None]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, reactor: Any | None = None) -> Runtime:
@@ -85,6 +89,12 @@ class Runtime:
         if self.journal_pool is not None and self.journal_pool.started:
             self.journal_pool.stop()
         self.engine.dispose()
+
+    def mark_ready(self) -> None:
+        """The schema is current: the database may be used (and the journal replayed)."""
+        self.schema_ready = True
+        for callback in list(self.ready_callbacks):
+            callback()
 
     def run_journal(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Journal work (fsynced appends, status reads) on its own thread: never behind a

@@ -31,7 +31,15 @@ from agi.codec import DeadChannel, InvalidCommand, Result, UsageError
 from ivr.models import CallOutcome, ReviewStatus
 from ivr.phone import caller_e164
 
-SCRIPTS = ("checkin", "noreply")
+# "device": no landline; the home is proved by the code its verification device shows.
+SCRIPTS = ("checkin", "noreply", "unanswered", "device")
+
+
+class Mode:
+    """How the worker was identified (``CheckIn.mode``): data, the decision is the same."""
+
+    PIN = "pin"  # worker number + PIN keyed on an answered call
+    UNANSWERED = "unanswered"  # the worker's own number (DDI) dialled; never answered, no PIN
 
 
 class Stage:
@@ -41,6 +49,7 @@ class Stage:
     ANSWER = "answer"
     LINE = "line_lookup"
     PHONE_CODE = "phone_code"
+    DEVICE_CODE = "device_code"
     WORKER_NUMBER = "worker_number"
     PIN = "pin"
     RECORDING = "recording"
@@ -107,6 +116,19 @@ class CheckIn:
     phone_code: str | None = None
     # Set by a journal replay instead of ``pin`` (the journal never holds a PIN).
     pin_hash: str | None = None
+    # Mode.UNANSWERED: the worker is the one whose unanswered_ddi is ``ddi_e164`` (and who
+    # has the mode on); worker_number and pin are empty. Everything else is decided alike.
+    mode: str = Mode.PIN
+    ddi_e164: str | None = None
+    # No landline: the code the home's verification device showed; the store finds the
+    # home by it (ivr.devicecodes) and logs the attendance as verified by device.
+    device_code: str | None = None
+    # A check-in that is not a call (the worker's phone scanned the home's tag): how it
+    # was logged, the worker already authenticated by their enrolled phone, and, for a
+    # scan queued offline, when it reached the server.
+    method: str = "phone"
+    preauthenticated: bool = False
+    entered_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +231,13 @@ class CheckedIn:
 
 
 @dataclasses.dataclass(frozen=True)
+class CodeRefused:
+    """The device code opened no home (``no_match``), two (``ambiguous``) or was used (``used``)."""
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class NeedPhoneCode:
     candidates: int
 
@@ -236,6 +265,8 @@ class DialogConfig:
     worker_number_digits: int = 8
     pin_digits: int = 4
     phone_code_digits: int = 8
+    unanswered_ring_seconds: float = 3.0  # logged: ring this long more (the worker hangs up), then end
+    device_code_digits: int = 8
 
     @classmethod
     def from_settings(cls, settings: Any) -> DialogConfig:
@@ -244,6 +275,7 @@ class DialogConfig:
             region=settings.phone_region,
             digit_timeout_ms=settings.digit_timeout_ms,
             max_tries=settings.max_tries,
+            unanswered_ring_seconds=settings.unanswered_ring_seconds,
         )
 
 
@@ -253,6 +285,10 @@ class CallerGone(Exception):
 
 class DialogError(Exception):
     """Something the dialog cannot go on from (bad environment, 510/520 replies)."""
+
+
+class ServerShutdown(Exception):
+    """The server is stopping and this call ran past the drain time: apologise, record, hang up."""
 
 
 class EffectFailed(DialogError):
@@ -294,6 +330,8 @@ class Dialog:
         self.recorded_outcome: str | None = None
         self.record: Mapping[str, Any] | None = None
         self._gone: str | None = None
+        self._cut: str | None = None  # shut_down(): applied at the next command
+        self._cutting = False
         self._gen: _Gen | None = None
         self._call: CallInfo | None = None
 
@@ -330,6 +368,20 @@ class Dialog:
         self._gone = reason
         return self._advance(lambda g: g.throw(CallerGone(reason)))
 
+    def shut_down(self, reason: str = "server shutting down") -> Action | None:
+        """The server is stopping: end this call at its next command (a command in flight, a
+        database effect or a PIN delay finishes first; there is no way to interrupt Asterisk
+        mid-command but hanging up). A call not yet logged gets a ``cut`` record (open for the
+        office's review) and hears the ``not_logged`` prompt; a logged one is just hung up.
+        Returns the next action when the dialog was idle between actions, else None."""
+        if self.finished or self._cut is not None:
+            return None
+        self._cut = reason
+        if self._gen is None:
+            self.pending = Finished(CallOutcome.CUT, self.stage)
+            return self.pending
+        return None
+
     def fail(self, reason: str) -> Action:
         """Something we cannot go on from: record what we can and hang up."""
         if self.finished:
@@ -355,6 +407,13 @@ class Dialog:
                     action = self._gen.throw(CallerGone(self._gone))
                 except StopIteration as stop:
                     action = stop.value
+            elif self._cut and not self._cutting and isinstance(action, Command):
+                # Shutting down: this command is never sent; the generator apologises instead.
+                self._cutting = True
+                try:
+                    action = self._gen.throw(ServerShutdown(self._cut))
+                except StopIteration as stop:
+                    action = stop.value
         except (CallerGone, DialogError) as exc:
             # Raised while already handling one (e.g. the error record itself failed).
             action = Finished(self.recorded_outcome or CallOutcome.ERROR, self.stage, {"error": str(exc)})
@@ -377,6 +436,11 @@ class Dialog:
         return reply
 
     def _get_data(self, prompt: str, maxdigits: int) -> Generator[Action, Any, str]:
+        """``a&b``: ``a`` played first, then ``GET DATA b``. A real Asterisk's ``GET DATA`` takes one
+        file only ("File a&b does not exist", ``result=-1``, read as a hang-up)."""
+        *before, prompt = prompt.split("&")
+        for part in before:
+            yield from self._play(part)
         reply = yield from self._cmd("GET DATA", prompt, str(self.config.digit_timeout_ms), str(maxdigits))
         if reply.result == "-1":
             raise CallerGone("hang-up during GET DATA")
@@ -385,7 +449,9 @@ class Dialog:
 
     def _play(self, prompt: str) -> Generator[Action, Any, None]:
         # result=-1 here means a missing sound file, not a hang-up (that comes as 511/HANGUP).
-        yield from self._cmd("STREAM FILE", prompt, "")
+        # STREAM FILE plays one file: "a&b" is two commands.
+        for part in prompt.split("&"):
+            yield from self._cmd("STREAM FILE", part, "")
 
     def _record(self, outcome: str, **fields: Any) -> Generator[Action, Any, int | None]:
         assert self._call is not None
@@ -426,7 +492,30 @@ class Dialog:
             self._call = CallInfo(self.uniqueid, self.script, started, self.caller_e164)
             if self.script == "checkin":
                 return (yield from self._checkin(state))
+            if self.script == "unanswered":
+                return (yield from self._unanswered(env))
+            if self.script == "device":
+                return (yield from self._device(state))
             return (yield from self._noreply(state))
+        except ServerShutdown as cut:
+            if self._call is not None and not self.recorded:
+                # Every call the shutdown cuts leaves a record, open for the office: the
+                # worker was told to ring again; if they do not, someone must follow it up.
+                yield from self._record(
+                    CallOutcome.CUT,
+                    worker_number_entered=state["worker_number"],
+                    failed_pin_attempts=state["failures"],
+                    review_status=ReviewStatus.OPEN,
+                    detail=f"{cut}: caller told the call was not logged",
+                )
+            try:
+                if self.recorded_outcome == CallOutcome.CUT and self.script == "unanswered":
+                    yield from self._cmd("EXEC", "Busy", "5")  # never answered: engaged tone, not a prompt
+                elif self.recorded_outcome == CallOutcome.CUT:
+                    yield from self._play(self.config.prompts.not_logged)
+                return (yield from self._hang_up(self.recorded_outcome or CallOutcome.CUT, self.record))
+            except CallerGone:
+                return Finished(self.recorded_outcome or CallOutcome.CUT, self.stage, self.record)
         except CallerGone as gone:
             if self._call is not None and not self.recorded:
                 yield from self._record(
@@ -445,10 +534,15 @@ class Dialog:
             return Finished(self.recorded_outcome or CallOutcome.ERROR, self.stage, {"error": str(exc)},
                             hang_up=not self._gone)
 
-    def _login(self, state: dict[str, Any], effect: Callable[[str, str, int, bool], Any]) -> Generator[
+    def _login(self, state: dict[str, Any], effect: Callable[[str, str, int, bool], Any],
+               after_pin: Callable[[], Generator[Action, Any, None]] | None = None) -> Generator[
         Action, Any, Any
     ]:
-        """Worker number + PIN, up to max_tries; returns the effect's success or None after failure."""
+        """Worker number + PIN, up to max_tries; returns the effect's success or None after failure.
+
+        ``after_pin`` asks for anything else the effect needs (the device code) once the
+        PIN is typed, so the worker keys everything before the one database effect runs.
+        """
         p = self.config.prompts
         max_tries = self.config.max_tries
         number_prompt = p.worker_number
@@ -462,6 +556,8 @@ class Dialog:
                 self.stage = Stage.PIN
                 pin = yield from self._get_data(p.pin, self.config.pin_digits)
             if number and len(pin) == self.config.pin_digits:
+                if after_pin is not None:
+                    yield from after_pin()
                 self.stage = Stage.RECORDING
                 request = effect(number, pin, state["failures"], final)
                 if isinstance(request, AppendJournal):  # the database was already found down
@@ -544,6 +640,11 @@ class Dialog:
             return AppendJournal(request) if db_down else request
 
         result = yield from self._login(state, effect)
+        return (yield from self._confirm(result, verified))
+
+    def _confirm(self, result: Any, verified: bool) -> _Gen:
+        """Say what was logged (or journalled) and the time, then hang up."""
+        p = self.config.prompts
         if result is None:
             return (yield from self._hang_up(CallOutcome.FAILED_LOGIN))
         if isinstance(result, Journalled):
@@ -578,6 +679,93 @@ class Dialog:
         yield from self._play(p.goodbye)
         self.stage = Stage.DONE
         return (yield from self._hang_up(outcome, record))
+
+    def _unanswered(self, env: Mapping[str, str]) -> _Gen:
+        """The free check-in: never ANSWERed (the call costs nothing). The worker is named by
+        the number they dialled (the dialplan's first argument), the home by the caller ID;
+        no PIN. Logged: a few seconds more ringing, then the call ends. Not logged: engaged
+        tone, so the worker knows to ring the check-in number instead."""
+        call = self._call
+        assert call is not None
+        network = env.get("agi_network", "").lower() == "yes" or "agi_network_script" in env
+        dialled = env.get("agi_arg_1" if network else "agi_arg_2", "")
+        ddi = caller_e164(dialled, self.config.region)
+        residents: tuple[int, ...] = ()
+        if call.caller_e164 is not None:
+            self.stage = Stage.LINE
+            residents = tuple((yield LookupLine(call.caller_e164)))
+        if ddi is None or not residents:
+            why = ("no worker's number was dialled" if ddi is None else
+                   "caller ID withheld" if call.caller_e164 is None else "caller ID is no resident's line")
+            yield from self._record(CallOutcome.UNKNOWN_LINE, review_status=ReviewStatus.OPEN,
+                                    detail=f"unanswered check-in: {why}")
+            return (yield from self._engaged(CallOutcome.UNKNOWN_LINE))
+        self.stage = Stage.RECORDING
+        result = yield CheckIn(call, "", "", residents, True, self.now(), 0, True, mode=Mode.UNANSWERED,
+                               ddi_e164=ddi)
+        if isinstance(result, LoginFailed):
+            if result.call_record_id is not None:
+                self._mark_recorded(CallOutcome.FAILED_LOGIN, {"outcome": CallOutcome.FAILED_LOGIN,
+                                                               "call_record_id": result.call_record_id})
+            return (yield from self._engaged(CallOutcome.FAILED_LOGIN))
+        assert isinstance(result, CheckedIn)
+        outcome = CallOutcome.DUPLICATE if result.duplicate else result.direction
+        record = {"outcome": outcome, "direction": result.direction, "at": result.at.isoformat(),
+                  "attendance_id": result.attendance_id, "visit_id": result.visit_id,
+                  "attendance_kind": result.attendance_kind, "call_record_id": result.call_record_id,
+                  "worker_id": result.worker_id, "resident_id": result.resident_id, "location_verified": True,
+                  "mode": Mode.UNANSWERED}
+        self._mark_recorded(outcome, record)
+        self.stage = Stage.CONFIRMING
+        if self.config.unanswered_ring_seconds > 0:
+            yield from self._cmd("EXEC", "Wait", f"{self.config.unanswered_ring_seconds:g}")
+        self.stage = Stage.DONE
+        return (yield from self._hang_up(outcome, record))
+
+    def _engaged(self, outcome: str) -> _Gen:
+        yield from self._cmd("EXEC", "Busy", "5")
+        return (yield from self._hang_up(outcome, self.record))
+
+    def _device(self, state: dict[str, Any]) -> _Gen:
+        """No landline: worker number, PIN, then the code the home's device shows.
+
+        The same :class:`CheckIn` effect as a landline call, carrying the code instead of
+        a line: the store finds the home by the code and makes the same decision.
+        """
+        p = self.config.prompts
+        call = self._call
+        assert call is not None
+        self.stage = Stage.ANSWER
+        reply = yield from self._cmd("ANSWER")
+        if reply.result == "-1":
+            raise CallerGone("ANSWER failed")
+        state["code_tries"] = 0
+
+        def ask_code(prompt: str = p.device_code) -> Generator[Action, Any, None]:
+            self.stage = Stage.DEVICE_CODE
+            state["device_code"] = yield from self._get_data(prompt, self.config.device_code_digits)
+            state["code_tries"] += 1
+
+        def effect(number: str, pin: str, failures: int, final: bool) -> CheckIn:
+            state["pin"] = pin
+            return CheckIn(call, number, pin, (), False, self.now(), failures, final,
+                           device_code=state["device_code"])
+
+        result = yield from self._login(state, effect, after_pin=ask_code)
+        while isinstance(result, CodeRefused) and state["code_tries"] < self.config.max_tries:
+            yield from ask_code(f"{p.invalid}&{p.device_code}")
+            self.stage = Stage.RECORDING
+            request = effect(state["worker_number"], state["pin"], state["failures"], True)
+            try:
+                result = yield request
+            except EffectFailed:
+                result = yield AppendJournal(request)
+        if isinstance(result, CodeRefused):
+            yield from self._record(CallOutcome.UNKNOWN_LINE, worker_number_entered=state["worker_number"],
+                                    review_status=ReviewStatus.OPEN, detail=f"device code refused: {result.reason}")
+            yield from self._play(p.sorry)
+            return (yield from self._hang_up(CallOutcome.UNKNOWN_LINE))
+        return (yield from self._confirm(result, verified=True))
 
     def _noreply(self, state: dict[str, Any]) -> _Gen:
         p = self.config.prompts
@@ -631,6 +819,8 @@ class Dialog:
         }
         self._mark_recorded(outcome, record)
         self.stage = Stage.CONFIRMING
-        yield from self._play(p.no_reply if result.visit_id is not None else p.sorry)
+        # What the worker hears is what the office got: "office told" whenever an alert is
+        # stored for this call (with or without a matched visit), "sorry" only when not.
+        yield from self._play(p.no_reply if result.alert_raised else p.sorry)
         self.stage = Stage.DONE
         return (yield from self._hang_up(outcome, record))

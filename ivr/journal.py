@@ -11,7 +11,10 @@ effect, so a crash between the two leaves neither, and a second replay skips wha
 first applied. The Asterisk uniqueid constraints on attendances guard the same way.
 
 A crash can only tear the last line (each append is one ``write`` then ``fsync``); a
-torn line fails its checksum and is set aside, never half-applied.
+torn line fails its checksum and is set aside, never half-applied. A failed append
+(disk full: a short write, or a failed fsync) is truncated back to where it started,
+and an append that finds a torn tail anyway (a crash, or a failed truncate) starts with
+a newline, so the event after a tear is always on a line of its own and replayed.
 """
 
 from __future__ import annotations
@@ -94,6 +97,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """One ``write``; a short write (disk full) is an error, never a silently shorter line."""
+    if os.write(fd, data) != len(data):
+        raise OSError("short write to journal")
+
+
 class Journal:
     """The journal directory: ``journal.jsonl`` for new events, ``replay-*.jsonl`` in progress."""
 
@@ -128,11 +137,24 @@ class Journal:
         line = event.to_line()
         with self._locked(LOCK):
             created = not self.current.exists()
-            fd = os.open(self.current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.current, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                if os.write(fd, line) != len(line):
-                    raise OSError("short write to journal")
-                os.fsync(fd)
+                start = os.fstat(fd).st_size
+                if start and os.pread(fd, 1, start - 1) != b"\n":
+                    # A torn tail (a crash mid-append, or a failed append whose undo
+                    # failed too): start on a fresh line, so the torn bytes stay one
+                    # unreadable line of their own and this event is readable.
+                    line = b"\n" + line
+                try:
+                    _write_all(fd, line)
+                    os.fsync(fd)
+                except OSError:
+                    # Nobody was told "logged": take the partial bytes back, so the next
+                    # append starts where this one did (and a retried call is not doubled).
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                        os.fsync(fd)
+                    raise
             finally:
                 os.close(fd)
             if created:
@@ -283,6 +305,9 @@ def event_for(effect: Any, hasher: Any) -> JournalEvent:
             "location_verified": effect.location_verified,
             "phone_code": effect.phone_code,
             "failed_attempts": effect.failed_attempts,
+            "mode": effect.mode,
+            "ddi_e164": effect.ddi_e164,
+            "device_code": effect.device_code,
         }
         return JournalEvent("checkin", effect.at, effect.call.uniqueid, data)
     if isinstance(effect, RecordCall):
@@ -304,7 +329,9 @@ def effect_for(event: JournalEvent) -> Any:
     if event.kind == "checkin":
         return CheckIn(call, str(d["worker_number"]), "", tuple(int(r) for r in d["resident_ids"]),
                        bool(d["location_verified"]), event.at, int(d["failed_attempts"]), True,
-                       phone_code=d.get("phone_code"), pin_hash=str(d["pin_hash"]))
+                       phone_code=d.get("phone_code"), pin_hash=str(d["pin_hash"]),
+                       mode=str(d.get("mode") or "pin"), ddi_e164=d.get("ddi_e164"),
+                       device_code=d.get("device_code"))
     if event.kind == "call":
         fields = {k: v for k, v in d.items() if k != "call"}
         return RecordCall(call, at=event.at, **fields)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -173,6 +174,11 @@ class Worker(Base):
     mobile_e164: Mapped[str | None] = mapped_column(String(20), index=True)
     team: Mapped[str] = mapped_column(String(80), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The unanswered (free) check-in (docs/telephony.md): the worker's own number (a DDI,
+    # E.164), rung from the resident's landline and never answered. No PIN is asked, so a
+    # site turns it on per worker; unique, because the number alone names the worker.
+    unanswered_ddi: Mapped[str | None] = mapped_column(String(20), unique=True)
+    unanswered_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -220,6 +226,8 @@ class Visit(Base):
     time_critical: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=VisitStatus.SCHEDULED)
     cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    # What the office asks the worker to do on this visit (shown on the worker's phone).
+    worker_notes: Mapped[str] = mapped_column(Text, default="")
     # Bumped on every edit: moves alert deadlines and drives the live board.
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, index=True)
 
@@ -254,9 +262,15 @@ class AttendanceKind:
 
 
 class Method:
-    PHONE = "phone"
+    """How one end of an attendance was logged. Every method but manual is electronic
+    monitoring (spec §10.5); they differ only in what proved the place."""
+
+    PHONE = "phone"  # a call from the home's landline (or a phone code: not location-verified)
+    DEVICE = "device"  # a code read off the visit-verification device fixed in the home
+    TAG = "tag"  # the home's tag scanned by the worker's phone
     MANUAL = "manual"
-    ALL = (PHONE, MANUAL)
+    ALL = (PHONE, DEVICE, TAG, MANUAL)
+    ELECTRONIC = (PHONE, DEVICE, TAG)
 
 
 class Attendance(Base):
@@ -286,6 +300,10 @@ class Attendance(Base):
     departure_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     departure_uniqueid: Mapped[str | None] = mapped_column(String(64), unique=True)
     departure_entered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Logged by an unanswered call (worker known by the number dialled, no PIN): weaker
+    # evidence, flagged on the board, invoices, timesheets and the KPI return.
+    arrival_unanswered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    departure_unanswered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, index=True)
@@ -297,9 +315,10 @@ class Attendance(Base):
     __table_args__ = (
         UniqueConstraint("visit_id", "worker_id"),
         CheckConstraint("kind IN ('scheduled', 'substitute', 'unscheduled')", name="kind_known"),
-        CheckConstraint("arrival_method IS NULL OR arrival_method IN ('phone', 'manual')", name="arr_method"),
+        CheckConstraint("arrival_method IS NULL OR arrival_method IN ('phone', 'device', 'tag', 'manual')",
+                        name="arr_method"),
         CheckConstraint(
-            "departure_method IS NULL OR departure_method IN ('phone', 'manual')", name="dep_method"
+            "departure_method IS NULL OR departure_method IN ('phone', 'device', 'tag', 'manual')", name="dep_method"
         ),
         CheckConstraint(
             "departure_at IS NULL OR arrival_at IS NULL OR departure_at >= arrival_at", name="dep_after_arr"
@@ -309,7 +328,12 @@ class Attendance(Base):
 
     @property
     def is_phone_logged(self) -> bool:
-        return self.arrival_method == Method.PHONE and self.departure_method == Method.PHONE
+        return self.arrival_method in Method.ELECTRONIC and self.departure_method in Method.ELECTRONIC
+
+    @property
+    def unanswered_mode(self) -> bool:
+        """Either end logged by an unanswered call (no PIN): shown wherever the attendance is evidence."""
+        return bool(self.arrival_unanswered or self.departure_unanswered)
 
 
 class CallOutcome:
@@ -324,6 +348,7 @@ class CallOutcome:
     ERROR = "error"
     IN_PROGRESS = "in_progress"
     JOURNALLED = "journalled"  # database down: durable in the server's journal, recorded on replay
+    CUT = "cut"  # the server shut down mid-call; the caller was told it was not logged
 
 
 class ReviewStatus:

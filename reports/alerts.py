@@ -13,7 +13,7 @@ functions that SQLite (3.25+) and PostgreSQL both have.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import and_, func, inspect, select
 from sqlalchemy.orm import Session
@@ -21,11 +21,8 @@ from sqlalchemy.orm import Session
 from ivr.clock import format_local
 from ivr.models import Resident, Visit
 from reports.config import KpiConfig
-from reports.kpi import AlertKindFigures, Alerts, VisitRow
+from reports.rows import AlertKindFigures, Alerts, Scope, VisitRow
 from reports.sqlfn import epoch_seconds
-
-if TYPE_CHECKING:
-    from reports.kpi import Scope
 
 
 def alert_model() -> Any | None:

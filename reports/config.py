@@ -7,11 +7,11 @@ a site changes them only when its contract says otherwise.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from carecall.config import ConfigError, Settings
+from carecall.config import ConfigError, Settings, register_table
 
 
+@register_table("kpi")
 @dataclasses.dataclass(frozen=True)
 class KpiConfig:
     time_critical_window_minutes: int = 15  # §8.13: ±15 min
@@ -23,22 +23,19 @@ class KpiConfig:
     double_up_apart_minutes: int = 15  # §8.14: "within 15 minutes of each other"
     no_reply_kind: str = "no_reply"  # the alert kind the no-reply procedure raises
 
+    def __post_init__(self) -> None:
+        # Types (whole numbers, a string) are checked by carecall.config before this runs.
+        if not self.no_reply_kind:
+            raise ConfigError("[kpi] no_reply_kind must be a non-empty string")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "no_reply_kind":
+                continue
+            if value < 0:
+                raise ConfigError(f"[kpi] {f.name} must be a whole number >= 0, got {value!r}")
+            if f.name.endswith("_percent") and value > 100:
+                raise ConfigError(f"[kpi] {f.name} must be at most 100, got {value!r}")
+
     @classmethod
     def from_settings(cls, settings: Settings) -> KpiConfig:
-        raw: dict[str, Any] = settings.section("kpi")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key not in fields:
-                raise ConfigError(f"unknown setting [kpi] {key}")
-            if key == "no_reply_kind":
-                if not isinstance(value, str) or not value:
-                    raise ConfigError("[kpi] no_reply_kind must be a non-empty string")
-                values[key] = value
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"[kpi] {key} must be a whole number >= 0, got {value!r}")
-            if key.endswith("_percent") and value > 100:
-                raise ConfigError(f"[kpi] {key} must be at most 100, got {value!r}")
-            values[key] = value
-        return cls(**values)
+        return settings.table("kpi")  # type: ignore[no-any-return]

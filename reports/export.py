@@ -12,7 +12,6 @@ Rows are streamed from the database in batches and written as they come.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from sqlalchemy import and_, literal, null, select, union_all
 from sqlalchemy.orm import Session, sessionmaker
 
 from carecall.config import Settings
+from ivr import csvsafe
 from ivr.clock import format_local
 from ivr.models import Attendance, Resident, Visit, VisitStatus
 from ivr.pins import load_or_create_key
@@ -97,7 +97,7 @@ def write_export(factory: sessionmaker[Session], settings: Settings, scope: Scop
             value = dt.datetime.fromisoformat(value)
         return utc.process_result_value(value, None)
 
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvsafe.writer(out)  # every cell neutralised (ivr/csvsafe.py)
     writer.writerow(COLUMNS)
     n = 0
     with factory() as session:

@@ -42,7 +42,9 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from carecall.config import Settings
 from ivr.clock import local_day_bounds
 from ivr.models import Attendance, CarePackage, Method, Resident, Visit, VisitStatus, Worker, utcnow
+from reports.alerts import alert_figures
 from reports.config import KpiConfig
+from reports.rows import AlertKindFigures, Alerts, Scope, VisitRow
 from reports.sqlfn import day_number, drop, epoch_day, epoch_seconds, local_day, materialise, to_epoch
 
 NO_FUNDER = "(none)"
@@ -123,20 +125,6 @@ class Count:
 
 
 @dataclasses.dataclass
-class VisitRow:
-    """One visit (or attendance) behind a figure: what the drill-down lists."""
-
-    visit_id: int | None
-    visit_ref: str | None
-    resident_ref: str
-    planned_start: dt.datetime | None
-    first_arrival: dt.datetime | None = None
-    attendance_id: int | None = None
-    worker_number: str | None = None
-    detail: str = ""
-
-
-@dataclasses.dataclass
 class WorkerCompliance:
     worker_id: int
     worker_number: str
@@ -161,6 +149,9 @@ class Compliance:
     share: Scoped
     workers: list[WorkerCompliance]
     rows: list[VisitRow]  # attendances not logged by phone at both ends
+    # Of the phone-logged ones, how many had an end logged by an unanswered call (no PIN):
+    # compliant, but the funder should know how much rests on the weaker identity.
+    unanswered: int = 0
 
     @property
     def workers_below_floor(self) -> list[WorkerCompliance]:
@@ -303,30 +294,6 @@ class Consistency:
 
 
 @dataclasses.dataclass
-class AlertKindFigures:
-    kind: str
-    raised: int
-    acknowledged: int
-    ack_median_seconds: int | None
-    ack_p90_seconds: int | None
-
-
-@dataclasses.dataclass
-class Alerts:
-    """Counts by kind, time to acknowledge (nearest-rank median and 90th percentile), no-replies."""
-
-    available: bool
-    reason: str = ""
-    by_kind: list[AlertKindFigures] = dataclasses.field(default_factory=list)
-    raised: int = 0
-    acknowledged: int = 0
-    ack_median_seconds: int | None = None
-    ack_p90_seconds: int | None = None
-    no_reply_by_status: dict[str, int] = dataclasses.field(default_factory=dict)
-    no_reply_rows: list[VisitRow] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
 class KpiReport:
     date_from: dt.date
     date_to: dt.date
@@ -349,6 +316,8 @@ class KpiReport:
     hours: Hours
     consistency: Consistency
     alerts: Alerts
+    # Quality calls (spec 5.34, 5.40): outreach.survey.SatisfactionFigures.
+    satisfaction: Any = None
 
 
 # --------------------------------------------------------------------------- computing
@@ -356,28 +325,6 @@ class KpiReport:
 
 class KpiRangeError(ValueError):
     """A date range that cannot be reported on; the message says why."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Scope:
-    """The range in UTC and the filters, shared by every query."""
-
-    date_from: dt.date
-    date_to: dt.date
-    lo: dt.datetime
-    hi: dt.datetime
-    now: dt.datetime
-    tz: Any
-    funder: str | None
-    team: str | None
-
-    def resident_filters(self, resident: Any = Resident) -> list[Any]:
-        out = []
-        if self.funder is not None:
-            out.append(resident.funder == self.funder)
-        if self.team is not None:
-            out.append(resident.team == self.team)
-        return out
 
 
 def make_scope(settings: Settings, date_from: dt.date, date_to: dt.date, funder: str | None, team: str | None,
@@ -541,10 +488,11 @@ def _visit_figures(session: Session, scope: Scope, cfg: KpiConfig) -> dict[str, 
 def _delivered_attendances(scope: Scope) -> Any:
     """Attendances with something logged, of due non-cancelled visits or unscheduled in range."""
     a = Attendance
-    ok = and_(a.arrival_method == Method.PHONE, a.departure_method == Method.PHONE)
+    ok = and_(a.arrival_method.in_(Method.ELECTRONIC), a.departure_method.in_(Method.ELECTRONIC))
     logged = or_(a.arrival_at.is_not(None), a.departure_at.is_not(None))
     cols = (a.id.label("attendance_id"), a.worker_id, Resident.funder, Resident.team,
-            case((ok, 1), else_=0).label("ok"))
+            case((ok, 1), else_=0).label("ok"),
+            case((or_(a.arrival_unanswered, a.departure_unanswered), 1), else_=0).label("unanswered"))
     on_visits = (
         select(*cols).join(Visit, Visit.id == a.visit_id).join(Resident, Resident.id == a.resident_id)
         .where(logged, Visit.status == VisitStatus.SCHEDULED, Visit.planned_start >= scope.lo,
@@ -561,13 +509,16 @@ def _delivered_attendances(scope: Scope) -> Any:
 def _compliance(session: Session, scope: Scope, cfg: KpiConfig) -> Compliance:
     d = materialise(session, "kpi_delivered", select(_delivered_attendances(scope)))
     agg = (
-        select(d.c.worker_id, d.c.funder, d.c.team, func.sum(d.c.ok).label("ok"), func.count().label("n"))
+        select(d.c.worker_id, d.c.funder, d.c.team, func.sum(d.c.ok).label("ok"), func.count().label("n"),
+               func.sum(d.c.unanswered).label("unanswered"))
         .group_by(d.c.worker_id, d.c.funder, d.c.team)
     )
+    unanswered = 0
     share = Scoped.empty(cfg.compliance_target_percent)
     per_worker: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for row in session.execute(agg):
         share.add(_key(row.funder, NO_FUNDER), _key(row.team, NO_TEAM), int(row.ok), int(row.n))
+        unanswered += int(row.unanswered or 0)
         per_worker[row.worker_id][0] += int(row.ok)
         per_worker[row.worker_id][1] += int(row.n)
     workers: list[WorkerCompliance] = []
@@ -595,7 +546,7 @@ def _compliance(session: Session, scope: Scope, cfg: KpiConfig) -> Compliance:
         for r in session.execute(failing)
     ]
     drop(session, d)
-    return Compliance(share, workers, rows)
+    return Compliance(share, workers, rows, unanswered)
 
 
 def _package_visits(scope: Scope) -> Any:
@@ -723,18 +674,20 @@ def compute(factory: sessionmaker[Session], settings: Settings, date_from: dt.da
     """
     cfg = KpiConfig.from_settings(settings)
     scope = make_scope(settings, date_from, date_to, funder, team, now)
-    from reports.alerts import alert_figures
-
     with factory() as session:
         visits = _visit_figures(session, scope, cfg)
         compliance = _compliance(session, scope, cfg)
         hours, consistency = _package_figures(session, scope)
         alerts = alert_figures(session, scope, cfg)
+        from outreach.survey import figures as satisfaction_figures
+
+        satisfaction = satisfaction_figures(session, date_from, date_to, scope.tz, funder, team)
     return KpiReport(
         date_from=date_from, date_to=date_to, timezone=settings.timezone, funder=funder, team=team,
         generated_at=scope.now, config=cfg, compliance=compliance, hours=hours, consistency=consistency,
-        alerts=alerts, **visits,
+        alerts=alerts, satisfaction=satisfaction, **visits,
     )
 
 
-__all__ = ["BANDS", "KpiRangeError", "KpiReport", "band_for", "compute", "day_number", "to_epoch"]
+__all__ = ["BANDS", "AlertKindFigures", "Alerts", "KpiRangeError", "KpiReport", "Scope", "VisitRow", "band_for",
+           "compute", "day_number", "to_epoch"]

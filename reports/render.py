@@ -6,7 +6,6 @@ order, against which target; HTML and CSV both read it, the web page can too.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
 import io
@@ -18,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from ivr import csvsafe
 from ivr.clock import format_local
 from reports.kpi import Count, KpiReport, Ratio, Scoped, VisitRow
 
@@ -165,7 +165,7 @@ def _count_rows(figure: str, c: Count, out_of: int) -> list[tuple[Any, ...]]:
 
 def to_csv(report: KpiReport) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csvsafe.writer(buf)  # every cell neutralised (ivr/csvsafe.py)
     w.writerow(CSV_HEADER)
     w.writerows(_scoped_rows("compliance", report.compliance.share))
     for wk in report.compliance.workers:
@@ -231,6 +231,9 @@ def bar_svg(fraction: float | None, target: float | None, met: bool | None) -> M
 
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    from outreach.survey import satisfaction_table
+
+    env.globals["satisfaction_table"] = satisfaction_table
     env.filters["dur"] = _dur
     return env
 

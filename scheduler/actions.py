@@ -39,8 +39,12 @@ def _actor(actor: str) -> str:
     return actor[:80]
 
 
-def acknowledge(session: Session, alert_id: int, actor: str, note: str, now: dt.datetime) -> None:
-    """Someone in the office has seen it and is dealing with it (stops the 15-minute escalation)."""
+def acknowledge(session: Session, alert_id: int, actor: str, note: str, now: dt.datetime,
+                action: str = "acknowledged") -> None:
+    """Someone has seen it and is dealing with it (stops the 15-minute escalation and the chain).
+
+    ``action`` names how in the history ("accepted by phone" from the on-call call).
+    """
     who = _actor(actor)
     alert = _locked(session, alert_id)
     if alert.status == AlertStatus.RESOLVED:
@@ -50,7 +54,7 @@ def acknowledge(session: Session, alert_id: int, actor: str, note: str, now: dt.
     alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_by = who
     alert.acknowledged_at = now
-    session.add(AlertAction(alert_id=alert_id, at=now, actor=who, action="acknowledged", note=note.strip()))
+    session.add(AlertAction(alert_id=alert_id, at=now, actor=who, action=action, note=note.strip()))
     session.flush()
 
 
@@ -82,7 +86,7 @@ def record_check(session: Session, alert_id: int, step: str, actor: str, now: dt
     if step not in CheckStep.ALL:
         raise AlertActionError(f"unknown check {step!r}; expected one of {', '.join(CheckStep.ALL)}")
     alert = _locked(session, alert_id)
-    if alert.kind != AlertKind.NO_REPLY:
+    if alert.kind not in AlertKind.SAFEGUARDING:
         raise AlertActionError(f"alert {alert_id} is a {alert.kind} alert; the checklist is for no-reply alerts")
     if alert.status == AlertStatus.RESOLVED:
         raise AlertActionError(f"alert {alert_id} is already resolved")

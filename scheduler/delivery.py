@@ -1,4 +1,4 @@
-"""Telling people: e-mail to the office, optional voice call via the Asterisk Manager Interface.
+"""Telling people by e-mail: the office, the second contact, the out-of-hours service.
 
 Deliveries are an outbox in the database (``alert_deliveries``). The pass that raises
 an alert does not send anything; :func:`plan_deliveries` claims each new alert once
@@ -8,13 +8,14 @@ channel and target; :func:`claim_due` hands due attempts to exactly one server;
 pending attempt after a back-off. Nothing is ever dropped: a server that dies while
 sending leaves a ``sending`` row that is reclaimed as failed ("interrupted") and retried.
 
-Sending itself is blocking (``smtplib``, pyst2's ``asterisk.manager``) and runs in a
-thread, never on the reactor and never in the database pool.
+Sending itself is blocking (``smtplib``) and runs in a thread, never on the reactor and
+never in the database pool. Phones are rung by the escalation chain
+(:mod:`scheduler.chain`, through :mod:`agi.outbound`), whose delivery rows (channel
+``voice``, purpose ``chain``) this module's claims leave alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import smtplib
@@ -27,7 +28,9 @@ from sqlalchemy.orm import Session
 
 from carecall.config import ConfigError, Settings
 from ivr.clock import format_local
-from ivr.models import Resident
+from ivr.models import Resident, Visit
+from outreach import missed
+from outreach.config import NoticesConfig
 from scheduler.models import (
     Alert,
     AlertAction,
@@ -50,7 +53,15 @@ KIND_TITLES = {
     AlertKind.FAILED_LOGIN: "Failed logins",
     AlertKind.SUBSTITUTE: "Substitute worker",
     AlertKind.UNSCHEDULED: "Unscheduled attendance",
+    AlertKind.ALARM: "Lone-worker alarm",
 }
+
+
+# The old fire-and-forget AMI call (recorded "sent" once Asterisk queued it) was replaced by
+# the escalation chain; a site still carrying these keys is told where they went.
+MOVED_VOICE_KEYS = ("voice", "voice_kinds", "on_call_number", "second_contact_number", "out_of_hours_number",
+                    "ami_host", "ami_port", "ami_username", "ami_secret", "voice_channel", "voice_context",
+                    "voice_exten", "voice_priority", "voice_caller_id")
 
 
 def _list(value: Any, name: str) -> tuple[str, ...]:
@@ -77,21 +88,6 @@ class DeliveryConfig:
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_timeout: float = 20.0
-    # Voice (AMI Originate): off unless voice = true and a number is set.
-    voice: bool = False
-    voice_kinds: tuple[str, ...] = (AlertKind.MISSED, AlertKind.NO_DEPARTURE, AlertKind.NO_REPLY)
-    on_call_number: str = ""
-    second_contact_number: str = ""
-    out_of_hours_number: str = ""
-    ami_host: str = "127.0.0.1"
-    ami_port: int = 5038
-    ami_username: str = "carecall"
-    ami_secret: str = ""
-    voice_channel: str = "PJSIP/{number}@carecall-trunk"
-    voice_context: str = "carecall-alert"
-    voice_exten: str = "s"
-    voice_priority: int = 1
-    voice_caller_id: str = "carecall alert"
     # Retries and escalation.
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 900.0
@@ -101,14 +97,25 @@ class DeliveryConfig:
     escalate_kinds: tuple[str, ...] = tuple(k for k in AlertKind.ALL if k not in AlertKind.INFORMATIONAL)
     base_url: str = "http://127.0.0.1:8080"
     timezone: str = "Europe/London"
+    # ``[notices]``: missed-visit e-mails to family and brokerage ride this outbox (outreach.missed).
+    notices: NoticesConfig = dataclasses.field(default_factory=NoticesConfig)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
-        section = settings.section("alerts")
+        return cls.from_section(settings.section("alerts"), settings.base_url, settings.timezone,
+                                settings.table("notices"))
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], base_url: str = "http://127.0.0.1:8080",
+                     timezone: str = "Europe/London", notices: NoticesConfig | None = None) -> DeliveryConfig:
+        """The ``[alerts]`` table's delivery keys (checked at start by scheduler/alerts_table.py)."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {"base_url": settings.base_url, "timezone": settings.timezone}
+        values: dict[str, Any] = {"base_url": base_url, "timezone": timezone, "notices": notices or NoticesConfig()}
         for key, value in section.items():
-            if key not in fields or key in ("base_url", "timezone"):
+            if key in MOVED_VOICE_KEYS:
+                raise ConfigError(f"[alerts] {key} is no longer used: phones are rung by the on-call chain, "
+                                  "configured in [oncall] and [ami] (docs/alerts.md)")
+            if key not in fields or key in ("base_url", "timezone", "notices"):
                 continue  # the rules' own thresholds live in the same table
             kind = str(fields[key].type)
             try:
@@ -165,22 +172,16 @@ def plan_deliveries(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> 
         email = cfg.office_for(r.funder or "", r.team or "")
         if email:
             _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.EMAIL, email, now)
-        if cfg.voice and cfg.on_call_number and r.kind in cfg.voice_kinds:
-            _add_attempt(session, r.id, DeliveryPurpose.RAISED, DeliveryChannel.VOICE, cfg.on_call_number, now)
+        if r.kind == AlertKind.MISSED:
+            missed.plan(session, r.id, now, cfg.notices, _add_attempt)
         planned += 1
     return planned
 
 
-def _escalate_to(session: Session, alert_id: int, kind: str, purpose: str, email: str, number: str,
-                 cfg: DeliveryConfig, now: dt.datetime, note: str) -> None:
-    told = []
+def _escalate_to(session: Session, alert_id: int, purpose: str, email: str, now: dt.datetime, note: str) -> None:
     if email:
         _add_attempt(session, alert_id, purpose, DeliveryChannel.EMAIL, email, now)
-        told.append("e-mail")
-    if number and cfg.voice and kind in cfg.voice_kinds:
-        _add_attempt(session, alert_id, purpose, DeliveryChannel.VOICE, number, now)
-        told.append("voice call")
-    suffix = f" ({', '.join(told)})" if told else " (no contact configured)"
+    suffix = " (e-mail)" if email else " (no contact configured)"
     session.add(AlertAction(alert_id=alert_id, at=now, actor=SYSTEM, action="escalated", note=note + suffix))
 
 
@@ -195,20 +196,19 @@ def escalate(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> list[di
                                                    Alert.status == AlertStatus.OPEN).values(escalated_at=now))
         if done.rowcount == 1:  # type: ignore[attr-defined]
             note = f"not acknowledged within {cfg.ack_escalate_minutes:g} min: second contact"
-            _escalate_to(session, r.id, r.kind, DeliveryPurpose.ESCALATED, cfg.second_contact_email,
-                         cfg.second_contact_number, cfg, now, note)
+            _escalate_to(session, r.id, DeliveryPurpose.ESCALATED, cfg.second_contact_email, now, note)
             out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
     nr_before = now - dt.timedelta(minutes=cfg.no_reply_escalate_minutes)
     for r in session.execute(select(Alert.id, Alert.kind).where(
-            Alert.kind == AlertKind.NO_REPLY, Alert.status != AlertStatus.RESOLVED, Alert.out_of_hours_at.is_(None),
+            Alert.kind.in_(AlertKind.SAFEGUARDING), Alert.status != AlertStatus.RESOLVED,
+            Alert.out_of_hours_at.is_(None),
             Alert.raised_at <= nr_before).order_by(Alert.id)).all():
         done = session.execute(update(Alert).where(Alert.id == r.id, Alert.out_of_hours_at.is_(None),
                                                    Alert.status != AlertStatus.RESOLVED)
                                .values(out_of_hours_at=now))
         if done.rowcount == 1:  # type: ignore[attr-defined]
             note = f"no reply unresolved after {cfg.no_reply_escalate_minutes:g} min: out-of-hours contact"
-            _escalate_to(session, r.id, r.kind, DeliveryPurpose.OUT_OF_HOURS, cfg.out_of_hours_email,
-                         cfg.out_of_hours_number, cfg, now, note)
+            _escalate_to(session, r.id, DeliveryPurpose.OUT_OF_HOURS, cfg.out_of_hours_email, now, note)
             out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
     return out
 
@@ -227,22 +227,29 @@ class Job:
     resident_ref: str
     due_at: dt.datetime
     detail: str
+    # The visit's plan and the raise time: what a missed-visit notice tells family and brokerage.
+    visit_start: dt.datetime | None = None
+    visit_end: dt.datetime | None = None
+    raised_at: dt.datetime | None = None
 
 
 def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: int = 50) -> list[Job]:
     """Due attempts, each claimed by exactly one server; stale claims of a dead server are retried."""
     stale = now - dt.timedelta(seconds=cfg.sending_stale_seconds)
     for r in session.execute(select(AlertDelivery.id).where(AlertDelivery.status == DeliveryStatus.SENDING,
+                                                            AlertDelivery.channel == DeliveryChannel.EMAIL,
                                                             AlertDelivery.at <= stale).order_by(AlertDelivery.id)):
         record_outcome(session, r.id, False, "interrupted: the server sending it stopped", now, cfg)
     jobs: list[Job] = []
     rows = session.execute(
         select(AlertDelivery.id, AlertDelivery.alert_id, AlertDelivery.channel, AlertDelivery.target,
                AlertDelivery.attempt, AlertDelivery.purpose, Alert.kind, Alert.due_at, Alert.detail,
-               Resident.reference)
+               Resident.reference, Visit.planned_start, Visit.planned_end, Alert.raised_at)
         .join(Alert, Alert.id == AlertDelivery.alert_id)
         .outerjoin(Resident, Resident.id == Alert.resident_id)
-        .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.next_attempt_at <= now)
+        .outerjoin(Visit, Visit.id == Alert.visit_id)
+        .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.channel == DeliveryChannel.EMAIL,
+               AlertDelivery.next_attempt_at <= now)
         .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)).all()
     for r in rows:
         claimed = session.execute(update(AlertDelivery)
@@ -250,7 +257,7 @@ def claim_due(session: Session, now: dt.datetime, cfg: DeliveryConfig, limit: in
                                   .values(status=DeliveryStatus.SENDING, at=now))
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
             jobs.append(Job(r.id, r.alert_id, r.channel, r.target, r.attempt, r.purpose, r.kind,
-                            r.reference or "-", r.due_at, r.detail))
+                            r.reference or "-", r.due_at, r.detail, r.planned_start, r.planned_end, r.raised_at))
     return jobs
 
 
@@ -275,6 +282,12 @@ def record_outcome(session: Session, delivery_id: int, ok: bool, error: str, now
 def compose_email(job: Job, cfg: DeliveryConfig) -> EmailMessage:
     """Time (local), kind, resident reference and a link; the resident's name is never in it."""
     from zoneinfo import ZoneInfo
+
+    if job.purpose in missed.PURPOSES:  # family and brokerage: their own wording, no office link
+        return missed.compose(purpose=job.purpose, target=job.target, alert_id=job.alert_id,
+                              resident_ref=job.resident_ref, visit_start=job.visit_start, visit_end=job.visit_end,
+                              raised_at=job.raised_at, email_from=cfg.email_from, timezone=cfg.timezone,
+                              cfg=cfg.notices)
 
     tz = ZoneInfo(cfg.timezone)
     title = KIND_TITLES.get(job.kind, job.kind)
@@ -304,7 +317,11 @@ def compose_email(job: Job, cfg: DeliveryConfig) -> EmailMessage:
 
 def send_email(job: Job, cfg: DeliveryConfig) -> None:
     """Blocking SMTP send; raises on any failure (the caller records it and retries)."""
-    msg = compose_email(job, cfg)
+    send_message(compose_email(job, cfg), cfg)
+
+
+def send_message(msg: EmailMessage, cfg: DeliveryConfig) -> None:
+    """One message through the configured SMTP server (alerts, notices, family invitations)."""
     with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout) as smtp:
         if cfg.smtp_starttls:
             smtp.starttls()
@@ -315,45 +332,10 @@ def send_email(job: Job, cfg: DeliveryConfig) -> None:
             raise smtplib.SMTPRecipientsRefused(refused)
 
 
-class VoiceError(RuntimeError):
-    """Asterisk refused or could not take the Originate."""
-
-
-def originate_call(job: Job, cfg: DeliveryConfig) -> None:
-    """Ask Asterisk (AMI ``Originate``) to ring the on-call phone and play the alert context."""
-    from asterisk.manager import Manager, ManagerException
-
-    manager = Manager()
-    try:
-        manager.connect(cfg.ami_host, cfg.ami_port)
-        manager.login(cfg.ami_username, cfg.ami_secret)
-        response = manager.originate(
-            cfg.voice_channel.format(number=job.target), cfg.voice_exten, context=cfg.voice_context,
-            priority=str(cfg.voice_priority), caller_id=cfg.voice_caller_id, run_async=True,
-            variables={"CARECALL_ALERT_ID": job.alert_id, "CARECALL_ALERT_KIND": job.kind})
-        if response.get_header("Response") != "Success":
-            raise VoiceError(f"Originate refused: {response.get_header('Message', '')}")
-    except ManagerException as exc:
-        raise VoiceError(f"AMI: {exc}") from exc
-    except ValueError as exc:
-        # pyst2 race: when Asterisk answers and ends the session at once (it does after a
-        # refused login), pyst2's reader thread may close the socket between the library's
-        # write and flush, and the answer is lost with "I/O operation on closed file".
-        raise VoiceError("AMI: Asterisk closed the session (a refused login?)") from exc
-    except OSError as exc:
-        raise VoiceError(f"AMI connection to {cfg.ami_host}:{cfg.ami_port}: {exc}") from exc
-    finally:
-        # Closing a broken AMI session must not hide the real error.
-        with contextlib.suppress(Exception):
-            manager.close()
-
-
 def send(job: Job, cfg: DeliveryConfig) -> None:
     if job.channel == DeliveryChannel.EMAIL:
         send_email(job, cfg)
-    elif job.channel == DeliveryChannel.VOICE:
-        originate_call(job, cfg)
-    else:
+    else:  # voice rows belong to the chain (scheduler/chain.py), which rings them itself
         raise ValueError(f"unknown channel {job.channel}")
 
 

@@ -27,13 +27,18 @@ class AlertKind:
     FAILED_LOGIN = "failed_login"
     SUBSTITUTE = "substitute"
     UNSCHEDULED = "unscheduled"
+    # The worker pressed the alarm on their phone (lone-worker alarm, web.worker_app).
+    ALARM = "alarm"
     ALL = (LATE, MISSED, NO_DEPARTURE, NO_REPLY, SHORT_VISIT, DOUBLE_UP_APART, FAILED_LOGIN, SUBSTITUTE,
-           UNSCHEDULED)
+           UNSCHEDULED, ALARM)
+    # A person may be in danger: the no-reply checklist and out-of-hours escalation apply.
+    SAFEGUARDING = (NO_REPLY, ALARM)
     INFORMATIONAL = (SUBSTITUTE, UNSCHEDULED)
 
 
 # Higher = more severe; the board sorts on it.
 SEVERITY: dict[str, int] = {
+    AlertKind.ALARM: 6,
     AlertKind.NO_REPLY: 5,
     AlertKind.MISSED: 4,
     AlertKind.NO_DEPARTURE: 4,
@@ -82,6 +87,15 @@ class Alert(Base):
     out_of_hours_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Set once the delivery attempts for the raise were written (outbox claim).
     deliveries_planned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The escalation chain (scheduler/chain.py): how many of its steps were started, and
+    # when it moves to the next person unless someone accepts first (NULL: not climbing).
+    chain_step: Mapped[int] = mapped_column(Integer, default=0)
+    chain_next_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    @property
+    def unaccepted_escalated(self) -> bool:
+        """Nobody has taken it and it went past the office web (a phone was rung): the board shows it red."""
+        return self.status == AlertStatus.OPEN and ((self.chain_step or 0) > 1 or self.escalated_at is not None)
 
     actions: Mapped[list[AlertAction]] = relationship(order_by="AlertAction.id", back_populates="alert")
     checks: Mapped[list[AlertCheck]] = relationship(order_by="AlertCheck.id", back_populates="alert")
@@ -90,7 +104,7 @@ class Alert(Base):
         CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status_known"),
         CheckConstraint(
             "kind IN ('late', 'missed', 'no_departure', 'no_reply', 'short_visit', 'double_up_apart', "
-            "'failed_login', 'substitute', 'unscheduled')",
+            "'failed_login', 'substitute', 'unscheduled', 'alarm')",
             name="kind_known",
         ),
         Index("ix_alerts_undelivered", "deliveries_planned_at"),
@@ -129,6 +143,7 @@ class DeliveryPurpose:
     RAISED = "raised"  # the office address
     ESCALATED = "escalated"  # second contact: not acknowledged in time
     OUT_OF_HOURS = "out_of_hours"  # no reply unresolved: out-of-hours contact
+    CHAIN = "chain"  # a phone call of the escalation chain (scheduler/chain.py)
 
 
 class AlertDelivery(Base):
@@ -147,6 +162,11 @@ class AlertDelivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # when this attempt was made
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Voice calls of the escalation chain: whom we rang (web user), at which step, and what
+    # the call itself said (answered, no answer, busy, failed, accepted, passed on …).
+    user_id: Mapped[int | None] = mapped_column(Integer)  # web_users.id (no FK: scheduler does not need web)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(20), default="")
 
     __table_args__ = (
         CheckConstraint("channel IN ('email', 'voice')", name="channel_known"),

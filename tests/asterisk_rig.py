@@ -45,7 +45,7 @@ API (thread-safe; from a pytest-twisted test run the blocking waits in a thread 
   then ``call.dtmf("1234")``.
 * ``call.wait_agi(prefix)`` → the AGIExecEnd event of the first command starting with
   ``prefix`` (``Result`` holds the reply); ``call.agi_commands()`` lists all sent so far,
-  ``call.agi_results()`` the (command, result) pairs;
+  ``call.agi_transcript()`` the (command, reply) pairs (from the log);
   ``call.wait_hangup()`` → the Hangup event; ``call.var("AGISTATUS")`` after the AGI app
   returned (the rig's ``h`` extension copies it into a global for the test).
 * ``rig.wait_event(predicate, timeout)``, ``rig.events`` (all AMI events seen, dicts).
@@ -54,7 +54,9 @@ API (thread-safe; from a pytest-twisted test run the blocking waits in a thread 
 * ``rig.ami_host``, ``rig.ami_port``, ``rig.ami_user``, ``rig.ami_secret``: the
   project's own manager.conf user (``carecall``) — what carecall itself logs in as.
 * ``rig.sip_port`` (the shipped transport, on loopback), ``rig.prefix`` (install prefix:
-  ``share/sip-ring.sh``, ``bin/pjsua``), ``rig.wait(cond, timeout, what)``.
+  ``share/sip-ring.sh``), ``rig.pjsua``; ``rig.follow("PJSIP/carecall-trunk-", start)``
+  follows a call that came in over SIP (``tests/sip_phone.py`` places one) like a
+  :class:`LocalCall`; ``rig.wait(cond, timeout, what)``.
 
 No fixed sleeps: every wait polls a condition until a generous timeout (the box running
 the suite has 2 cores shared by many processes).
@@ -94,11 +96,11 @@ MODULES = (
     "res_rtp_asterisk.so", "res_timing_timerfd.so",
     "codec_ulaw.so", "codec_alaw.so", "codec_gsm.so", "codec_a_mu.so",
     "format_gsm.so", "format_wav.so", "format_pcm.so", "format_sln.so",
-    "pbx_config.so", "res_agi.so", "res_speech.so",
+    "pbx_config.so", "res_agi.so", "res_speech.so", "res_clioriginate.so",
     "app_playback.so", "app_read.so", "app_verbose.so", "app_senddtmf.so", "app_dial.so",
     "app_echo.so", "app_stack.so", "app_exec.so",
     "func_callerid.so", "func_channel.so", "func_strings.so", "func_global.so", "func_cut.so",
-    "func_logic.so",
+    "func_logic.so", "func_env.so",
 )
 
 # Test-only dialplan: how a test puts a call into the shipped contexts.
@@ -309,29 +311,41 @@ class LocalCall:
             self.channel = event["Channel"]
         return self.channel
 
-    def _wait_agi(self, event: str, prefix: str, timeout: float) -> dict[str, str]:
+    def _wait_agi(self, event: str, prefix: str, timeout: float, nth: int) -> dict[str, str]:
         up = prefix.upper()
+        seen = 0
 
         def match(e: dict[str, str]) -> bool:
-            return e.get("Event") == event and self._mine(e) and e.get("Command", "").upper().startswith(up)
+            nonlocal seen
+            if e.get("Event") == event and self._mine(e) and e.get("Command", "").upper().startswith(up):
+                seen += 1
+            return seen == nth
 
-        return self.rig.wait_event(match, timeout, f"{event} {prefix!r} on call {self.tag}", start=self.event_start)
+        return self.rig.wait_event(match, timeout, f"{event} {prefix!r} #{nth} on call {self.tag}",
+                                   start=self.event_start)
 
-    def wait_agi(self, prefix: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, str]:
-        """The AGIExecEnd event of the first AGI command on this call starting with ``prefix``."""
-        return self._wait_agi("AGIExecEnd", prefix, timeout)
+    def wait_agi(self, prefix: str, timeout: float = DEFAULT_TIMEOUT, nth: int = 1) -> dict[str, str]:
+        """The AGIExecEnd event of the ``nth`` AGI command on this call starting with ``prefix``."""
+        return self._wait_agi("AGIExecEnd", prefix, timeout, nth)
 
-    def wait_agi_start(self, prefix: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, str]:
+    def wait_agi_start(self, prefix: str, timeout: float = DEFAULT_TIMEOUT, nth: int = 1) -> dict[str, str]:
         """The AGIExecStart event: the command is running now (keys pressed from here are read)."""
-        return self._wait_agi("AGIExecStart", prefix, timeout)
+        return self._wait_agi("AGIExecStart", prefix, timeout, nth)
 
     def agi_commands(self) -> list[str]:
         return [e["Command"] for e in self.rig.events[self.event_start:]
                 if e.get("Event") == "AGIExecStart" and self._mine(e)]
 
-    def agi_results(self) -> list[tuple[str, str]]:
-        return [(e["Command"], e.get("Result", "")) for e in self.rig.events[self.event_start:]
-                if e.get("Event") == "AGIExecEnd" and self._mine(e)]
+    def agi_transcript(self) -> list[tuple[str, str]]:
+        """(command, reply) pairs from the full log's AGI debug lines (the AMI events carry no reply text)."""
+        channel = re.escape(self.wait_channel())
+        pairs: list[tuple[str, str]] = []
+        for m in re.finditer(rf"<{channel}>AGI (Rx <<|Tx >>) (.*)", self.rig.log_text()):
+            if m.group(1) == "Rx <<":
+                pairs.append((m.group(2).strip(), ""))
+            elif pairs and not pairs[-1][1]:
+                pairs[-1] = (pairs[-1][0], m.group(2).strip())
+        return pairs
 
     def dtmf(self, digits: str, duration_ms: int = 120) -> None:
         """The caller presses ``digits`` (as the carrier would deliver them: received on the channel)."""
@@ -355,8 +369,14 @@ class LocalCall:
         return self.rig.global_var(f"RIG_{name.upper()}_{self.tag}")
 
     def hangup(self) -> None:
+        """The far end (Asterisk's side) drops the call."""
         with contextlib.suppress(Exception):
             self.rig.ami.action("Hangup", Channel=self.wait_channel(5))
+
+    def hangup_handset(self) -> None:
+        """The caller puts the phone down (the ;1 leg: Asterisk sees the caller leave)."""
+        handset = self.wait_channel().rsplit(";", 1)[0] + ";1"
+        self.rig.ami.action("Hangup", Channel=handset)
 
 
 class AsteriskRig:
@@ -463,6 +483,9 @@ hideconnect = yes
         text = (CONFIG / "extensions.conf").read_text()
         (self.etc / "carecall.conf").write_text(substitute_extensions(
             text, f"agi://127.0.0.1:{self.primary_port}", f"agi://127.0.0.1:{self.backup_port}"))
+        # Files extensions.conf #includes (extensions_alerts.conf: the outbound-call context), unchanged.
+        for extra in CONFIG.glob("extensions_*.conf"):
+            shutil.copyfile(extra, self.etc / extra.name)
 
     def _cli(self) -> list[str]:
         return [str(self.binary), "-C", str(self.etc / "asterisk.conf")]
@@ -519,11 +542,15 @@ hideconnect = yes
 
     def reload_dialplan(self) -> None:
         offset = self.log_offset()
-        self.rx("dialplan reload")
-        self.wait_log(r"pbx_config.*(Reload|reload)|extensions\.conf", since=offset, timeout=DEFAULT_TIMEOUT)
+        # The CLI answers "Dialplan reloaded." once pbx_config has reloaded (Asterisk 22 logs
+        # no line saying so at verbose 3, only the globals being set again).
+        if "reloaded" in self.rx("dialplan reload").lower():
+            return
+        self.wait_log(r"pbx_config.*(Reload|reload)|extensions\.conf|Setting global variable 'CARECALL_AGI'",
+                      since=offset, timeout=DEFAULT_TIMEOUT)
 
     def call(self, dialled: str, caller: str = "", *, withheld: bool = False, context: str = "carecall-inbound",
-             exten: str = "", timeout: float = DEFAULT_TIMEOUT) -> LocalCall:
+             exten: str = "", timeout: float = DEFAULT_TIMEOUT, ring_timeout: float = 120.0) -> LocalCall:
         """Originate a Local channel: the ;2 leg enters ``context`` at ``exten`` (default: ``dialled``)."""
         tag = f"{os.getpid()}x{next(_tags)}"
         uniqueid, handset = f"rigcall-{tag}", f"righandset-{tag}"
@@ -532,7 +559,8 @@ hideconnect = yes
                                f"RIG_CONTEXT={context}", f"RIG_EXTEN={exten}", f"RIG_TAG={tag}"])
         reply = self.ami.action(
             "Originate", timeout=timeout, Channel=f"Local/{dialled}@rig-dial/n", Context="rig-caller", Exten="s",
-            Priority="1", Async="true", ChannelId=handset, OtherChannelId=uniqueid, Variable=variables)
+            Priority="1", Async="true", Timeout=str(int(ring_timeout * 1000)), ChannelId=handset,
+            OtherChannelId=uniqueid, Variable=variables)
         if reply.get("Response") != "Success":
             raise RuntimeError(f"Originate failed: {reply.get('Message')}")
         return LocalCall(self, tag, uniqueid, handset, start)
@@ -540,6 +568,17 @@ hideconnect = yes
     def global_var(self, name: str) -> str:
         reply = self.ami.action("Getvar", Variable=f"GLOBAL({name})")
         return reply.get("Value", "")
+
+    def follow(self, channel_prefix: str, start: int, timeout: float = DEFAULT_TIMEOUT) -> LocalCall:
+        """A call that did not come from :meth:`call` (a SIP call): the first new channel whose
+        name starts with ``channel_prefix`` since event index ``start`` (``len(rig.events)``)."""
+        event = self.wait_event(lambda e: e.get("Event") == "Newchannel" and e.get("Channel", "").startswith(
+            channel_prefix), timeout, f"a {channel_prefix} channel", start=start)
+        return LocalCall(self, f"followed-{event['Uniqueid']}", event["Uniqueid"], "", start, event["Channel"])
+
+    @property
+    def pjsua(self) -> Path:
+        return self.prefix / "bin" / "pjsua"
 
     # ------------------------------------------------------------ waiting
 

@@ -15,6 +15,7 @@ import itertools
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,32 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# pytest keeps only the three newest temporary roots under /tmp/pytest-of-USER and deletes
+# older ones when a session starts: two test runs at once on one machine (two checkouts,
+# or a quick run beside the full suite) would delete each other's databases mid-run. Each
+# run gets a root of its own, and removes the roots of runs that have ended.
+def _own_temproot() -> None:
+    if "PYTEST_DEBUG_TEMPROOT" in os.environ:
+        return
+    base = Path(tempfile.gettempdir()) / f"carecall-tests-{ROOT.name}"
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.iterdir():
+        pid = int(old.name) if old.name.isdigit() else 0
+        try:
+            if pid:
+                os.kill(pid, 0)
+                continue  # that run is still going
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    mine = base / str(os.getpid())
+    mine.mkdir(exist_ok=True)
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = str(mine)
+
+
+_own_temproot()
 
 from carecall.config import Settings, load_settings  # noqa: E402
 from ivr.db import normalise_url, upgrade  # noqa: E402
@@ -127,6 +154,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+# The suite shares 2 cores with other work: a cold effect worker process or two loaded
+# servers can take longer than the deployed 2.5 s, which would journal check-ins the tests
+# expect in the database. The stuck-database tests (tests/test_fault_stuck_database.py)
+# run with the deployed default.
+SUITE_EFFECT_TIMEOUT = 30.0
+
+
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Site settings pointing at the test's database, with a private key and data dir."""
@@ -136,4 +170,5 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         environ={},
         secret_file=str(tmp_path / "carecall.key"),
         data_dir=str(tmp_path / "var"),
+        agi_effect_timeout=SUITE_EFFECT_TIMEOUT,
     )

@@ -25,6 +25,7 @@ from agi.simulator import CallScript, FakeAsterisk, SimResult
 from carecall.config import Settings, load_settings
 from ivr.db import upgrade
 from tests.callhelpers import T0
+from tests.conftest import SUITE_EFFECT_TIMEOUT
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.pg import PgCluster, find_bindir, free_port
 
@@ -74,7 +75,7 @@ class OwnCluster:
 def settings_for(db_url: str, tmp: Path, **overrides: Any) -> Settings:
     (tmp / "empty.toml").write_text("")
     values: dict[str, Any] = {"secret_file": str(tmp / "carecall.key"), "data_dir": str(tmp / "var"),
-                              "journal_retry_seconds": 3600.0}
+                              "journal_retry_seconds": 3600.0, "agi_effect_timeout": SUITE_EFFECT_TIMEOUT}
     values.update(overrides)
     return load_settings(tmp / "empty.toml", db_url=db_url, environ={}, **values)
 
@@ -139,7 +140,9 @@ def start_process(tmp: Path, db_url: str, name: str = "server", *, data_dir: Pat
         "[carecall]\n"
         f'agi_port = {agi_port}\nweb_port = {web_port}\nbase_url = "http://127.0.0.1:{web_port}"\n'
         f'secret_file = "{tmp / "carecall.key"}"\ndata_dir = "{data_dir}"\n'
-        f"journal_retry_seconds = {journal_retry}\n" + extra_toml
+        f"journal_retry_seconds = {journal_retry}\n"
+        + ("" if "agi_effect_timeout" in extra_toml else f"agi_effect_timeout = {SUITE_EFFECT_TIMEOUT}\n")
+        + extra_toml
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)

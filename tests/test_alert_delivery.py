@@ -1,4 +1,4 @@
-"""Delivery: e-mail through a real SMTP server, voice through a real AMI, retries, escalations."""
+"""Delivery: e-mail through a real SMTP server, retries, escalations (phones: tests/test_alert_chain*.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from scheduler.delivery import DeliveryConfig, deliver_once
 from scheduler.models import Alert, AlertAction, AlertDelivery
 from scheduler.store import raise_alert
 from tests.pg import free_port
-from tests.test_alerts_servers import AmiServer, SmtpServer
+from tests.test_alerts_servers import SmtpServer
 from tests.test_alerts_world import at, run, visit_id, world
 
 SECOND = dt.timedelta(seconds=1)
@@ -89,38 +89,36 @@ def test_failed_email_is_retried_with_backoff_and_every_attempt_is_logged(settin
     assert len(smtp.messages) == 1
 
 
-def test_missed_visit_rings_the_on_call_phone_through_ami_originate(settings):
-    factory = world(settings, (("V1", "R001", "10:00", 45, "1001", "no"),))
-    with SmtpServer() as smtp, AmiServer() as ami:
-        cfg = _cfg(smtp.port, voice=True, on_call_number="07700900123", ami_port=ami.port, ami_secret="s3cret")
-        run(factory, at("10:30"))  # late: e-mail only
-        run(factory, at("10:45"))  # missed: e-mail and voice
-        results = deliver_once(factory, at("10:45", 1), cfg)
-    assert sorted((j.kind, j.channel, e) for j, e in results) == [
-        ("late", "email", ""), ("missed", "email", ""), ("missed", "voice", "")]
-    assert [a["Action"] for a in ami.actions] == ["Login", "Originate", "Logoff"]
-    login, originate, _ = ami.actions
-    assert (login["Username"], login["Secret"]) == ("carecall", "s3cret") and login["ActionID"]
-    missed_id = next(a.id for a in _all(factory) if a.kind == "missed")
-    assert originate["Channel"] == "PJSIP/07700900123@carecall-trunk"
-    assert (originate["Context"], originate["Exten"], originate["Priority"]) == ("carecall-alert", "s", "1")
-    assert f"CARECALL_ALERT_ID={missed_id}" in originate["Variable"] and originate["Async"] == "yes"
+def test_the_old_fire_and_forget_voice_keys_are_refused_with_where_they_went(settings):
+    import dataclasses
+
+    import pytest
+
+    from carecall.config import ConfigError, validate_tables
+
+    for raw in ({"voice": True}, {"voice": False}, {"on_call_number": "07700900123"}, {"ami_secret": "x"}):
+        with pytest.raises(ConfigError, match=r"\[oncall\] and \[ami\]"):
+            DeliveryConfig.from_settings(dataclasses.replace(settings, raw={"alerts": raw}))
+        # At start the table check names the key (the server does not start).
+        assert validate_tables({"alerts": raw}) == [f"unknown setting [alerts] {next(iter(raw))}"]
 
 
-def test_ami_refusal_is_recorded_and_retried(settings):
+def test_email_delivery_leaves_the_chains_phone_calls_alone(settings):
+    from scheduler.models import DeliveryChannel, DeliveryPurpose, DeliveryStatus
+
     factory = world(settings, (("V1", "R001", "10:00", 45, "1001", "no"),))
     run(factory, at("10:45"))
-    with AmiServer(secret="other") as ami:
-        cfg = DeliveryConfig(voice=True, on_call_number="07700900123", ami_port=ami.port, ami_secret="wrong")
-        results = deliver_once(factory, at("10:45"), cfg)
-    # Asterisk ends the session after a refused login; pyst2 then reports either the refusal
-    # or, when its reader thread wins a race, the closed session (see originate_call).
-    refused = ("VoiceError: AMI: Authentication failed", "VoiceError: AMI: Asterisk closed the session")
-    assert [(j.kind, j.channel) for j, e in results if e.startswith(refused)] == [("missed", "voice")]
-    with AmiServer() as ami:
-        cfg = DeliveryConfig(voice=True, on_call_number="07700900123", ami_port=ami.port, ami_secret="s3cret")
-        results = deliver_once(factory, at("10:46"), cfg)
-    assert [(j.attempt, e) for j, e in results] == [(2, "")]
+    missed = next(a.id for a in _all(factory) if a.kind == "missed")
+    with unit_of_work(factory) as s:
+        s.add(AlertDelivery(alert_id=missed, purpose=DeliveryPurpose.CHAIN, channel=DeliveryChannel.VOICE,
+                            target="+447700900123", status=DeliveryStatus.PENDING, created_at=at("10:45"),
+                            next_attempt_at=at("10:45"), step=2))
+    with SmtpServer() as smtp:
+        results = deliver_once(factory, at("10:46"), _cfg(smtp.port))
+    assert sorted((j.kind, j.channel) for j, _ in results) == [("late", "email"), ("missed", "email")]
+    with factory() as s:
+        voice = s.scalars(select(AlertDelivery).where(AlertDelivery.channel == "voice")).one()
+    assert voice.status == "pending"  # the chain's to ring, not e-mail's to send
 
 
 def test_unacknowledged_alert_escalates_to_the_second_contact_after_15_minutes(settings):

@@ -2,8 +2,9 @@
 
 Both speak their protocol over TCP the way the real thing does (RFC 5321 replies; the
 AMI banner ``Asterisk Call Manager/…``, ``key: value`` blocks ended by a blank line,
-responses echoing the ActionID), so the production code talks to them through smtplib
-and pyst2 unchanged. They run in threads so that a test, the reactor or a child
+responses echoing the ActionID, and after an Originate the ``OriginateResponse`` event
+carrying its ActionID and a Reason), so the production code talks to them through
+smtplib and agi.outbound unchanged. They run in threads so that a test, the reactor or a child
 process can use them alike.
 """
 
@@ -94,10 +95,13 @@ class SmtpServer:
 class AmiServer:
     """A minimal Asterisk Manager Interface: Login (checks the secret), Originate, Logoff."""
 
-    def __init__(self, username: str = "carecall", secret: str = "s3cret", originate_response: str = "Success") -> None:
+    def __init__(self, username: str = "carecall", secret: str = "s3cret", originate_response: str = "Success",
+                 reason: int | None = 4) -> None:
+        """``reason``: the OriginateResponse's Reason (4 answered, 3 no answer, 5 busy, 0 failed; None: no event)."""
         self.actions: list[dict[str, Any]] = []
         self.username, self.secret = username, secret
         self.originate_response = originate_response
+        self.reason = reason
         outer = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -143,6 +147,14 @@ class AmiServer:
                         msg = "Originate successfully queued" if outer.originate_response == "Success" \
                             else "Originate failed"
                         self.send(Response=outer.originate_response, ActionID=action_id, Message=msg)
+                        if outer.originate_response == "Success" and outer.reason is not None:
+                            got = outer.actions[-1]
+                            self.send(Event="OriginateResponse", Privilege="call,all", ActionID=action_id,
+                                      Response="Success" if outer.reason == 4 else "Failure",
+                                      Channel=got.get("Channel", ""), Context=got.get("Context", ""),
+                                      Exten=got.get("Exten", ""), Application="", Data="",
+                                      Reason=str(outer.reason), Uniqueid="1700000000.1" if outer.reason == 4
+                                      else "<null>", CallerIDNum="<unknown>", CallerIDName="<unknown>")
                     elif action == "logoff":
                         self.send(Response="Goodbye", ActionID=action_id, Message="Thanks for all the fish.")
                         return

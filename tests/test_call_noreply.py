@@ -84,12 +84,22 @@ def test_noreply_with_two_visits_due_asks_the_residents_phone_code(settings, wor
 
 
 @pytest_twisted.inlineCallbacks
-def test_noreply_without_a_due_visit_is_queued_for_review(settings, world, server):
+def test_noreply_without_a_due_visit_is_queued_for_review_and_the_office_is_told_at_once(settings, world, server):
+    from scheduler.models import Alert
+
     add_visits(settings, world, ("LATER", "R001", T0 + dt.timedelta(hours=3), 30, "1001"))
     result = yield server.call(script="noreply", callerid=None, digits=["1001", "1234"])
-    assert result.completed and 'STREAM FILE im-sorry ""' in [c for c, _ in result.transcript]
     [rec] = calls(world)
     assert rec.outcome == "no_visit" and rec.review_status == "open" and rec.visit_id is None
+    # The alert is stored in the call's own transaction, so the worker hears what the office got.
+    with world() as s:
+        (alert,) = s.query(Alert).all()
+    assert (alert.kind, alert.call_record_id, alert.visit_id) == ("no_reply", rec.id, None)
+    assert alert.dedupe_key == f"no_reply:call:{rec.id}"  # the pass's safety net would use the same key
+    assert alert.detail == "no reply reported by worker 1001: no visit matched"
+    commands = [c for c, _ in result.transcript]
+    assert result.completed and 'STREAM FILE auth-thankyou ""' in commands
+    assert 'STREAM FILE im-sorry ""' not in commands
 
 
 @pytest_twisted.inlineCallbacks

@@ -95,10 +95,13 @@ def test_empty_worker_number_counts_as_a_try_and_third_failure_is_recorded_by_th
     d.start(env())
     d.send(OK)
     d.send((1,))
-    assert d.send(Result("", "timeout")) == Command("GET DATA", ("agent-incorrect&agent-user", "6000", "8"))
+    # "Login incorrect" is its own STREAM FILE: a real Asterisk's GET DATA plays one file only.
+    assert d.send(Result("", "timeout")) == Command("STREAM FILE", ("agent-incorrect", ""))
+    assert d.send(OK) == Command("GET DATA", ("agent-user", "6000", "8"))
     d.send(Result("1001"))
     assert isinstance(d.send(Result("9999")), CheckIn)
-    assert d.send(LoginFailed()) == Command("GET DATA", ("agent-incorrect&agent-user", "6000", "8"))
+    assert d.send(LoginFailed()) == Command("STREAM FILE", ("agent-incorrect", ""))
+    assert d.send(OK) == Command("GET DATA", ("agent-user", "6000", "8"))
     record = d.send(Result("", "timeout"))  # third try: nothing typed, so no CheckIn — record directly
     assert isinstance(record, RecordCall) and record.outcome == "failed_login"
     assert record.failed_pin_attempts == 3 and record.worker_number_entered == "1001"
@@ -193,9 +196,29 @@ def test_noreply_asks_phone_code_only_when_several_visits_are_due():
     assert d.send(NeedPhoneCode(2)) == Command("GET DATA", ("telephone-number", "6000", "8"))
     effect = d.send(Result("102"))
     assert effect.phone_code == "102" and effect.final_code is False
-    assert d.send(NoReplyRecorded(4, 3, 1, 2, False)) == Command("STREAM FILE", ("auth-thankyou", ""))
+    assert d.send(NoReplyRecorded(4, 3, 1, 2, True)) == Command("STREAM FILE", ("auth-thankyou", ""))
     assert d.send(OK) == Command("HANGUP")
     assert d.send(Result("1")).outcome == "no_reply"
+
+
+def _noreply_recorded(result):
+    d = new_dialog()
+    d.start(env(script="noreply"))
+    d.send(OK)
+    d.send(Result("1001"))
+    d.send(Result("1234"))
+    return d, d.send(result)
+
+
+def test_noreply_worker_hears_the_office_was_told_exactly_when_an_alert_was_stored():
+    # No visit matched, but the alert was raised: the office has it, so "thank you" (office told).
+    d, said = _noreply_recorded(NoReplyRecorded(4, None, 1, None, True))
+    assert said == Command("STREAM FILE", ("auth-thankyou", ""))
+    d.send(OK)
+    assert d.send(Result("1")).outcome == "no_visit"
+    # Nothing reached the office (no alert could be stored): the worker must not be told it did.
+    _, said = _noreply_recorded(NoReplyRecorded(4, 3, 1, 2, False))
+    assert said == Command("STREAM FILE", ("im-sorry", ""))
 
 
 def test_script_name_comes_from_fastagi_path_or_process_agi_argument():
@@ -208,4 +231,5 @@ def test_every_default_prompt_ships_in_debians_asterisk_core_sounds_en():
     listing = (Path(__file__).with_name("data") / "asterisk-core-sounds-en.txt").read_text().split()
     sounds = {Path(line).name.rsplit(".", 1)[0] for line in listing} | set(listing)
     for name, value in vars(Prompts()).items():
-        assert value in sounds, f"prompt {name}={value!r} is not in asterisk-core-sounds-en"
+        for part in value.split("&"):  # "a&b": played one after the other
+            assert part in sounds, f"prompt {name}={value!r}: {part!r} is not in asterisk-core-sounds-en"

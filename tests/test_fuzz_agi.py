@@ -125,12 +125,18 @@ def test_a_peer_silent_for_the_idle_timeout_is_cut():
 
 
 def test_a_slow_drip_that_keeps_the_line_alive_is_cut_at_the_call_limit():
-    """One byte every 50 s never trips the idle timeout; the total limit (600 s) still ends it."""
+    """One byte every 50 s never trips the idle timeout; the total limit (600 s) still ends it.
+
+    (Dripping the environment itself is cut sooner, at ``agi_environment_timeout``:
+    tests/test_agi_peers.py.) Here the environment is whole and the reply drips."""
     clock = task.Clock()
     store = _Recorder()
     f = _factory(clock, store)
     proto, transport = _connect(f)
-    drip = b"agi_uniqueid: slow.1\n" + b"agi_arg_1: " + b"x" * 100
+    proto.dataReceived(b"agi_network: yes\nagi_network_script: checkin\nagi_request: agi://h/checkin\n"
+                       b"agi_uniqueid: slow.1\nagi_callerid: unknown\n\n")
+    assert transport.value() == b"ANSWER\n"
+    drip = b"200 result=0 " + b"x" * 100
     sent = 0
     while not (transport.disconnected or transport.disconnecting):
         proto.dataReceived(drip[sent % len(drip):sent % len(drip) + 1])

@@ -69,7 +69,8 @@ def test_invoices_are_numbered_in_sequence_per_funder_and_po_and_private_per_res
 
 
 def test_csv_has_exactly_the_agreed_columns_local_times_and_pence(world, settings, tmp_path):
-    proc = run_cli(settings, "invoice", "--period", "2026-01-05", "--format", "csv", "--out", str(tmp_path))
+    proc = run_cli(settings, "invoice", "--period", "2026-01-05", "--format", "csv", "--out", str(tmp_path),
+                   "--issue", "--yes")
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "invoices-2026-01-05.csv").read_text()
     assert text.splitlines()[0] == EXACT
@@ -93,9 +94,12 @@ def test_csv_shows_local_time_in_summer(world, settings):
 
 
 def test_period_not_on_the_grid_is_refused_with_a_clear_message(world, settings, tmp_path):
-    proc = run_cli(settings, "invoice", "--period", "2026-01-06", "--format", "csv", "--out", str(tmp_path))
+    proc = run_cli(settings, "invoice", "--period", "2026-01-06", "--format", "csv", "--out", str(tmp_path),
+                   "--issue", "--yes")
     assert proc.returncode == 2
-    assert "2026-01-06 is not the start of a billing period (that period starts 2026-01-05)" in proc.stderr
+    assert ("2026-01-06 is not the start of a billing period: it falls in the period 2026-01-05 to 2026-02-01"
+            in proc.stderr)
+    assert "use --period 2026-01-05, or --period last" in proc.stderr
     with factory_for(settings)() as s:
         assert s.scalar(select(func.count()).select_from(Invoice)) == 0
 
@@ -155,7 +159,8 @@ def test_csv_of_issued_period_includes_correction_rows_with_signed_amounts(world
     with world.factory.begin() as s:
         a = s.scalar(select(Attendance).where(Attendance.departure_at == utc(2026, 1, 6, 9, 45)))
         a.departure_at = utc(2026, 1, 6, 10)
-    proc = run_cli(settings, "invoice", "--period", "2026-02-02", "--format", "csv", "--out", str(tmp_path))
+    proc = run_cli(settings, "invoice", "--period", "2026-02-02", "--format", "csv", "--out", str(tmp_path),
+                   "--issue", "--yes")
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO((tmp_path / "invoices-2026-02-02.csv").read_text())))
     assert [(r["invoice_number"], r["billable_minutes"], r["amount"]) for r in rows] == [

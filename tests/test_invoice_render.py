@@ -45,17 +45,17 @@ def test_pdf_invoice_text_shows_totals_rates_frequency_exceptions_and_over_cap(w
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-m", "carecall", "--db", settings.db_url, "invoice", "--period",
-                           "2026-03-02", "--format", "pdf", "--out", str(out)],
+                           "2026-03-02", "--format", "pdf", "--out", str(out), "--issue", "--yes"],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = pdf_text((out / "INV-000001.pdf").read_bytes(), tmp_path)
     assert "Invoice INV-000001" in text and "PO-1004" in text and "Lewisham" in text
-    assert "Issue date 30 Mar 2026" in text and "Due date 27 Apr 2026" in text
+    assert "Invoice date 30 Mar 2026" in text and "Due date 27 Apr 2026 (28 days)" in text
     assert "Commissioned hours 12:00 for the period" in text  # 720 min
     assert "Frequency of service 3 visits (0.8 a week)" in text  # 3 × 7 / 28 = 0.75 → 0.8
     assert "3:00 over commissioned hours, not charged" in text  # 180 min
     assert "hourly £21.50 12:00 £258.00" in text  # unit charge table
-    assert "phone-logged" in text
+    assert "phone" in text
     assert "V-OPEN" in text and "exception: no departure recorded" in text
     assert "Total due £258.00" in text
 
@@ -68,7 +68,7 @@ def test_html_is_autoescaped(world, settings):
     [doc] = invoices.preview(world.factory, settings, P2, "A&B Care")
     html = render_html(doc, BillingConfig.from_settings(settings))
     assert "PO-&lt;script&gt;" in html and "A&amp;B Care" in html and "<script>" not in html
-    assert "draft, not issued" in html
+    assert "DRAFT — not issued, not for payment" in html
 
 
 def test_pdf_of_reissued_invoice_is_the_same_document(world, settings, tmp_path):

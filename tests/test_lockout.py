@@ -1,9 +1,12 @@
-"""PIN guessing: growing delay, a lock on the (worker, line) pair only, no global lock.
+"""PIN guessing: growing delay, a lock on the (worker, line) pair, the worker-wide budgets.
 
 Policy figures under test (defaults, docs/reliability.md): 3 free failures in 60 min,
 then 2, 4, 8, 16, 30, 30 … s before "incorrect"; the 10th failure of one worker number
-on one line locks that pair for 30 min; 10 failures of one number over any lines raise
-an alert and slow it down, but lock nothing.
+on one line locks that pair for 30 min (never on a *trusted* line: a landline of a home
+where the worker has a visit now); 10 failures of one number over any lines guard it for
+60 min on every untrusted line, 5 on lines that are not a known landline (withheld, or an
+unknown caller ID with a phone code) guard it on those. The parallel and spoofed-landline
+attacks over real FastAGI calls are in tests/test_lockout_budget.py.
 """
 
 from __future__ import annotations
@@ -59,40 +62,43 @@ def _rid(factory, ref: str) -> int:
         return s.scalar(select(Resident.id).where(Resident.reference == ref))
 
 
-def test_pair_is_locked_after_ten_failures_but_the_worker_still_logs_in_elsewhere(settings):
+def test_pair_is_locked_after_ten_failures_but_the_worker_still_logs_in_at_the_home_they_visit(settings):
     factory = world(settings, *default_visits())
     store = _store(settings)
     r1, r2 = _rid(factory, "R001"), _rid(factory, "R002")
+    r2_line = "+442086989922"  # 1001 has no visit at R002: an untrusted line for them
     delays = []
     for i in range(10):
-        result = _try(store, R001, "1001", "0000", T0 + i * MIN, f"g{i}", (r1,))
+        result = _try(store, r2_line, "1001", "0000", T0 + i * MIN, f"g{i}", (r2,))
         assert isinstance(result, LoginFailed)
         delays.append(result.delay)
     assert delays == [0, 0, 0, 2, 4, 8, 16, 30, 30, 30]
     assert result.locked and result.call_record_id is not None  # the lock ends the call, recorded
     with factory.kw["bind"].connect() as conn:
-        assert locked_until(conn, "1001", R001) == T0 + 9 * MIN + dt.timedelta(minutes=30)
+        assert locked_until(conn, "1001", r2_line) == T0 + 9 * MIN + dt.timedelta(minutes=30)
+        # The 10th failure also spent the worker budget: guarded on every untrusted line for 60 min.
+        assert locked_until(conn, "1001", "*") == T0 + 9 * MIN + dt.timedelta(minutes=60)
     # The right PIN on the locked line is refused, without a delay on the refusal path …
-    refused = _try(store, R001, "1001", "1234", T0 + 12 * MIN, "right.locked", (r1,))
+    refused = _try(store, r2_line, "1001", "1234", T0 + 12 * MIN, "right.locked", (r2,))
     assert isinstance(refused, LoginFailed) and refused.locked
-    # … but the same worker logs in at another home, and another worker on this line.
-    ok = _try(store, "+442086989922", "1001", "1234", T0 + 12 * MIN, "right.elsewhere", (r2,))
+    # … but the worker logs in at the home where they have a visit now, and another worker on that line.
+    ok = _try(store, R001, "1001", "1234", T0 + 12 * MIN, "right.at.visit", (r1,))
     assert isinstance(ok, CheckedIn)
-    other = _try(store, R001, "1002", "2345", T0 + 13 * MIN, "other.worker", (r1,))
+    other = _try(store, r2_line, "1002", "2345", T0 + 13 * MIN, "other.worker", (r2,))
     assert isinstance(other, CheckedIn)
-    # After the lock (30 min from the 10th failure) the right PIN works again.
-    later = _try(store, R001, "1001", "1234", T0 + 9 * MIN + dt.timedelta(minutes=31), "after.lock", (r1,))
+    # After the guard (60 min from the 10th failure) the right PIN works on that line again.
+    later = _try(store, r2_line, "1001", "1234", T0 + 9 * MIN + dt.timedelta(minutes=61), "after.lock", (r2,))
     assert isinstance(later, CheckedIn)
     with factory() as s:
         details = list(s.scalars(select(CallRecord.detail).where(CallRecord.outcome == "failed_login")))
     assert any("locked" in d for d in details)
 
 
-def test_failures_across_many_lines_slow_the_number_down_but_never_lock_it(settings):
+def test_failures_on_the_lines_of_the_home_with_a_visit_now_slow_the_number_down_but_never_lock_it(settings):
     factory = world(settings, *default_visits())
     store = _store(settings)
     r1 = _rid(factory, "R001")
-    for i in range(12):  # a guesser spoofing a new caller ID each time
+    for i in range(12):  # a guesser on R001's lines, where 1001 has a visit now (trusted lines)
         result = _try(store, f"+44207946{i:04d}", "1001", "0000", T0 + i * MIN, f"spoof{i}", (r1,))
         assert isinstance(result, LoginFailed) and not result.locked
     assert result.delay == 30  # the 12th failure of this number: capped delay
@@ -107,15 +113,21 @@ def test_failures_across_many_lines_slow_the_number_down_but_never_lock_it(setti
     assert alerts == [("failed_login", f"failed_login:worker:1001:{T0:%Y%m%d%H}")]
 
 
-def test_withheld_callers_are_scoped_to_the_home_their_phone_code_named(settings):
+def test_withheld_callers_share_the_small_unknown_line_budget_but_the_home_landlines_still_work(settings):
     factory = world(settings, *default_visits())
     store = _store(settings)
     r1, r2 = _rid(factory, "R001"), _rid(factory, "R002")
-    for i in range(10):
-        result = _try(store, None, "1002", "0000", T0 + i * MIN, f"w{i}", (r1,))
-    assert result.locked
-    ok = _try(store, None, "1002", "2345", T0 + 11 * MIN, "withheld.other.home", (r2,))
-    assert isinstance(ok, CheckedIn)  # locked on home R001 only, not on every withheld call
+    results = [_try(store, None, "1002", "0000", T0 + i * MIN, f"w{i}", (r1,)) for i in range(8)]
+    assert [r.locked for r in results] == [False] * 4 + [True] * 4  # the 5th spends the budget of 5
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(LoginFailure)) == 5  # refusals check no PIN
+    refused = _try(store, None, "1002", "2345", T0 + 11 * MIN, "withheld.other.home", (r2,))
+    assert isinstance(refused, LoginFailed) and refused.locked  # every withheld / unknown line shares it
+    # Known landlines still work: R002's (1002's visit now) and R001's (below the all-lines budget of 10).
+    ok = _try(store, "+442086989922", "1002", "2345", T0 + 12 * MIN, "from.r002", (r2,))
+    assert isinstance(ok, CheckedIn)
+    ok = _try(store, R001, "1002", "2345", T0 + 13 * MIN, "from.r001", (r1,))
+    assert isinstance(ok, CheckedIn)
 
 
 def test_the_delay_is_a_reactor_timer_not_a_blocked_thread(settings):
@@ -158,6 +170,6 @@ def test_the_delay_is_a_reactor_timer_not_a_blocked_thread(settings):
     clock.advance(0.1)
     pump()
     sent = [c for c, _ in fake.transcript]
-    assert sent[3] == "GET DATA agent-incorrect&agent-user 6000 8"
+    assert sent[3:5] == ['STREAM FILE agent-incorrect ""', "GET DATA agent-user 6000 8"]
     assert fake.server_hung_up and sent[-1] == "HANGUP"  # right PIN on the 2nd try: logged
     assert 'STREAM FILE agent-loginok ""' in sent

@@ -80,3 +80,36 @@ def test_a_running_server_writes_no_pin_name_or_full_number(db_url, tmp_path):
     assert "call sub.1" in text and "outcome=arrival" in text and "stage=pin" in text
     assert "outcome=failed_login" in text and "protocol error" in text
     _assert_clean(text)
+
+
+# ---------------------------------------------------------------- issue 14: peer text cannot forge log lines
+
+FORGED = "log.evil\r2026-12-01T09:00:00+0000 [x#info] ok\x1b[2K\x1b]0;owned\x07"
+
+
+def test_printable_escapes_every_control_character_and_caps_the_length():
+    from ivr.logsafe import printable
+
+    assert printable("1700000000.42") == "1700000000.42"
+    assert printable("a\rb\nc\x1b[2Kd\x00\x7f\u2028") == "a\\x0db\\x0ac\\x1b[2Kd\\x00\\x7f\\u2028"
+    assert printable("x" * 500) == "x" * 120 + "…"
+
+
+def test_a_forged_uniqueid_stays_inside_one_log_line_of_a_running_server(db_url, tmp_path):
+    settings = settings_for(db_url, tmp_path)
+    world(settings, *default_visits())
+    with running(tmp_path, db_url) as server:
+        simulate_blocking("127.0.0.1", server.agi_port, CallScript(callerid="02086989911", digits=["1001", "1234"],
+                                                                   uniqueid=FORGED))
+        with socket.create_connection(("127.0.0.1", server.agi_port)) as s:  # garbage with an ESC and a CR
+            s.sendall(b"agi_uniqueid: x\x1b[31m\rforged\n\x00bad\n\n")
+            s.recv(100)
+        server.terminate()
+        raw = server.log_path.read_bytes()
+    assert b"\r" not in raw and b"\x1b" not in raw and b"\x07" not in raw
+    text = raw.decode()
+    visible = "call log.evil\\x0d2026-12-01T09:00:00+0000 [x#info] ok\\x1b[2K\\x1b]0;owned\\x07 caller="
+    assert visible + "*********911 script=checkin outcome=arrival" in text  # one entry, the forgery visible inside
+    entry = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[[\w.#-]+\] ")
+    for line in text.splitlines():
+        assert entry.match(line) or line.startswith("\t") or not line.strip(), repr(line)

@@ -30,6 +30,7 @@ from tests.helpers import factory_for, import_world
 from tests.pg import free_port
 from tests.test_alerts_servers import AmiServer, SmtpServer
 from tests.test_alerts_world import at, world
+from web.models import User
 
 
 @pytest_twisted.inlineCallbacks
@@ -62,12 +63,13 @@ def test_service_catches_up_at_start_publishes_and_emails_then_ticks_on_its_inte
 
 def test_make_service_reads_the_alerts_table_and_can_be_switched_off(settings):
     runtime = Runtime.create(dataclasses.replace(settings, raw={"alerts": {
-        "interval_seconds": 5, "late_minutes": 20, "office_email": "o@care.test", "voice_kinds": ["no_reply"]}}))
+        "interval_seconds": 5, "late_minutes": 20, "office_email": "o@care.test"},
+        "oncall": {"enabled": True, "kinds": ["no_reply"]}, "ami": {"port": 5039}}))
     try:
         service = make_service(runtime)
         assert isinstance(service, AlertService)
-        assert (service.interval, service.rules.late_minutes, service.cfg.office_email, service.cfg.voice_kinds) == (
-            5.0, 20, "o@care.test", ("no_reply",))
+        assert (service.interval, service.rules.late_minutes, service.cfg.office_email, service.chain_cfg.kinds,
+                service.chain_cfg.enabled, service.ami.port) == (5.0, 20, "o@care.test", ("no_reply",), True, 5039)
         off = Runtime.create(dataclasses.replace(settings, raw={"alerts": {"enabled": False}}))
         assert make_service(off) is None
         off.stop()
@@ -99,6 +101,8 @@ def test_two_server_processes_on_one_postgresql_store_and_send_each_alert_once(p
                 ("SOON", "R002", now - dt.timedelta(minutes=15) + dt.timedelta(seconds=8), 60, True),  # late in 8 s
                 ("LATER", "R003", now + dt.timedelta(hours=2), 60, False),  # nothing yet
             ]
+            # Out of hours with an empty rota: the chain rings the manager.
+            s.add(User(username="mgr", role="manager", password_hash="-", phone_e164="+447700900123"))
             for ref, res, start, minutes, critical in plans:
                 v = Visit(visit_ref=ref, resident_id=rid[res], planned_start=start,
                           planned_end=start + dt.timedelta(minutes=minutes), time_critical=critical)
@@ -112,7 +116,8 @@ def test_two_server_processes_on_one_postgresql_store_and_send_each_alert_once(p
                     f'[carecall]\nsecret_file = "{tmp_path / "k.key"}"\ndata_dir = "{cfg.parent}"\n'
                     f"agi_port = {free_port()}\nweb_port = {free_port()}\n"
                     f'[alerts]\ninterval_seconds = 1\noffice_email = "office@care.test"\nsmtp_port = {smtp.port}\n'
-                    f'voice = true\non_call_number = "07700900123"\nami_port = {ami.port}\nami_secret = "s3cret"\n')
+                    f'[oncall]\nenabled = true\noffice_days = []\n'
+                    f'[ami]\nport = {ami.port}\nsecret = "s3cret"\n')
                 procs.append(_server(url, cfg, cfg.parent / "server.log"))
             # Expected: PAST late + missed (caught up), SOON late; 3 e-mails; 1 call (PAST missed).
             deadline = time.monotonic() + 60
@@ -141,6 +146,8 @@ def test_two_server_processes_on_one_postgresql_store_and_send_each_alert_once(p
         assert sorted(tuple(k) for k in keys) == [("late", "PAST"), ("late", "SOON"), ("missed", "PAST")]
         assert sorted(tuple(d) for d in deliveries) == [("email", "sent", 3), ("voice", "sent", 1)]
         assert len(smtp.messages) == 3 and [a["Action"] for a in ami.actions].count("Originate") == 1
+        (originate,) = [a for a in ami.actions if a["Action"] == "Originate"]
+        assert originate["Channel"] == "PJSIP/07700900123@carecall-trunk" and originate["Async"] == "true"
         # SOON was due at now + 8 s; with 1 s passes it is stored within a few seconds of that.
         assert raised_at["SOON"] - (now + dt.timedelta(seconds=8)) < dt.timedelta(seconds=5)
     finally:

@@ -77,7 +77,7 @@ def test_timesheet_pdf_text_has_visits_total_and_signature_block(world, settings
     text = " ".join(subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True,
                                    check=True).stdout.split())
     assert "Timesheet" in text and "Alice Brown (R001)" in text
-    assert "V1 2026-01-06 09:00–10:00 1001 2026-01-06 09:20 2026-01-06 09:50 phone-logged 30 late, short" in text
+    assert "V1 2026-01-06 09:00–10:00 1001 09:20 09:50 phone 30 late, short" in text
     assert "missed" in text and "location not verified" in text
     assert "Total minutes 75" in text
     assert "Signed (resident or representative)" in text

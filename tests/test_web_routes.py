@@ -25,6 +25,7 @@ from carecall.config import Settings, load_settings
 from carecall.runtime import Runtime
 from ivr.db import unit_of_work
 from ivr.models import Attendance, AuditEntry, CallRecord, Resident, ReviewStatus, Visit, Worker
+from outreach.models import Feedback
 from scheduler.models import Alert, AlertAction, AlertCheck
 from scheduler.store import raise_alert
 from tests.conftest import fresh_database
@@ -83,6 +84,11 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             ids["late_alert"] = s.scalar(select(Alert.id).where(Alert.kind == "late"))
             ids.update({w.worker_number: w.id for w in s.scalars(select(Worker))})
             ids["call"] = s.scalar(select(CallRecord.id))
+            feedback = Feedback(resident_id=s.scalar(select(Resident.id).where(Resident.reference == "R001")),
+                                kind="concern", message="x", reply="")  # the family feedback queue's one item
+            s.add(feedback)
+            s.flush()
+            ids["feedback"] = feedback.id
         try:
             # Every test client comes from 127.0.0.1: the per-address limit is covered in test_web_throttle.py.
             # The alert scheduler is off here so nothing changes under the sweep; the browser test runs it.
@@ -120,6 +126,8 @@ def concrete(path: str, ids: dict[str, Any]) -> str:
         return examples[path]
     path = path.replace("/calls/{id:int}", f"/calls/{ids['call']}")
     path = path.replace("/alerts/{id:int}", f"/alerts/{ids['alert']}")
+    path = path.replace("/feedback/{id:int}", f"/feedback/{ids['feedback']}")
+    path = path.replace("/privacy/{kind}", "/privacy/residents")
     return re.sub(r"\{\w+(:int)?\}", "1", path).replace("/static/1", "/static/app.css")
 
 

@@ -9,7 +9,15 @@ and render Jinja2 (autoescape on) on the reactor thread.
 Every route declares who may reach it: ``roles=None`` is public (the login page and
 static files), anything else needs a valid session cookie (or, for ``/api/``, a bearer
 token) whose role is in the set, else 401/redirect or 403. Every POST outside the API
-must carry the session's CSRF token, else 403 and nothing is done.
+must carry the session's CSRF token in its body (or an ``X-CSRF-Token`` header, never
+the query string), else 403 and nothing is done.
+
+A request body is only read as a form *after* the route is matched and the caller is
+authenticated (from headers alone): Twisted's own form parsing is switched off, a body
+is capped at ``SMALL_BODY`` unless it carries credentials for a known POST route, a form
+may hold at most ``MAX_FIELDS`` fields or parts, and a body larger than ``INLINE_PARSE``
+is parsed in a thread — so no anonymous request can take the reactor away from the
+FastAGI calls it also serves (issue 14 item 6).
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ import dataclasses
 import datetime as dt
 import json
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jinja2
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import Resource
@@ -34,8 +42,11 @@ from carecall.runtime import Runtime
 from ivr.clock import format_local
 from ivr.db import unit_of_work
 from ivr.models import utcnow
+from ivr.pins import load_or_create_key
+from ivr.text import control_problem
 from web import auth
 from web.auth import Principal, SessionPolicy
+from web.formdata import FormDataError, FormFields, parse_form
 from web.throttle import LoginThrottle
 
 log = Logger(namespace="carecall.web")
@@ -45,6 +56,11 @@ SESSION_COOKIE = b"carecall_session"
 LOGIN_CSRF_COOKIE = b"carecall_login_csrf"
 MAX_BODY = 5 * 1024 * 1024  # a CSV upload of a few thousand visits fits easily
 MAX_FIELD = 2000  # any single form field other than an uploaded file
+# A body without credentials for a known POST route (the login form, anonymous or 404
+# requests) may be at most this big: the login form's three short fields fit 20 times.
+SMALL_BODY = 8 * 1024
+MAX_FIELDS = 500  # fields or multipart parts in one form; the largest real form has ~20
+INLINE_PARSE = 64 * 1024  # bodies up to this size are parsed on the reactor (well under 1 ms)
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -97,7 +113,7 @@ class Ctx:
         self.principal = principal
         self.runtime = app.runtime
         self.query = {k: v[0] for k, v in parse_qs(urlsplit(request.uri.decode("latin-1")).query).items()}
-        self._form: dict[bytes, list[bytes]] = request.args if request.method == b"POST" else {}
+        self._form: FormFields = getattr(request, "form", {}) if request.method == b"POST" else {}
 
     @property
     def user(self) -> Principal:
@@ -107,8 +123,9 @@ class Ctx:
     def now(self) -> dt.datetime:
         return self.app.now()
 
-    def field(self, name: str, *, limit: int = MAX_FIELD) -> str:
-        """A text field, decoded and stripped; over-long or non-UTF-8 values are refused."""
+    def field(self, name: str, *, limit: int = MAX_FIELD, multiline: bool = False) -> str:
+        """A text field, decoded and stripped; over-long, non-UTF-8 or control-character values
+        are refused (``ivr.text.control_problem``: only a ``multiline`` note may break lines)."""
         values = self._form.get(name.encode())
         if not values:
             return ""
@@ -118,8 +135,9 @@ class Ctx:
             raise FormError({name: "is not valid text"}) from exc
         if len(text) > limit:
             raise FormError({name: f"is longer than {limit} characters"})
-        if any(ord(c) < 32 and c not in "\r\n\t" for c in text):
-            raise FormError({name: "contains control characters"})
+        problem = control_problem(text, multiline=multiline)
+        if problem:
+            raise FormError({name: problem})
         return text.strip()
 
     def upload(self, name: str) -> bytes:
@@ -165,22 +183,48 @@ class Route:
 
 
 class LimitedRequest(server.Request):
-    """Refuses a body bigger than ``MAX_BODY`` before reading it into memory."""
+    """A request whose body is capped by what its headers earn, and never parsed by Twisted.
+
+    When the headers are in (``gotLength``), the web app says how big a body this
+    request may have (:meth:`WebApp.body_limit`): anything over it — announced or
+    streamed — gets 413 and the connection is closed before more is read. Twisted's
+    own form parsing (on the reactor, before routing) is switched off; the app parses
+    the body itself once the caller is known.
+    """
 
     _received = 0
+    _refused = False
+    body_limit = MAX_BODY
+    form: FormFields = {}  # replaced per request by WebApp._dispatch
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["parsePOSTFormSubmission"] = False  # Twisted would parse it on the reactor, before routing
+        super().__init__(channel, *args, **kwargs)
 
     def gotLength(self, length: int | None) -> None:
-        if length is not None and length > MAX_BODY:
-            self.channel._respondToBadRequestAndDisconnect()
+        app = getattr(getattr(self.channel, "site", None), "resource", None)
+        if isinstance(app, WebApp):
+            self.body_limit = app.body_limit(getattr(self.channel, "_command", b""),
+                                             getattr(self.channel, "_path", b""), self)
+        if length is not None and length > self.body_limit:
+            self._refuse()
             return
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
         self._received += len(data)
-        if self._received > MAX_BODY:
-            self.channel._respondToBadRequestAndDisconnect()
+        if self._received > self.body_limit:
+            self._refuse()
             return
         super().handleContentChunk(data)
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self.channel.transport.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
+                                     b"Connection: close\r\n\r\n")
+        self.channel.loseConnection()
 
 
 def access_log_line(timestamp: str, request: server.Request) -> str:
@@ -205,6 +249,7 @@ class WebApp(Resource):
         self.throttle = LoginThrottle(
             free=int(web.get("login_free_attempts", 3)), ip_free=int(web.get("login_ip_free_attempts", 10)),
             max_delay=float(web.get("login_max_delay_seconds", 900)))
+        self.login_key = auth.login_csrf_key(load_or_create_key(runtime.settings.secret_path))
         self.secure_cookies = runtime.settings.base_url.startswith("https:") or bool(web.get("secure_cookies", False))
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
@@ -259,6 +304,46 @@ class WebApp(Resource):
                 return route, m.groupdict(), True
         return None, {}, path_known
 
+    def body_limit(self, method: bytes, uri: bytes, request: server.Request) -> int:
+        """How big a body this request may send, from its request line and headers alone.
+
+        Only a POST to a known, non-public route that carries credentials (a session
+        cookie, or a bearer token for the API) may send up to ``MAX_BODY``; whether
+        those credentials are valid is checked before the body is parsed.
+        """
+        if method != b"POST":
+            return SMALL_BODY
+        try:
+            path = uri.split(b"?", 1)[0].decode("utf-8")
+        except UnicodeDecodeError:
+            return SMALL_BODY
+        route, _, _ = self._match("POST", path)
+        if route is None or route.roles is None:
+            return SMALL_BODY
+        if route.api:
+            has = (request.requestHeaders.getRawHeaders(b"authorization") or [b""])[0].startswith(b"Bearer ")
+        else:
+            has = bool(request.received_cookies.get(SESSION_COOKIE))
+        return MAX_BODY if has else SMALL_BODY
+
+    async def read_form(self, request: server.Request) -> FormFields:
+        """The request's form body, parsed with ``MAX_FIELDS``; large bodies in a thread."""
+        content = getattr(request, "content", None)
+        if content is None:
+            return {}
+        size = content.seek(0, 2)
+        content.seek(0)
+        ctype = request.getHeader(b"content-type")
+
+        def parse() -> FormFields:
+            content.seek(0)
+            return parse_form(ctype, content.read(), max_fields=MAX_FIELDS)
+
+        if size <= INLINE_PARSE:
+            return parse()
+        reactor = self.runtime.reactor
+        return await deferToThreadPool(reactor, reactor.getThreadPool(), parse)
+
     async def principal_for(self, request: server.Request, api: bool) -> Principal | None:
         now = self.now()
         factory = self.runtime.factory
@@ -312,9 +397,16 @@ class WebApp(Resource):
             if principal.role not in route.roles:
                 self._write(request, self._error(request, principal, 403, "Your role may not do this"))
                 return
-            if method == "POST" and not route.api:
-                given = request.args.get(b"csrf_token", [b""])[0].decode("latin-1")
-                if not auth.csrf_ok(principal.csrf_token, given):
+        if method == "POST":
+            try:
+                request.form = await self.read_form(request)
+            except FormDataError as exc:
+                self._write(request, self._error(request, principal, exc.status, exc.message, api=route.api))
+                return
+            if principal is not None and not route.api:
+                # From the body or a header only: a token in a URL leaks into logs and Referer.
+                given = (request.form.get(b"csrf_token") or [request.getHeader(b"x-csrf-token") or b""])[0]
+                if not auth.csrf_ok(principal.csrf_token, given.decode("latin-1")):
                     self._write(request, self._error(request, principal, 403, "The form was out of date; try again"))
                     return
         ctx = Ctx(self, request, principal)
@@ -363,7 +455,3 @@ class _Bare:
     def __init__(self, app: WebApp, principal: Principal | None) -> None:
         self.app = app
         self.principal = principal
-
-
-def new_login_csrf() -> str:
-    return secrets.token_urlsafe(24)

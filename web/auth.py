@@ -22,12 +22,25 @@ from web.models import ApiToken, Role, User, WebSession
 
 # Who may reach a route. Finance reads everything and makes invoices but never changes
 # visits; coordinators run the day; managers do all and manage users.
-ANYONE = frozenset(Role.ALL)
+# "Anyone in the office": outside users (family, commissioner) are never in it.
+ANYONE = frozenset(Role.OFFICE)
+EVERYONE = frozenset(Role.ALL)  # log out, and nothing else
 VISIT_EDITORS = frozenset({Role.COORDINATOR, Role.MANAGER})
 INVOICING = frozenset({Role.FINANCE, Role.MANAGER})
 MANAGERS = frozenset({Role.MANAGER})
+# Money: package rates and weekly hours feed invoices, so only finance and managers set them
+# (web forms and the packages CSV import); a coordinator may edit a package's other details.
+MONEY_EDITORS = frozenset({Role.FINANCE, Role.MANAGER})
 # Contract-monitoring figures: managers answer for them; finance reads everything.
 REPORT_READERS = frozenset({Role.FINANCE, Role.MANAGER})
+
+# Where each role lands after logging in (outside users never see the board).
+LANDING = {Role.FAMILY: "/family", Role.COMMISSIONER: "/council"}
+
+
+def landing(role: str) -> str:
+    return LANDING.get(role, "/board")
+
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,39}$")
 MIN_PASSWORD = 10
@@ -69,9 +82,10 @@ def check_password(password: str) -> str:
     return password
 
 
-def check_role(role: str) -> str:
-    if role not in Role.ALL:
-        raise AuthError(f"role must be one of {', '.join(Role.ALL)}")
+def check_role(role: str, allowed: tuple[str, ...] = Role.OFFICE) -> str:
+    """An office role unless told otherwise: outside users are made only with their scope (outreach)."""
+    if role not in allowed:
+        raise AuthError(f"role must be one of {', '.join(allowed)}")
     return role
 
 
@@ -79,9 +93,10 @@ def hash_password(password: str) -> str:
     return _hasher.hash(check_password(password))
 
 
-def add_user(session: Session, username: str, role: str, password: str) -> int:
+def add_user(session: Session, username: str, role: str, password: str,
+             allowed: tuple[str, ...] = Role.OFFICE) -> int:
     check_username(username)
-    check_role(role)
+    check_role(role, allowed)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AuthError(f"user {username} already exists")
     user = User(username=username, role=role, password_hash=hash_password(password))
@@ -150,6 +165,42 @@ def close_session(session: Session, session_id: str) -> None:
 
 def csrf_ok(expected: str, given: str | None) -> bool:
     return bool(expected) and given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+# --- the login form's CSRF check ------------------------------------------------------
+# Before login there is no session to hold a token, so the login form is double-submit:
+# a random nonce in a cookie and, in the form, an HMAC of that nonce under a key derived
+# from the site's secret file. A pair an attacker makes up (any cookie value with the same
+# value in the form) is refused: without the site key they cannot compute the form value.
+# The nonce carries its issue time and is refused after LOGIN_CSRF_MAX_AGE.
+
+LOGIN_CSRF_MAX_AGE = dt.timedelta(hours=4)
+
+
+def login_csrf_key(site_key: bytes) -> bytes:
+    return hmac.new(site_key, b"carecall login csrf v1", hashlib.sha256).digest()
+
+
+def new_login_nonce(now: dt.datetime) -> str:
+    """The cookie value: 192 random bits and the issue time (seconds since the epoch)."""
+    return f"{secrets.token_urlsafe(24)}.{int(now.timestamp())}"
+
+
+def login_csrf_token(key: bytes, nonce: str) -> str:
+    """What the login form must send back for this cookie."""
+    return hmac.new(key, nonce.encode("latin-1", "replace"), hashlib.sha256).hexdigest()
+
+
+def login_nonce_fresh(nonce: str, now: dt.datetime) -> bool:
+    head, _, stamp = nonce.partition(".")
+    if not (20 <= len(head) <= 64 and stamp.isdigit() and len(stamp) <= 12):
+        return False
+    age = now - dt.datetime.fromtimestamp(int(stamp), dt.UTC)
+    return dt.timedelta(minutes=-5) <= age <= LOGIN_CSRF_MAX_AGE
+
+
+def login_csrf_ok(key: bytes, nonce: str, given: str, now: dt.datetime) -> bool:
+    return login_nonce_fresh(nonce, now) and csrf_ok(login_csrf_token(key, nonce), given)
 
 
 TOKEN_PREFIX = "cct_"

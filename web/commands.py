@@ -39,6 +39,30 @@ def _with_db(settings: Settings, work: Any) -> Any:
         engine.dispose()
 
 
+def _set_phone(session: Any, settings: Settings, args: argparse.Namespace) -> str:
+    """The on-call alert phone (and, with --pin-stdin, the 4-digit PIN that accepts an alert on the call)."""
+    from ivr.phone import PhoneNumberError, mask, normalise
+    from ivr.pins import PinHasher, load_or_create_key
+    from scheduler.alert_calls import set_phone_pin
+
+    user = session.scalars(select(User).where(User.username == args.name)).first()
+    if user is None:
+        raise AuthError(f"no user {args.name!r}")
+    try:
+        user.phone_e164 = normalise(args.number, settings.phone_region)
+    except PhoneNumberError as exc:
+        raise AuthError(str(exc)) from None
+    done = f"alert phone of {args.name} set to {mask(user.phone_e164)}"
+    if args.pin_stdin:
+        try:
+            set_phone_pin(session, user, sys.stdin.readline().strip(),
+                          PinHasher(load_or_create_key(settings.secret_path)))
+        except ValueError as exc:
+            raise AuthError(str(exc)) from None
+        done += "; phone PIN changed"
+    return done
+
+
 def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "add":
@@ -60,6 +84,8 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
         elif args.action == "revoke":
             n = _with_db(settings, lambda s: revoke_tokens(s, args.name))
             print(f"{n} token(s) of {args.name} revoked")
+        elif args.action == "phone":
+            print(_with_db(settings, lambda s: _set_phone(s, settings, args)))
         elif args.action == "list":
             rows = _with_db(settings, lambda s: s.execute(
                 select(User.username, User.role, User.active).order_by(User.username)).all())
@@ -76,7 +102,7 @@ def register(sub: Any) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = actions.add_parser("add", help="add an office user")
     a.add_argument("name")
-    a.add_argument("--role", required=True, choices=Role.ALL)
+    a.add_argument("--role", required=True, choices=Role.OFFICE)
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     a.add_argument("--keysafe-access", action="store_true", help="may reveal and set key-safe codes (audited)")
     a = actions.add_parser("passwd", help="set a user's password (closes their sessions)")
@@ -87,5 +113,9 @@ def register(sub: Any) -> None:
     a.add_argument("--label", help="what the token is for, e.g. the rostering system's name")
     a = actions.add_parser("revoke", help="revoke every API token of a user")
     a.add_argument("name")
+    a = actions.add_parser("phone", help="set the phone the on-call chain rings (and its PIN)")
+    a.add_argument("name")
+    a.add_argument("number", help="any UK spelling, e.g. 07911 123456")
+    a.add_argument("--pin-stdin", action="store_true", help="read the 4-digit phone PIN from standard input")
     actions.add_parser("list", help="list users")
     p.set_defaults(func=cmd_user)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +37,24 @@ class Stream:
     last_push: float = 0.0
 
     def send(self, event: str, data: str) -> None:
-        lines = "".join(f"data: {line}\n" for line in data.split("\n"))
-        self.request.write(f"event: {event}\n{lines}\n".encode())
+        self.request.write(sse_event(event, data))
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def sse_event(event: str, data: str) -> bytes:
+    """One server-sent event whose data no character can split or end early.
+
+    Browsers end an event-stream line at CR, LF or CRLF (WHATWG HTML §9.2.6), so the data is
+    cut at every one of the three and each piece sent as its own ``data:`` line; the browser
+    joins them with LF. A CR in a name (from an old import) arrives as a line break inside
+    the HTML, never as a new ``event:`` field (issue 14 item 8). The event name is ours.
+    """
+    if not event or _LINE_BREAK.search(event) or ":" in event:
+        raise ValueError(f"bad event name {event!r}")
+    lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    return f"event: {event}\n{lines}\n".encode()
 
 
 class LiveHub:

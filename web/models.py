@@ -21,7 +21,13 @@ class Role:
     COORDINATOR = "coordinator"
     FINANCE = "finance"
     MANAGER = "manager"
-    ALL = (COORDINATOR, FINANCE, MANAGER)
+    # Outside users (issue 16): a family member sees one resident, a commissioner one funder
+    # (their scope is in outreach.models.OutsideScope). They never reach an office page.
+    FAMILY = "family"
+    COMMISSIONER = "commissioner"
+    OFFICE = (COORDINATOR, FINANCE, MANAGER)
+    OUTSIDE = (FAMILY, COMMISSIONER)
+    ALL = OFFICE + OUTSIDE
 
 
 class User(Base):
@@ -36,8 +42,13 @@ class User(Base):
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # May reveal key-safe codes (ivr.keysafe, spec 004 §14.15): granted by a manager, per user.
     keysafe_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The phone the on-call alert calls ring (E.164) and the 4-digit PIN that accepts an
+    # alert on that call, as a keyed hash (ivr.pins, key "user:<id>"): scheduler/oncall.py.
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    phone_pin_hash: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (CheckConstraint("role IN ('coordinator', 'finance', 'manager')", name="role_known"),)
+    __table_args__ = (CheckConstraint("role IN ('coordinator', 'finance', 'manager', 'family', 'commissioner')",
+                                      name="role_known"),)
 
 
 class WebSession(Base):

@@ -21,6 +21,8 @@ from ivr.models import (
     Worker,
 )
 from ivr.phone import mask
+from outreach import lateness
+from privacy.viewlog import viewed
 from scheduler.models import Alert
 from web import auth
 from web.app import (
@@ -32,10 +34,9 @@ from web.app import (
     HTTPError,
     Response,
     WebApp,
-    new_login_csrf,
     redirect,
 )
-from web.auth import ANYONE, VISIT_EDITORS
+from web.auth import ANYONE, EVERYONE, VISIT_EDITORS
 from web.board import (
     State,
     alert_kinds_by_visit,
@@ -47,18 +48,21 @@ from web.board import (
     teams,
 )
 from web.forms import day_arg, int_field, local_time_field, team_arg
+from web.oncall import oncall_banner
 from web.people import people_for
 
 # --- login ---------------------------------------------------------------------------
 
 
 async def login_form(ctx: Ctx) -> Response:
-    token = (ctx.request.getCookie(LOGIN_CSRF_COOKIE) or b"").decode("latin-1")
-    resp = ctx.render("login.html", login_csrf=token or "", error="", username="")
-    if not token or len(token) > 64:
-        token = new_login_csrf()
-        resp = ctx.render("login.html", login_csrf=token, error="", username="")
-        resp.cookies.append((LOGIN_CSRF_COOKIE, token.encode(), {}))
+    nonce = (ctx.request.getCookie(LOGIN_CSRF_COOKIE) or b"").decode("latin-1")
+    fresh = auth.login_nonce_fresh(nonce, ctx.now())
+    if not fresh:
+        nonce = auth.new_login_nonce(ctx.now())
+    resp = ctx.render("login.html", login_csrf=auth.login_csrf_token(ctx.app.login_key, nonce), error="",
+                      username="")
+    if not fresh:
+        resp.cookies.append((LOGIN_CSRF_COOKIE, nonce.encode(), {}))
     return resp
 
 
@@ -70,13 +74,14 @@ async def login(ctx: Ctx) -> Response:
         password = ctx.field("password", limit=auth.MAX_PASSWORD)
     except FormError:
         raise HTTPError(400, "The login form was not filled in correctly") from None
-    if not auth.csrf_ok(cookie, given):
+    if not auth.login_csrf_ok(ctx.app.login_key, cookie, given, ctx.now()):
         raise HTTPError(403, "The login form was out of date; reload the page and try again")
+    token = auth.login_csrf_token(ctx.app.login_key, cookie)
     throttle = ctx.app.throttle
     keys = throttle.keys(username, getattr(ctx.request.getClientAddress(), "host", "unknown"))
     wait = throttle.wait(keys)
     if wait > 0:  # refused before the password is looked at: guessing during the lock gains nothing
-        resp = ctx.render("login.html", status=429, login_csrf=cookie, username=username,
+        resp = ctx.render("login.html", status=429, login_csrf=token, username=username,
                           error=f"Too many failed log-ins. Try again in {math.ceil(wait)} seconds.")
         resp.headers["Retry-After"] = str(math.ceil(wait))
         return resp
@@ -90,11 +95,11 @@ async def login(ctx: Ctx) -> Response:
     opened = await ctx.db(work)
     if opened is None:
         throttle.failed(keys)
-        return ctx.render("login.html", status=401, login_csrf=cookie, username=username,
+        return ctx.render("login.html", status=401, login_csrf=token, username=username,
                           error="Wrong user name or password.")
-    value, _principal = opened
+    value, principal = opened
     throttle.succeeded(keys[0])
-    resp = redirect("/board")
+    resp = redirect(auth.landing(principal.role))
     resp.cookies.append((SESSION_COOKIE, value.encode(), {}))
     resp.cookies.append((LOGIN_CSRF_COOKIE, b"", {"max_age": "0"}))
     return resp
@@ -110,7 +115,7 @@ async def logout(ctx: Ctx) -> Response:
 
 
 async def home(ctx: Ctx) -> Response:
-    return redirect("/board")
+    return redirect(auth.landing(ctx.user.role))
 
 
 # --- board ---------------------------------------------------------------------------
@@ -128,8 +133,9 @@ async def board(ctx: Ctx) -> Response:
     journal = await ctx.runtime.run_journal(ctx.runtime.journal_status)
     oldest = dt.datetime.fromisoformat(journal["oldest_at"]) if journal.get("oldest_at") else None
     counts = count_states(rows)
+    oncall_warning = await oncall_banner(ctx)
     return ctx.render("board.html", rows=rows, day=day, team=team, teams=team_list, counts=counts,
-                      journal=journal, oldest=oldest,
+                      journal=journal, oldest=oldest, oncall_warning=oncall_warning,
                       states=[(s, css_class(s)) for s in State.ALL],
                       prev_day=day - dt.timedelta(days=1), next_day=day + dt.timedelta(days=1))
 
@@ -218,7 +224,10 @@ async def visit_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200, f
     detail = await ctx.db(_visit_detail, int(id), ctx.now(), rules, ctx.user.user_id)
     if detail is None:
         raise HTTPError(404, "No such visit")
+    notice = await ctx.db(lateness.history, int(id))
+    await viewed(ctx, "visit", id)
     return ctx.render("visit.html", status=status, v=detail, reasons=REASONS, error=error, form=form or {},
+                      notice=notice,
                       can_edit=ctx.user.role in VISIT_EDITORS, done=ctx.arg("done", limit=20),
                       back=f"/visits/{int(id)}", **detail["people"])
 
@@ -230,7 +239,8 @@ async def visit_correct(ctx: Ctx, id: str) -> Response:
     form: dict[str, str] = {}
     try:
         action = ctx.field("action", limit=20)
-        form = {"action": action, "reason": ctx.field("reason", limit=40), "note": ctx.field("note", limit=1000)}
+        form = {"action": action, "reason": ctx.field("reason", limit=40),
+                "note": ctx.field("note", limit=1000, multiline=True)}
         reason, note = form["reason"], form["note"]
         if action in ("arrival", "departure"):
             worker_id = int_field(ctx, "worker_id")
@@ -299,7 +309,7 @@ async def call_link(ctx: Ctx, id: str) -> Response:
     try:
         visit_id = int_field(ctx, "visit_id")
         worker_id = int_field(ctx, "worker_id", required=False)
-        note = ctx.field("note", limit=1000)
+        note = ctx.field("note", limit=1000, multiline=True)
 
         def work(session: Session) -> Any:
             return corrections.link_call(session, call_id=int(id), visit_id=visit_id, worker_id=worker_id,
@@ -314,7 +324,7 @@ async def call_link(ctx: Ctx, id: str) -> Response:
 async def call_reject(ctx: Ctx, id: str) -> Response:
     actor, now = ctx.user.username, ctx.now()
     try:
-        reason, note = ctx.field("reason", limit=40), ctx.field("note", limit=1000)
+        reason, note = ctx.field("reason", limit=40), ctx.field("note", limit=1000, multiline=True)
 
         def work(session: Session) -> Any:
             return corrections.reject_call(session, call_id=int(id), reason=reason, note=note, actor=actor, now=now)
@@ -328,8 +338,8 @@ async def call_reject(ctx: Ctx, id: str) -> Response:
 def register(app: WebApp) -> None:
     app.add("GET", "/login", login_form, None)
     app.add("POST", "/login", login, None)
-    app.add("POST", "/logout", logout, ANYONE)
-    app.add("GET", "/", home, ANYONE)
+    app.add("POST", "/logout", logout, EVERYONE)
+    app.add("GET", "/", home, EVERYONE)
     app.add("GET", "/board", board, ANYONE)
     app.add("GET", "/board/events", board_events, ANYONE)
     app.add("GET", "/visits/{id:int}", visit_page, ANYONE)

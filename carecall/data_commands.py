@@ -12,10 +12,12 @@ from ivr.db import make_engine, session_factory, upgrade
 from ivr.demo import load_demo
 from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.pins import PinHasher, load_or_create_key
+from ivr.sensitive import site_sealer
 
 
 def import_context(settings: Settings, actor: str = "import") -> ImportContext:
-    return ImportContext(settings.tz, settings.phone_region, PinHasher(load_or_create_key(settings.secret_path)), actor)
+    return ImportContext(settings.tz, settings.phone_region, PinHasher(load_or_create_key(settings.secret_path)), actor,
+                         sealer=site_sealer(settings.secret_path))
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -64,5 +66,5 @@ def register(sub: Any) -> None:
     p.add_argument("kind", choices=KINDS)
     p.add_argument("file", help="CSV file (UTF-8, header row), or - for standard input")
     p.set_defaults(func=cmd_import)
-    p = sub.add_parser("demo", help="load demo residents, workers, packages and today's visits")
-    p.set_defaults(func=cmd_demo)
+    # ``carecall demo`` is registered by carecall.commands (it can also ring past weeks' calls
+    # through the FastAGI server, which this ground-floor package does not know).

