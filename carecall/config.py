@@ -338,7 +338,7 @@ def settings_table(settings: Settings, name: str) -> Any:
 # --- Validation once at start ------------------------------------------------------------
 
 BUILT_IN_TABLES = ("carecall", "prompts")  # parsed by load_settings itself
-_PACKAGES = ("ivr", "agi", "carecall", "scheduler", "web", "billing", "reports")
+_PACKAGES = ("ivr", "agi", "carecall", "scheduler", "web", "billing", "reports", "outreach")
 
 
 def load_table_modules() -> None:
