@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "billing.commands",
     "web.commands",
     "reports.commands",
+    "privacy.commands",
 )
 
 

@@ -46,6 +46,7 @@ class Prompts:
     goodbye: str = "goodbye"
     sorry: str = "im-sorry"
     no_reply: str = "auth-thankyou"
+    device_code: str = "vm-password"  # sites should record "enter the code shown on the device"
     journalled: str = "auth-thankyou"  # database down, check-in kept in the journal: "thank you", then the time
     # The server stopped mid-call (graceful shutdown ran out of time): record your own
     # "your call was not logged, please ring again" as custom/not-logged for a clearer message.
@@ -71,6 +72,9 @@ class Settings:
     digit_timeout_ms: int = 6000
     # No-reply calls match the worker's visit from this long before its planned start.
     noreply_before_minutes: int = 30
+    # No landline (docs/no-landline.md): a device code keyed this long after it was shown
+    # is accepted, logged at the code's time and flagged "entered late".
+    device_code_late_minutes: int = 120
     # FastAGI: a call whose peer is silent this long, or that lasts this long, is cut.
     agi_idle_timeout: float = 60.0
     agi_call_limit: float = 600.0
@@ -338,7 +342,7 @@ def settings_table(settings: Settings, name: str) -> Any:
 # --- Validation once at start ------------------------------------------------------------
 
 BUILT_IN_TABLES = ("carecall", "prompts")  # parsed by load_settings itself
-_PACKAGES = ("ivr", "agi", "carecall", "scheduler", "web", "billing", "reports", "outreach")
+_NOT_FEATURES = ("tests", "bench")  # every other package of ours may register a table
 
 
 def load_table_modules() -> None:
@@ -352,7 +356,9 @@ def load_table_modules() -> None:
     import importlib
 
     root = Path(__file__).resolve().parent.parent
-    for package in _PACKAGES:
+    packages = sorted(p.name for p in root.iterdir()
+                      if (p / "__init__.py").exists() and p.name not in _NOT_FEATURES)
+    for package in packages:
         for path in sorted((root / package).rglob("*.py")):
             if path.name == "config.py" and package == "carecall":
                 continue

@@ -12,10 +12,12 @@ from ivr.db import make_engine, session_factory, upgrade
 from ivr.demo import load_demo
 from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.pins import PinHasher, load_or_create_key
+from ivr.sensitive import site_sealer
 
 
 def import_context(settings: Settings, actor: str = "import") -> ImportContext:
-    return ImportContext(settings.tz, settings.phone_region, PinHasher(load_or_create_key(settings.secret_path)), actor)
+    return ImportContext(settings.tz, settings.phone_region, PinHasher(load_or_create_key(settings.secret_path)), actor,
+                         sealer=site_sealer(settings.secret_path))
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 
 from carecall.runtime import Runtime
 
-SERVICE_MODULES = ("agi.service", "web.service", "scheduler.service")
+SERVICE_MODULES = ("agi.service", "web.service", "scheduler.service", "privacy.service")
 
 
 class CarecallService(MultiService):

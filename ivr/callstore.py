@@ -28,10 +28,13 @@ from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select,
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ivr.db import READ_ONLY
+from ivr.devicecodes import DeviceKey, Refusal, match_code
+from ivr.devices import DeviceCodeUse, VerificationDevice, device_context
 from ivr.dialog import (
     CallInfo,
     CheckedIn,
     CheckIn,
+    CodeRefused,
     LoginFailed,
     LookupLine,
     LookupPhoneCode,
@@ -60,6 +63,7 @@ from ivr.models import (
     Worker,
 )
 from ivr.pins import PinHasher
+from ivr.sealed import Sealer, SealError
 
 residents = Resident.__table__
 lines = ResidentLine.__table__
@@ -69,6 +73,8 @@ visit_workers = VisitWorker.__table__
 attendances = Attendance.__table__
 calls = CallRecord.__table__
 login_locks = LoginLock.__table__
+devices = VerificationDevice.__table__
+code_uses = DeviceCodeUse.__table__
 
 RACE_RETRIES = 3
 
@@ -138,15 +144,17 @@ _DEPART = Prepared(
     update(attendances)
     # departure_at IS NULL: PostgreSQL re-checks it after waiting for a concurrent departure's row lock.
     .where(attendances.c.id == bindparam("aid"), attendances.c.departure_at.is_(None))
-    .values(departure_at=bindparam("at", type_=attendances.c.departure_at.type), departure_method=Method.PHONE,
+    .values(departure_at=bindparam("at", type_=attendances.c.departure_at.type),
+            departure_method=bindparam("method", type_=attendances.c.departure_method.type),
+            departure_entered_at=bindparam("entered", type_=attendances.c.departure_entered_at.type),
             departure_verified=bindparam("verified", type_=attendances.c.departure_verified.type),
             departure_unanswered=bindparam("unanswered", type_=attendances.c.departure_unanswered.type),
             departure_uniqueid=bindparam("uid"), updated_at=bindparam("at2", type_=attendances.c.updated_at.type))
 )
 _TAKEN_BY = attendances.alias("taken")
 _ATTENDANCE_COLUMNS = ("visit_id", "resident_id", "worker_id", "kind", "arrival_at", "arrival_method",
-                       "arrival_verified", "arrival_uniqueid", "arrival_unanswered", "departure_verified",
-                       "departure_unanswered", "created_at", "updated_at")
+                       "arrival_verified", "arrival_uniqueid", "arrival_unanswered", "arrival_entered_at",
+                       "departure_verified", "departure_unanswered", "created_at", "updated_at")
 _INSERT_ATTENDANCE = Prepared(
     insert(attendances)
     .values({c: bindparam(c, type_=attendances.c[c].type) for c in _ATTENDANCE_COLUMNS})
@@ -246,6 +254,8 @@ class MatchWindows:
     before: dt.timedelta = dt.timedelta(hours=2)
     after: dt.timedelta = dt.timedelta(hours=2)
     noreply_before: dt.timedelta = dt.timedelta(minutes=30)
+    # A device code keyed this long after it was shown is still accepted ("entered late").
+    device_late: dt.timedelta = dt.timedelta(hours=2)
 
     @classmethod
     def from_settings(cls, settings: Any) -> MatchWindows:
@@ -254,6 +264,7 @@ class MatchWindows:
             before=dt.timedelta(minutes=settings.match_before_minutes),
             after=dt.timedelta(minutes=settings.match_after_minutes),
             noreply_before=dt.timedelta(minutes=getattr(settings, "noreply_before_minutes", 30)),
+            device_late=dt.timedelta(minutes=getattr(settings, "device_code_late_minutes", 120)),
         )
 
 
@@ -282,9 +293,10 @@ class CallStore:
     """Runs the dialog's effects. Thread-safe: every call opens its own connection."""
 
     def __init__(self, engine: Engine, hasher: PinHasher, windows: MatchWindows | None = None,
-                 lockout: LockoutPolicy | None = None) -> None:
+                 lockout: LockoutPolicy | None = None, sealer: Sealer | None = None) -> None:
         self.engine = engine
         self.hasher = hasher
+        self.sealer = sealer or Sealer(hasher.site_key)
         self.windows = windows or MatchWindows()
         self.lockout = lockout or LockoutPolicy()
         self._dbapi_integrity: type[Exception] = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
@@ -491,7 +503,7 @@ class CallStore:
 
     # ------------------------------------------------------------ check-in
 
-    def check_in(self, effect: CheckIn) -> LoginFailed | CheckedIn:
+    def check_in(self, effect: CheckIn) -> LoginFailed | CheckedIn | CodeRefused:
         return self._retrying(self._check_in, effect)
 
     def _resolve_home(self, conn: Connection, e: CheckIn) -> tuple[tuple[int, ...], bool]:
@@ -504,7 +516,7 @@ class CallStore:
             return tuple(_PHONE_CODE.scalars(conn, code=e.phone_code)), False
         return (), False
 
-    def _check_in(self, conn: Connection, e: CheckIn) -> LoginFailed | CheckedIn:
+    def _check_in(self, conn: Connection, e: CheckIn) -> LoginFailed | CheckedIn | CodeRefused:
         call, at, rids = e.call, e.at, e.resident_ids
         line = line_key(call.caller_e164, rids, landline=e.location_verified)
         homes = rids if e.location_verified and call.caller_e164 else ()
@@ -520,6 +532,8 @@ class CallStore:
                     detail="unanswered check-in: the number dialled is no worker's, or their unanswered mode is off",
                 )
                 return LoginFailed(record_id)
+        elif e.preauthenticated:  # the enrolled phone is the credential (web.worker_app)
+            worker, locked, trusted = _WORKER.first(conn, number=e.worker_number), False, False
         else:
             worker, locked, trusted = self._worker(conn, e.worker_number, e.pin, line, at, e.pin_hash, homes)
         if worker is None:
@@ -528,11 +542,20 @@ class CallStore:
                                       resident_id=rids[0] if len(rids) == 1 else None,
                                       replay=e.pin_hash is not None, trusted=trusted)
         wid = worker.id
+        method, verified, entered = e.method, e.location_verified, e.entered_at
+        if e.device_code is not None:
+            found = self._device_home(conn, wid, e)
+            if isinstance(found, str):
+                return CodeRefused(found)
+            # Logged at the code's time: a code keyed late says when the worker was there.
+            rids, method, verified = (found.resident_id,), Method.DEVICE, True
+            if found.late:
+                at, entered = found.at, e.at
         common = {
             "worker_id": wid,
             "worker_number_entered": e.worker_number or None,
             "failed_pin_attempts": e.failed_attempts,
-            "location_verified": e.location_verified,
+            "location_verified": verified,
         }
 
         # The same call again (Asterisk retried, or a replay): answer with what was logged.
@@ -555,8 +578,8 @@ class CallStore:
             # The same call committed its arrival on another server after our duplicate check ran.
             raise _Race("uniqueid logged concurrently as the arrival")
         if open_row is not None:
-            if not _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=e.location_verified,
-                               unanswered=unanswered, uid=call.uniqueid):
+            if not _DEPART.run(conn, aid=open_row.id, at=at, at2=at, verified=verified, unanswered=unanswered,
+                               uid=call.uniqueid, method=method, entered=entered):
                 raise _Race("attendance closed concurrently")
             record_id = self._insert_call(
                 conn, call, outcome=CallOutcome.DEPARTURE, stage=Stage.RECORDING, at=at,
@@ -568,9 +591,9 @@ class CallStore:
         visit_id, resident_id, kind = self._match_arrival(conn, wid, rids, at)
         attendance_id = int(_INSERT_ATTENDANCE.scalars(
             conn, visit_id=visit_id, resident_id=resident_id, worker_id=wid, kind=kind, arrival_at=at,
-            arrival_method=Method.PHONE, arrival_verified=e.location_verified, arrival_uniqueid=call.uniqueid,
-            arrival_unanswered=unanswered, departure_verified=False, departure_unanswered=False,
-            created_at=at, updated_at=at,
+            arrival_method=method, arrival_verified=verified, arrival_uniqueid=call.uniqueid,
+            arrival_entered_at=entered, arrival_unanswered=unanswered, departure_verified=False,
+            departure_unanswered=False, created_at=at, updated_at=at,
         )[0])
         record_id = self._insert_call(
             conn, call, outcome=CallOutcome.ARRIVAL, stage=Stage.RECORDING, at=at,
@@ -579,6 +602,52 @@ class CallStore:
             detail="" if kind == AttendanceKind.SCHEDULED else f"{kind} attendance", **common,
         )
         return CheckedIn("arrival", at, attendance_id, visit_id, kind, record_id, wid, resident_id)
+
+    def _device_home(self, conn: Connection, wid: int, e: CheckIn) -> Any:
+        """The home whose device showed ``e.device_code`` (a :class:`CodeMatch`), or a refusal reason.
+
+        First the devices of the homes this worker can be at (their visits in the match
+        window, widened by the late-entry limit, and any open arrival), over the whole
+        late-entry window; then, for a substitute, every device but only for a fresh code
+        (a few HMACs each). The code's time step is claimed in the same transaction, so a
+        code is accepted once.
+        """
+        w, at = self.windows, e.at
+        assigned = (select(visits.c.resident_id).join(visit_workers, visit_workers.c.visit_id == visits.c.id)
+                    .where(visit_workers.c.worker_id == wid, visits.c.status == VisitStatus.SCHEDULED,
+                           visits.c.planned_start <= at + w.before,
+                           visits.c.planned_end >= at - w.after - w.device_late))
+        open_here = select(attendances.c.resident_id).where(
+            attendances.c.worker_id == wid, attendances.c.departure_at.is_(None),
+            attendances.c.arrival_at >= at - w.open_attendance)
+        columns = (devices.c.id, devices.c.resident_id, devices.c.serial, devices.c.secret_sealed,
+                   devices.c.digits, devices.c.step_seconds)
+        own = conn.execute(select(*columns).where(
+            devices.c.active.is_(True), devices.c.resident_id.in_(assigned.union(open_here)))).all()
+        found = match_code(e.device_code or "", self._keys(own), at, w.device_late)
+        if found == Refusal.NO_MATCH:
+            others = conn.execute(select(*columns).where(
+                devices.c.active.is_(True), devices.c.id.not_in([r.id for r in own]))).all()
+            found = match_code(e.device_code or "", self._keys(others), at, dt.timedelta(0))
+        if isinstance(found, str):
+            return found
+        used = conn.execute(select(code_uses.c.id).where(code_uses.c.device_id == found.device_id,
+                                                         code_uses.c.counter == found.counter)).first()
+        if used is not None:
+            return Refusal.USED
+        conn.execute(insert(code_uses).values(device_id=found.device_id, counter=found.counter,
+                                              uniqueid=e.call.uniqueid, used_at=at))
+        return found
+
+    def _keys(self, rows: Sequence[Any]) -> list[DeviceKey]:
+        keys = []
+        for r in rows:
+            try:
+                secret = self.sealer.open(r.secret_sealed, context=device_context(r.serial))
+            except SealError:
+                continue  # sealed under another key (a restored backup): that device cannot match
+            keys.append(DeviceKey(r.id, r.resident_id, secret, r.digits, r.step_seconds))
+        return keys
 
     def _match_arrival(self, conn: Connection, wid: int, rids: Sequence[int],
                        at: dt.datetime) -> tuple[int | None, int, str]:
@@ -702,7 +771,7 @@ class CallStore:
         effect = effect_for(event)
         conn = session.connection()
         if isinstance(effect, CheckIn):
-            if not effect.resident_ids:  # the line lookup never ran: decide the home now
+            if not effect.resident_ids and effect.device_code is None:  # the line lookup never ran
                 rids, verified = self._resolve_home(conn, effect)
                 if not rids:
                     self._insert_call(
@@ -715,8 +784,23 @@ class CallStore:
             result = self._check_in(conn, effect)
             if isinstance(result, CheckedIn):
                 return CallOutcome.DUPLICATE if result.duplicate else result.direction
+            if isinstance(result, CodeRefused):
+                self._insert_call(
+                    conn, effect.call, outcome=CallOutcome.UNKNOWN_LINE, stage=Stage.RECORDING, at=effect.at,
+                    worker_number_entered=effect.worker_number[:16], review_status=ReviewStatus.OPEN,
+                    detail=f"journalled during a database outage; device code refused: {result.reason}",
+                )
+                return CallOutcome.UNKNOWN_LINE
             return CallOutcome.FAILED_LOGIN if result.call_record_id is not None else "failed"
         if isinstance(effect, RecordCall):
+            # A record whose insert outlived the call's deadline (agi_effect_timeout) may
+            # have committed after all, beside its journalled twin: the same uniqueid,
+            # outcome and stage is the same fact, written once.
+            same = conn.scalar(select(CallRecord.id).where(
+                CallRecord.uniqueid == effect.call.uniqueid, CallRecord.outcome == effect.outcome,
+                CallRecord.stage == effect.stage).limit(1))
+            if same is not None:
+                return CallOutcome.DUPLICATE
             self._insert_call(conn, effect.call, outcome=effect.outcome, stage=effect.stage, at=effect.at,
                               worker_number_entered=effect.worker_number_entered,
                               failed_pin_attempts=effect.failed_pin_attempts, resident_id=effect.resident_id,

@@ -31,7 +31,8 @@ from agi.codec import DeadChannel, InvalidCommand, Result, UsageError
 from ivr.models import CallOutcome, ReviewStatus
 from ivr.phone import caller_e164
 
-SCRIPTS = ("checkin", "noreply", "unanswered")
+# "device": no landline; the home is proved by the code its verification device shows.
+SCRIPTS = ("checkin", "noreply", "unanswered", "device")
 
 
 class Mode:
@@ -48,6 +49,7 @@ class Stage:
     ANSWER = "answer"
     LINE = "line_lookup"
     PHONE_CODE = "phone_code"
+    DEVICE_CODE = "device_code"
     WORKER_NUMBER = "worker_number"
     PIN = "pin"
     RECORDING = "recording"
@@ -118,6 +120,15 @@ class CheckIn:
     # has the mode on); worker_number and pin are empty. Everything else is decided alike.
     mode: str = Mode.PIN
     ddi_e164: str | None = None
+    # No landline: the code the home's verification device showed; the store finds the
+    # home by it (ivr.devicecodes) and logs the attendance as verified by device.
+    device_code: str | None = None
+    # A check-in that is not a call (the worker's phone scanned the home's tag): how it
+    # was logged, the worker already authenticated by their enrolled phone, and, for a
+    # scan queued offline, when it reached the server.
+    method: str = "phone"
+    preauthenticated: bool = False
+    entered_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +231,13 @@ class CheckedIn:
 
 
 @dataclasses.dataclass(frozen=True)
+class CodeRefused:
+    """The device code opened no home (``no_match``), two (``ambiguous``) or was used (``used``)."""
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class NeedPhoneCode:
     candidates: int
 
@@ -248,6 +266,7 @@ class DialogConfig:
     pin_digits: int = 4
     phone_code_digits: int = 8
     unanswered_ring_seconds: float = 3.0  # logged: ring this long more (the worker hangs up), then end
+    device_code_digits: int = 8
 
     @classmethod
     def from_settings(cls, settings: Any) -> DialogConfig:
@@ -475,6 +494,8 @@ class Dialog:
                 return (yield from self._checkin(state))
             if self.script == "unanswered":
                 return (yield from self._unanswered(env))
+            if self.script == "device":
+                return (yield from self._device(state))
             return (yield from self._noreply(state))
         except ServerShutdown as cut:
             if self._call is not None and not self.recorded:
@@ -513,10 +534,15 @@ class Dialog:
             return Finished(self.recorded_outcome or CallOutcome.ERROR, self.stage, {"error": str(exc)},
                             hang_up=not self._gone)
 
-    def _login(self, state: dict[str, Any], effect: Callable[[str, str, int, bool], Any]) -> Generator[
+    def _login(self, state: dict[str, Any], effect: Callable[[str, str, int, bool], Any],
+               after_pin: Callable[[], Generator[Action, Any, None]] | None = None) -> Generator[
         Action, Any, Any
     ]:
-        """Worker number + PIN, up to max_tries; returns the effect's success or None after failure."""
+        """Worker number + PIN, up to max_tries; returns the effect's success or None after failure.
+
+        ``after_pin`` asks for anything else the effect needs (the device code) once the
+        PIN is typed, so the worker keys everything before the one database effect runs.
+        """
         p = self.config.prompts
         max_tries = self.config.max_tries
         number_prompt = p.worker_number
@@ -530,6 +556,8 @@ class Dialog:
                 self.stage = Stage.PIN
                 pin = yield from self._get_data(p.pin, self.config.pin_digits)
             if number and len(pin) == self.config.pin_digits:
+                if after_pin is not None:
+                    yield from after_pin()
                 self.stage = Stage.RECORDING
                 request = effect(number, pin, state["failures"], final)
                 if isinstance(request, AppendJournal):  # the database was already found down
@@ -612,6 +640,11 @@ class Dialog:
             return AppendJournal(request) if db_down else request
 
         result = yield from self._login(state, effect)
+        return (yield from self._confirm(result, verified))
+
+    def _confirm(self, result: Any, verified: bool) -> _Gen:
+        """Say what was logged (or journalled) and the time, then hang up."""
+        p = self.config.prompts
         if result is None:
             return (yield from self._hang_up(CallOutcome.FAILED_LOGIN))
         if isinstance(result, Journalled):
@@ -692,6 +725,47 @@ class Dialog:
     def _engaged(self, outcome: str) -> _Gen:
         yield from self._cmd("EXEC", "Busy", "5")
         return (yield from self._hang_up(outcome, self.record))
+
+    def _device(self, state: dict[str, Any]) -> _Gen:
+        """No landline: worker number, PIN, then the code the home's device shows.
+
+        The same :class:`CheckIn` effect as a landline call, carrying the code instead of
+        a line: the store finds the home by the code and makes the same decision.
+        """
+        p = self.config.prompts
+        call = self._call
+        assert call is not None
+        self.stage = Stage.ANSWER
+        reply = yield from self._cmd("ANSWER")
+        if reply.result == "-1":
+            raise CallerGone("ANSWER failed")
+        state["code_tries"] = 0
+
+        def ask_code(prompt: str = p.device_code) -> Generator[Action, Any, None]:
+            self.stage = Stage.DEVICE_CODE
+            state["device_code"] = yield from self._get_data(prompt, self.config.device_code_digits)
+            state["code_tries"] += 1
+
+        def effect(number: str, pin: str, failures: int, final: bool) -> CheckIn:
+            state["pin"] = pin
+            return CheckIn(call, number, pin, (), False, self.now(), failures, final,
+                           device_code=state["device_code"])
+
+        result = yield from self._login(state, effect, after_pin=ask_code)
+        while isinstance(result, CodeRefused) and state["code_tries"] < self.config.max_tries:
+            yield from ask_code(f"{p.invalid}&{p.device_code}")
+            self.stage = Stage.RECORDING
+            request = effect(state["worker_number"], state["pin"], state["failures"], True)
+            try:
+                result = yield request
+            except EffectFailed:
+                result = yield AppendJournal(request)
+        if isinstance(result, CodeRefused):
+            yield from self._record(CallOutcome.UNKNOWN_LINE, worker_number_entered=state["worker_number"],
+                                    review_status=ReviewStatus.OPEN, detail=f"device code refused: {result.reason}")
+            yield from self._play(p.sorry)
+            return (yield from self._hang_up(CallOutcome.UNKNOWN_LINE))
+        return (yield from self._confirm(result, verified=True))
 
     def _noreply(self, state: dict[str, Any]) -> _Gen:
         p = self.config.prompts

@@ -307,6 +307,7 @@ def event_for(effect: Any, hasher: Any) -> JournalEvent:
             "failed_attempts": effect.failed_attempts,
             "mode": effect.mode,
             "ddi_e164": effect.ddi_e164,
+            "device_code": effect.device_code,
         }
         return JournalEvent("checkin", effect.at, effect.call.uniqueid, data)
     if isinstance(effect, RecordCall):
@@ -329,7 +330,8 @@ def effect_for(event: JournalEvent) -> Any:
         return CheckIn(call, str(d["worker_number"]), "", tuple(int(r) for r in d["resident_ids"]),
                        bool(d["location_verified"]), event.at, int(d["failed_attempts"]), True,
                        phone_code=d.get("phone_code"), pin_hash=str(d["pin_hash"]),
-                       mode=str(d.get("mode") or "pin"), ddi_e164=d.get("ddi_e164"))
+                       mode=str(d.get("mode") or "pin"), ddi_e164=d.get("ddi_e164"),
+                       device_code=d.get("device_code"))
     if event.kind == "call":
         fields = {k: v for k, v in d.items() if k != "call"}
         return RecordCall(call, at=event.at, **fields)

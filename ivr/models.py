@@ -226,6 +226,8 @@ class Visit(Base):
     time_critical: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=VisitStatus.SCHEDULED)
     cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    # What the office asks the worker to do on this visit (shown on the worker's phone).
+    worker_notes: Mapped[str] = mapped_column(Text, default="")
     # Bumped on every edit: moves alert deadlines and drives the live board.
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, index=True)
 
@@ -260,9 +262,15 @@ class AttendanceKind:
 
 
 class Method:
-    PHONE = "phone"
+    """How one end of an attendance was logged. Every method but manual is electronic
+    monitoring (spec §10.5); they differ only in what proved the place."""
+
+    PHONE = "phone"  # a call from the home's landline (or a phone code: not location-verified)
+    DEVICE = "device"  # a code read off the visit-verification device fixed in the home
+    TAG = "tag"  # the home's tag scanned by the worker's phone
     MANUAL = "manual"
-    ALL = (PHONE, MANUAL)
+    ALL = (PHONE, DEVICE, TAG, MANUAL)
+    ELECTRONIC = (PHONE, DEVICE, TAG)
 
 
 class Attendance(Base):
@@ -307,9 +315,10 @@ class Attendance(Base):
     __table_args__ = (
         UniqueConstraint("visit_id", "worker_id"),
         CheckConstraint("kind IN ('scheduled', 'substitute', 'unscheduled')", name="kind_known"),
-        CheckConstraint("arrival_method IS NULL OR arrival_method IN ('phone', 'manual')", name="arr_method"),
+        CheckConstraint("arrival_method IS NULL OR arrival_method IN ('phone', 'device', 'tag', 'manual')",
+                        name="arr_method"),
         CheckConstraint(
-            "departure_method IS NULL OR departure_method IN ('phone', 'manual')", name="dep_method"
+            "departure_method IS NULL OR departure_method IN ('phone', 'device', 'tag', 'manual')", name="dep_method"
         ),
         CheckConstraint(
             "departure_at IS NULL OR arrival_at IS NULL OR departure_at >= arrival_at", name="dep_after_arr"
@@ -319,7 +328,7 @@ class Attendance(Base):
 
     @property
     def is_phone_logged(self) -> bool:
-        return self.arrival_method == Method.PHONE and self.departure_method == Method.PHONE
+        return self.arrival_method in Method.ELECTRONIC and self.departure_method in Method.ELECTRONIC
 
     @property
     def unanswered_mode(self) -> bool:

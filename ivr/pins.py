@@ -49,6 +49,11 @@ class PinHasher:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
+    @property
+    def site_key(self) -> bytes:
+        """The site secret, for deriving other keys (:mod:`ivr.sealed`); never stored or logged."""
+        return self._key
+
     def hash(self, worker_number: str, pin: str) -> str:
         # The worker number is mixed in so equal PINs give different hashes.
         msg = f"{worker_number}\x00{pin}".encode()

@@ -10,8 +10,9 @@ import importlib
 
 from ivr.models import Base
 
-MODEL_MODULES = ("ivr.models", "ivr.journal", "scheduler.models", "billing.models", "billing.accounts", "web.models",
-                 "ivr.keysafe", "scheduler.oncall_models", "outreach.models")
+MODEL_MODULES = ("ivr.models", "ivr.journal", "ivr.devices", "scheduler.models", "billing.models", "billing.accounts",
+                 "web.models", "web.worker_models", "ivr.keysafe", "scheduler.oncall_models", "outreach.models",
+                 "ivr.sensitive", "privacy.models")
 
 for _name in MODEL_MODULES:
     importlib.import_module(_name)

@@ -86,7 +86,7 @@ def record_check(session: Session, alert_id: int, step: str, actor: str, now: dt
     if step not in CheckStep.ALL:
         raise AlertActionError(f"unknown check {step!r}; expected one of {', '.join(CheckStep.ALL)}")
     alert = _locked(session, alert_id)
-    if alert.kind != AlertKind.NO_REPLY:
+    if alert.kind not in AlertKind.SAFEGUARDING:
         raise AlertActionError(f"alert {alert_id} is a {alert.kind} alert; the checklist is for no-reply alerts")
     if alert.status == AlertStatus.RESOLVED:
         raise AlertActionError(f"alert {alert_id} is already resolved")

@@ -27,9 +27,9 @@ _PLAIN = ("int", "float", "bool", "str")
 
 def _fields() -> list[tuple[str, str, Any]]:
     out = list(SCHEDULER_KEYS)
-    for cls, own in ((Rules, {"timezone"}), (DeliveryConfig, {"base_url", "timezone"})):
+    for cls, own in ((Rules, {"timezone"}), (DeliveryConfig, {"base_url", "timezone", "notices"})):
         for f in dataclasses.fields(cls):
-            if f.name in own:  # taken from [carecall]
+            if f.name in own:  # taken from [carecall] ([notices] is a table of its own)
                 continue
             kind = str(f.type) if str(f.type) in _PLAIN else "Any"  # lists and tables: the parser checks
             if f.default is not dataclasses.MISSING:

@@ -54,7 +54,8 @@ from scheduler.oncall import DAYS, OfficeHours, parse_hhmm, who_to_ring
 ACTOR = "chain"
 STEPS = ("web", "on_call", "second", "manager")
 STEP_LABELS = {"web": "office web", "on_call": "on-call phone", "second": "second contact", "manager": "manager"}
-CHAIN_KINDS = (AlertKind.MISSED, AlertKind.NO_DEPARTURE, AlertKind.NO_REPLY, AlertKind.DOUBLE_UP_APART)
+CHAIN_KINDS = (AlertKind.MISSED, AlertKind.NO_DEPARTURE, AlertKind.NO_REPLY, AlertKind.DOUBLE_UP_APART,
+               AlertKind.ALARM)
 
 
 def _steps(value: Any, where: str) -> tuple[str, ...]:

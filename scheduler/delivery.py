@@ -53,6 +53,7 @@ KIND_TITLES = {
     AlertKind.FAILED_LOGIN: "Failed logins",
     AlertKind.SUBSTITUTE: "Substitute worker",
     AlertKind.UNSCHEDULED: "Unscheduled attendance",
+    AlertKind.ALARM: "Lone-worker alarm",
 }
 
 
@@ -111,7 +112,7 @@ class DeliveryConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {"base_url": base_url, "timezone": timezone, "notices": notices or NoticesConfig()}
         for key, value in section.items():
-            if key in MOVED_VOICE_KEYS and not (key == "voice" and value is False):
+            if key in MOVED_VOICE_KEYS:
                 raise ConfigError(f"[alerts] {key} is no longer used: phones are rung by the on-call chain, "
                                   "configured in [oncall] and [ami] (docs/alerts.md)")
             if key not in fields or key in ("base_url", "timezone", "notices"):
@@ -199,7 +200,8 @@ def escalate(session: Session, now: dt.datetime, cfg: DeliveryConfig) -> list[di
             out.append({"event": "escalated", "id": r.id, "kind": r.kind, "note": note})
     nr_before = now - dt.timedelta(minutes=cfg.no_reply_escalate_minutes)
     for r in session.execute(select(Alert.id, Alert.kind).where(
-            Alert.kind == AlertKind.NO_REPLY, Alert.status != AlertStatus.RESOLVED, Alert.out_of_hours_at.is_(None),
+            Alert.kind.in_(AlertKind.SAFEGUARDING), Alert.status != AlertStatus.RESOLVED,
+            Alert.out_of_hours_at.is_(None),
             Alert.raised_at <= nr_before).order_by(Alert.id)).all():
         done = session.execute(update(Alert).where(Alert.id == r.id, Alert.out_of_hours_at.is_(None),
                                                    Alert.status != AlertStatus.RESOLVED)

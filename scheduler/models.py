@@ -27,13 +27,18 @@ class AlertKind:
     FAILED_LOGIN = "failed_login"
     SUBSTITUTE = "substitute"
     UNSCHEDULED = "unscheduled"
+    # The worker pressed the alarm on their phone (lone-worker alarm, web.worker_app).
+    ALARM = "alarm"
     ALL = (LATE, MISSED, NO_DEPARTURE, NO_REPLY, SHORT_VISIT, DOUBLE_UP_APART, FAILED_LOGIN, SUBSTITUTE,
-           UNSCHEDULED)
+           UNSCHEDULED, ALARM)
+    # A person may be in danger: the no-reply checklist and out-of-hours escalation apply.
+    SAFEGUARDING = (NO_REPLY, ALARM)
     INFORMATIONAL = (SUBSTITUTE, UNSCHEDULED)
 
 
 # Higher = more severe; the board sorts on it.
 SEVERITY: dict[str, int] = {
+    AlertKind.ALARM: 6,
     AlertKind.NO_REPLY: 5,
     AlertKind.MISSED: 4,
     AlertKind.NO_DEPARTURE: 4,
@@ -99,7 +104,7 @@ class Alert(Base):
         CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status_known"),
         CheckConstraint(
             "kind IN ('late', 'missed', 'no_departure', 'no_reply', 'short_visit', 'double_up_apart', "
-            "'failed_login', 'substitute', 'unscheduled')",
+            "'failed_login', 'substitute', 'unscheduled', 'alarm')",
             name="kind_known",
         ),
         Index("ix_alerts_undelivered", "deliveries_planned_at"),

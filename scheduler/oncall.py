@@ -173,7 +173,8 @@ def board_warning(session: Session, now: dt.datetime, office: OfficeHours, hours
     """One sentence for the board when the rota has a gap now or within ``hours``; "" when it does not."""
     horizon = now + dt.timedelta(hours=hours)
     # Look a week further so a gap is shown with its real end, not cut at the horizon.
-    gaps = [g for g in rota_gaps(session, now, horizon + dt.timedelta(days=7), office) if g[0] < horizon]
+    until = horizon + dt.timedelta(days=7)
+    gaps = [g for g in rota_gaps(session, now, until, office) if g[0] < horizon]
     if not gaps:
         return ""
     tz = office.tz
@@ -181,8 +182,14 @@ def board_warning(session: Session, now: dt.datetime, office: OfficeHours, hours
     fallback = f"the manager ({mgr.username})" if mgr is not None else "nobody (no manager account)"
     if mgr is not None and not mgr.phone_e164:
         fallback = f"the manager ({mgr.username}, who has no phone number: nobody will be rung)"
-    first = gaps[0]
-    if first[0] <= now:
-        return f"Nobody is on the on-call rota now (until {first[1].astimezone(tz):%a %H:%M}): alerts ring {fallback}."
-    return (f"The on-call rota has a gap {first[0].astimezone(tz):%a %H:%M}–{first[1].astimezone(tz):%a %H:%M}"
-            f"{' and more' if len(gaps) > 1 else ''}: alerts then ring {fallback}.")
+    start, end = gaps[0]
+
+    def when(t: dt.datetime) -> str:
+        return f"{t.astimezone(tz):%a %d/%m %H:%M}"
+
+    more = " and later" if len(gaps) > 1 else ""
+    if start <= now:
+        until_text = "for the next week" if end >= until else f"until {when(end)}"
+        return f"Nobody is on the on-call rota now ({until_text}){more}: alerts ring {fallback}."
+    span = f"from {when(start)} onwards" if end >= until else f"{when(start)}–{when(end)}"
+    return f"The on-call rota has a gap {span}{more}: alerts then ring {fallback}."

@@ -96,7 +96,7 @@ MODULES = (
     "res_rtp_asterisk.so", "res_timing_timerfd.so",
     "codec_ulaw.so", "codec_alaw.so", "codec_gsm.so", "codec_a_mu.so",
     "format_gsm.so", "format_wav.so", "format_pcm.so", "format_sln.so",
-    "pbx_config.so", "res_agi.so", "res_speech.so",
+    "pbx_config.so", "res_agi.so", "res_speech.so", "res_clioriginate.so",
     "app_playback.so", "app_read.so", "app_verbose.so", "app_senddtmf.so", "app_dial.so",
     "app_echo.so", "app_stack.so", "app_exec.so",
     "func_callerid.so", "func_channel.so", "func_strings.so", "func_global.so", "func_cut.so",
@@ -483,6 +483,9 @@ hideconnect = yes
         text = (CONFIG / "extensions.conf").read_text()
         (self.etc / "carecall.conf").write_text(substitute_extensions(
             text, f"agi://127.0.0.1:{self.primary_port}", f"agi://127.0.0.1:{self.backup_port}"))
+        # Files extensions.conf #includes (extensions_alerts.conf: the outbound-call context), unchanged.
+        for extra in CONFIG.glob("extensions_*.conf"):
+            shutil.copyfile(extra, self.etc / extra.name)
 
     def _cli(self) -> list[str]:
         return [str(self.binary), "-C", str(self.etc / "asterisk.conf")]
@@ -539,8 +542,12 @@ hideconnect = yes
 
     def reload_dialplan(self) -> None:
         offset = self.log_offset()
-        self.rx("dialplan reload")
-        self.wait_log(r"pbx_config.*(Reload|reload)|extensions\.conf", since=offset, timeout=DEFAULT_TIMEOUT)
+        # The CLI answers "Dialplan reloaded." once pbx_config has reloaded (Asterisk 22 logs
+        # no line saying so at verbose 3, only the globals being set again).
+        if "reloaded" in self.rx("dialplan reload").lower():
+            return
+        self.wait_log(r"pbx_config.*(Reload|reload)|extensions\.conf|Setting global variable 'CARECALL_AGI'",
+                      since=offset, timeout=DEFAULT_TIMEOUT)
 
     def call(self, dialled: str, caller: str = "", *, withheld: bool = False, context: str = "carecall-inbound",
              exten: str = "", timeout: float = DEFAULT_TIMEOUT, ring_timeout: float = 120.0) -> LocalCall:

@@ -12,6 +12,7 @@ from ivr.clock import format_local
 from ivr.db import make_engine, session_factory
 from ivr.importer import ImportContext, import_csv
 from ivr.pins import PinHasher, load_or_create_key
+from ivr.sensitive import site_sealer
 
 DATA = Path(__file__).with_name("data")
 
@@ -22,7 +23,8 @@ def factory_for(settings: Settings) -> sessionmaker[Session]:
 
 def context_for(settings: Settings) -> ImportContext:
     return ImportContext(tz=settings.tz, region=settings.phone_region,
-                         hasher=PinHasher(load_or_create_key(settings.secret_path)))
+                         hasher=PinHasher(load_or_create_key(settings.secret_path)),
+                         sealer=site_sealer(settings.secret_path))
 
 
 def import_world(settings: Settings, factory: sessionmaker[Session], visits_csv: str | None = None) -> None:

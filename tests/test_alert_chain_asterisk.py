@@ -1,11 +1,13 @@
 """End to end with a real Asterisk 22: an alert rings the on-call "phone", which answers and keys 1 + PIN.
 
-Asterisk runs the project's own ``asterisk-config/`` (only the FastAGI address and the
-AMI port changed; see tests/asterisk_alerts_fixture.py). carecall runs as in
+Asterisk is the shared rig (tests/asterisk_rig.py): the project's own ``asterisk-config/``
+with only host and port changed; carecall logs in to the AMI as the shipped
+manager.conf's own ``carecall`` user (read = call, write = originate). carecall runs as in
 production: the alert service's pass every second, the chain, the AMI originator, and
 the FastAGI server answering ``agi://…/alert``. The phones are Local channels whose
 dialplan plays the person: answer, wait, key 1, then the PIN (SendDTMF); ring and never
-answer; or an extension that does not exist (a channel that cannot be dialled).
+answer; or an extension that does not exist (a channel that cannot be dialled). They are
+a test-only context added to the rig's own test dialplan (``rig.conf``), never shipped.
 """
 
 from __future__ import annotations
@@ -29,13 +31,12 @@ from scheduler.models import Alert, AlertAction, AlertDelivery
 from scheduler.oncall_models import RotaEntry
 from scheduler.service import make_service
 from scheduler.store import raise_alert
-from tests.asterisk_alerts_fixture import BINARY, PrivateAsterisk, available
+from tests.asterisk_rig import RIG_DIALPLAN, AsteriskRig
 from tests.helpers import factory_for, import_world
 from tests.pg import free_port
 from web.models import User
 
-pytestmark = pytest.mark.skipif(
-    not available(), reason=f"no Asterisk at {BINARY}: run ../shared/asterisk/install.sh (CI installs it)")
+pytestmark = pytest.mark.asterisk  # skipped with the rig's reason when no asterisk binary is installed
 
 PHONES = """
 [carecall-test-phones]
@@ -65,25 +66,34 @@ PEOPLE = (("alice", "+447700900001", "1111"), ("ring", "+447700900002", "2222"),
           ("dead", "+447700900003", "3333"), ("bob", "+447700900004", "4444"))
 
 
-@pytest.fixture(scope="module")
-def asterisk(tmp_path_factory):
-    ast = PrivateAsterisk(tmp_path_factory.mktemp("asterisk"), agi_port=free_port(), backup_port=free_port(),
-                          ami_port=free_port(), phones=PHONES)
-    ast.start()
-    yield ast
-    ast.stop()
+@pytest.fixture
+def asterisk(asterisk_rig: AsteriskRig):
+    """The rig with the test phones in its test dialplan and the AGI globals pointing at our server."""
+    rig = asterisk_rig
+    (rig.etc / "rig.conf").write_text(RIG_DIALPLAN + PHONES)
+    rig.reload_dialplan()
+    rig.wait(lambda: "07700900004" in rig.rx("dialplan show carecall-test-phones"), what="the test phones")
+    assert "AGI(" in rig.rx("dialplan show carecall-outbound"), "extensions_alerts.conf not loaded"
+    rig.agi_port = free_port()  # type: ignore[attr-defined]
+    rig.set_agi(rig.agi_port, None)  # type: ignore[attr-defined]
+    yield rig
+    (rig.etc / "rig.conf").write_text(RIG_DIALPLAN)
 
 
 class Site:
     """carecall as a server: FastAGI on the port Asterisk's dialplan names, the alert service ticking."""
 
-    def __init__(self, settings, asterisk: PrivateAsterisk, on_call: str, second: str | None) -> None:
+    def __init__(self, settings, asterisk: AsteriskRig, on_call: str, second: str | None,
+                 channel: str = "Local/{number}@carecall-test-phones") -> None:
+        ami = {"port": asterisk.ami_port, "username": asterisk.ami_user, "secret": asterisk.ami_secret,
+               "ring_seconds": 6}
+        if channel:  # "" = the shipped default, PJSIP/{number}@carecall-trunk
+            ami["channel"] = channel
         raw = {
             "alerts": {"interval_seconds": 1},
             "oncall": {"enabled": True, "office_days": [], "no_answer_minutes": 0, "answered_minutes": 5,
                        "kinds": ["no_reply"]},
-            "ami": {"port": asterisk.ami_port, "secret": "change-me", "ring_seconds": 6,
-                    "channel": "Local/{number}@carecall-test-phones"},
+            "ami": ami,
         }
         self.settings = dataclasses.replace(settings, raw=raw, agi_effects="thread")
         self.factory = factory_for(self.settings)
@@ -157,8 +167,8 @@ class Site:
 
 
 @pytest_twisted.inlineCallbacks
-def _run(settings, asterisk, on_call, second):
-    site = Site(settings, asterisk, on_call, second)
+def _run(settings, asterisk, on_call, second, **kw):
+    site = Site(settings, asterisk, on_call, second, **kw)
     site.start()
     try:
         alert_id = site.raise_alert()
@@ -178,8 +188,7 @@ def test_the_on_call_phone_answers_and_keys_1_and_the_pin_the_alert_is_accepted_
     history = site.history(alert_id)
     assert ("alice", "accepted by phone", "on the alert call (step 2)") in history
     assert ("chain", "chain", "step 2: alice answered the alert call") in history
-    log = asterisk.log()
-    assert f"agi://127.0.0.1:{asterisk.agi_port}/alert?alert={alert_id}&delivery=" in log
+    assert f"agi://127.0.0.1:{asterisk.agi_port}/alert?alert={alert_id}&delivery=" in asterisk.log_text()
 
 
 @pytest_twisted.inlineCallbacks
@@ -200,4 +209,73 @@ def test_a_channel_that_cannot_be_dialled_is_recorded_failed_never_sent_and_esca
     assert site.calls(alert_id) == [(2, "dead", "failed", "failed"), (3, "bob", "sent", "accepted")]
     failed = [h for h in site.history(alert_id) if h[1] == "call failed"]
     assert failed == [("chain", "call failed", "step 2: call to dead (*********003): failed; the next person in 0 min")]
-    assert "No such extension/context 07700900003@carecall-test-phones" in asterisk.log()
+    assert "No such extension/context 07700900003@carecall-test-phones" in asterisk.log_text()
+
+
+class AnsweringSipPhone:
+    """pjsua as the carrier's far end: answers the INVITE the trunk sends, then keys 1 and the PIN (RFC 4733)."""
+
+    def __init__(self, rig: AsteriskRig, pin: str) -> None:
+        import shutil
+        import subprocess
+        import threading
+
+        from tests.asterisk_rig import free_udp_port
+
+        self.lines: list[str] = []
+        argv = [str(rig.pjsua), "--null-audio", "--no-tcp", f"--local-port={rig.registrar_port}",
+                f"--rtp-port={free_udp_port() & ~1}", "--auto-answer=200", "--max-calls=1", "--clock-rate=8000",
+                "--no-vad", "--log-level=3", "--app-log-level=3"]
+        stdbuf = shutil.which("stdbuf")
+        self.proc = subprocess.Popen([stdbuf, "-oL", "-eL", *argv] if stdbuf else argv, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.pin = pin
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "state changed to CONFIRMED" in line:
+                import threading
+
+                threading.Thread(target=self._keys, daemon=True).start()
+
+    def _send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
+
+    def _keys(self) -> None:
+        # Like the Local phones: listen, key 1 while the facts are read, then the PIN in the PIN prompt.
+        time.sleep(3)
+        self._send("#\n1\n")
+        time.sleep(1.5)
+        self._send(f"#\n{self.pin}\n")
+
+    def stop(self) -> None:
+        import contextlib
+        import subprocess
+
+        with contextlib.suppress(OSError):
+            self._send("q\n")
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_shipped_channel_dials_through_the_carecall_trunk_and_a_sip_phone_accepts(settings, asterisk):
+    """``PJSIP/{number}@carecall-trunk`` as shipped: the INVITE goes to the (loopback) carrier, a SIP phone."""
+    phone = AnsweringSipPhone(asterisk, "1111")
+    try:
+        site, alert_id, alert = yield _run(settings, asterisk, "alice", None, channel="")
+    finally:
+        phone.stop()
+    assert (alert.status, alert.acknowledged_by) == ("acknowledged", "alice")
+    assert site.calls(alert_id) == [(2, "alice", "sent", "accepted")]
+    log = asterisk.log_text()
+    assert "Called 07700900001@carecall-trunk" in log and "PJSIP/carecall-trunk-" in log
+    assert any("CONFIRMED" in line for line in phone.lines)

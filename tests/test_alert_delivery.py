@@ -94,13 +94,13 @@ def test_the_old_fire_and_forget_voice_keys_are_refused_with_where_they_went(set
 
     import pytest
 
-    from carecall.config import ConfigError
+    from carecall.config import ConfigError, validate_tables
 
-    for raw in ({"voice": True}, {"on_call_number": "07700900123"}, {"ami_secret": "x"}):
+    for raw in ({"voice": True}, {"voice": False}, {"on_call_number": "07700900123"}, {"ami_secret": "x"}):
         with pytest.raises(ConfigError, match=r"\[oncall\] and \[ami\]"):
             DeliveryConfig.from_settings(dataclasses.replace(settings, raw={"alerts": raw}))
-    # "voice = false" (the old documented default) is still accepted.
-    DeliveryConfig.from_settings(dataclasses.replace(settings, raw={"alerts": {"voice": False}}))
+        # At start the table check names the key (the server does not start).
+        assert validate_tables({"alerts": raw}) == [f"unknown setting [alerts] {next(iter(raw))}"]
 
 
 def test_email_delivery_leaves_the_chains_phone_calls_alone(settings):

@@ -138,6 +138,13 @@ def test_gaps_out_of_hours_and_the_board_warning(settings):
             (utc(2026, 3, 14, 9), utc(2026, 3, 15, 9))]
         assert board_warning(s, utc(2026, 3, 13, 12), office, hours=12) == ""  # nothing within 12 h
         warning = board_warning(s, utc(2026, 3, 13, 12), office)
-        assert warning == "The on-call rota has a gap Sat 09:00–Sun 09:00: alerts then ring the manager (mgr)."
+        assert warning == ("The on-call rota has a gap Sat 14/03 09:00–Sun 15/03 09:00: "
+                           "alerts then ring the manager (mgr).")
         now_warning = board_warning(s, utc(2026, 3, 14, 10), office)
-        assert now_warning == "Nobody is on the on-call rota now (until Sun 09:00): alerts ring the manager (mgr)."
+        assert now_warning == ("Nobody is on the on-call rota now (until Sun 15/03 09:00): "
+                               "alerts ring the manager (mgr).")
+        # Two gaps within 3 days: the first, "and later".
+        assert board_warning(s, utc(2026, 3, 14, 10), office, hours=72).endswith(
+            "(until Sun 15/03 09:00) and later: alerts ring the manager (mgr).")
+        assert board_warning(s, utc(2026, 3, 20, 10), OfficeHours(())) == (
+            "Nobody is on the on-call rota now (for the next week): alerts ring the manager (mgr).")

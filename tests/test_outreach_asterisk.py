@@ -19,6 +19,7 @@ import time
 import pytest
 import pytest_twisted
 from sqlalchemy import select
+from tests.asterisk_alerts_fixture import BINARY, PREFIX, PrivateAsterisk, available
 from twisted.internet import reactor, task
 
 from agi.fastagi import FastAGIFactory
@@ -29,7 +30,6 @@ from outreach import lateness
 from outreach.models import LatenessNotice, SurveyCall
 from outreach.preferences import Preferences, save
 from scheduler.service import make_service
-from tests.asterisk_alerts_fixture import BINARY, PREFIX, PrivateAsterisk, available
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.pg import free_port
 

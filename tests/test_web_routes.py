@@ -127,6 +127,7 @@ def concrete(path: str, ids: dict[str, Any]) -> str:
     path = path.replace("/calls/{id:int}", f"/calls/{ids['call']}")
     path = path.replace("/alerts/{id:int}", f"/alerts/{ids['alert']}")
     path = path.replace("/feedback/{id:int}", f"/feedback/{ids['feedback']}")
+    path = path.replace("/privacy/{kind}", "/privacy/residents")
     return re.sub(r"\{\w+(:int)?\}", "1", path).replace("/static/1", "/static/app.css")
 
 

@@ -17,11 +17,16 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, selectinload
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.models import AuditEntry, CarePackage, Resident, ResidentLine, Worker
 from ivr.phone import PhoneNumberError, format_uk, normalise
 from ivr.pins import valid_pin
+from ivr.sensitive import set_ni, site_sealer
+from privacy.sensitive import ni_held, ni_value
+from privacy.viewlog import viewed
 from web import auth
 from web.app import Ctx, FormError, HTTPError, Response, WebApp, redirect
 from web.auth import ANYONE, MANAGERS, MONEY_EDITORS, VISIT_EDITORS
@@ -41,6 +46,7 @@ class Field:
     lo: int = 0  # digits: minimum length
     new_only: bool = False  # set when creating, shown read-only afterwards
     money: bool = False  # rates and hours: set only by finance or a manager (auth.MONEY_EDITORS)
+    checked_new: bool = True  # bool: ticked on a new record's form
 
 
 def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[dict[str, Any], dict[str, str]]:
@@ -54,11 +60,11 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
             if f.kind == "bool":
                 values[f.name] = ctx.field(f.name, limit=5) in ("on", "yes", "1")
                 continue
-            text = ctx.field(f.name, limit=f.limit)
+            text = ctx.field(f.name, limit=f.limit, multiline=f.kind == "textarea")
             if not text:
                 if f.required:
                     raise FormError({f.name: "is required"})
-                values[f.name] = None if f.kind in ("phone", "date", "pin", "digits") else ""
+                values[f.name] = None if f.kind in ("phone", "date", "pin", "digits", "ni") else ""
                 continue
             if f.kind == "digits":
                 if not (text.isdigit() and text.isascii() and f.lo <= len(text) <= f.limit):
@@ -68,6 +74,8 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
                 if not valid_pin(text):
                     raise FormError({f.name: "must be exactly 4 digits"})
                 values[f.name] = text
+            elif f.kind == "ni":
+                values[f.name] = ni_value(text)
             elif f.kind == "phone":
                 values[f.name] = normalise(text, region)
             elif f.kind == "phones":
@@ -116,9 +124,9 @@ class Entity:
     search: Callable[[Session, str], list[dict[str, Any]]]
     load: Callable[[Session, int], dict[str, Any] | None]
     save: Callable[[Session, int | None, dict[str, Any], Any], int]
-    editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
     # More of the record page below the form (a resident's contacts and key safe): (session, id, user id).
     extra: Callable[[Session, int, int], dict[str, Any]] | None = None
+    editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
 
 
 # --- residents -----------------------------------------------------------------------
@@ -135,6 +143,7 @@ RESIDENT_FIELDS = [
     Field("access_notes", "Access notes (how to get in; never a key-safe code)", kind="textarea", limit=1000),
     Field("keysafe_reference", "Key-safe reference (which and where; the code is kept apart)", limit=80),
     Field("active", "Active", kind="bool"),
+    Field("processing_restricted", "Processing restricted (no notices or surveys)", kind="bool", checked_new=False),
 ]
 
 
@@ -142,7 +151,8 @@ def _resident_row(r: Resident) -> dict[str, Any]:
     return {"id": r.id, "reference": r.reference, "name": r.name, "address": r.address, "postcode": r.postcode,
             "funder": r.funder, "team": r.team, "phone_code": r.phone_code or "",
             "lines": "; ".join(format_uk(ln.e164) for ln in r.lines), "access_notes": r.access_notes,
-            "keysafe_reference": r.keysafe_reference, "active": r.active}
+            "keysafe_reference": r.keysafe_reference, "active": r.active,
+            "processing_restricted": r.processing_restricted}
 
 
 def _search_residents(session: Session, q: str) -> list[dict[str, Any]]:
@@ -204,13 +214,19 @@ WORKER_FIELDS = [
     Field("mobile_e164", "Mobile", kind="phone", limit=30),
     Field("team", "Team", limit=80),
     Field("pin", "New PIN (4 digits; leave empty to keep)", kind="pin", limit=4),
+    Field("ni_number", "National Insurance number (kept sealed; leave empty to keep)", kind="ni", limit=16),
     Field("active", "Active", kind="bool"),
+    # The unanswered (free) check-in, docs/telephony.md: the number identifies the worker, no PIN.
+    Field("unanswered_ddi", "Own number for the unanswered check-in", kind="phone", limit=30),
+    Field("unanswered_enabled", "Unanswered check-in on (no PIN: weaker proof)", kind="bool"),
 ]
 
 
 def _worker_row(w: Worker) -> dict[str, Any]:
     return {"id": w.id, "worker_number": w.worker_number, "name": w.name,
-            "mobile_e164": format_uk(w.mobile_e164), "team": w.team, "active": w.active, "pin": ""}
+            "mobile_e164": format_uk(w.mobile_e164), "team": w.team, "active": w.active, "pin": "",
+            "ni_number": "", "ni_held": ni_held(w), "unanswered_ddi": format_uk(w.unanswered_ddi),
+            "unanswered_enabled": w.unanswered_enabled}
 
 
 def _search_workers(session: Session, q: str) -> list[dict[str, Any]]:
@@ -226,9 +242,15 @@ def _load_worker(session: Session, id: int) -> dict[str, Any] | None:
     return _worker_row(w) if w else None
 
 
-def _worker_saver(hasher: Any) -> Callable[[Session, int | None, dict[str, Any], Any], int]:
+def _worker_saver(hasher: Any, sealer: Any) -> Callable[[Session, int | None, dict[str, Any], Any], int]:
     def save(session: Session, id: int | None, values: dict[str, Any], actor: Any) -> int:
         pin = values.pop("pin")
+        if values.get("unanswered_enabled") and not values.get("unanswered_ddi"):
+            raise FormError({"unanswered_ddi": "is required for the unanswered check-in"})
+        if values.get("unanswered_ddi") and session.scalar(select(Worker.id).where(
+                Worker.unanswered_ddi == values["unanswered_ddi"], Worker.id != (id or 0))):
+            raise FormError({"unanswered_ddi": "is already another worker's number"})
+        ni = values.pop("ni_number", None)
         if id is None:
             if pin is None:
                 raise FormError({"pin": "is required for a new worker"})
@@ -247,8 +269,11 @@ def _worker_saver(hasher: Any) -> Callable[[Session, int | None, dict[str, Any],
         if pin is not None:
             w.pin_hash = hasher.hash(w.worker_number, pin)
         session.flush()
+        if ni is not None:
+            set_ni(session, sealer, w.id, ni)
         after = _worker_row(w)
         after["pin"] = "changed" if pin is not None else ""
+        after["ni_number"] = "changed" if ni is not None else ""
         before.pop("id", None)
         after.pop("id", None)
         session.add(AuditEntry(actor=actor, action="edit" if id else "create", entity="worker",
@@ -323,13 +348,15 @@ def _save_package(session: Session, id: int | None, values: dict[str, Any], acto
         raise FormError({"purchase_order": "this resident already has that purchase order from that date"})
     session.flush()
     after = _package_row(p)
+    before.pop("resident_name", None)  # the audit needs the reference, not the name
+    after.pop("resident_name", None)
     session.add(AuditEntry(actor=actor, action="edit" if id else "create", entity="package",
                            entity_id=str(p.id), before=json.dumps({k: _plain(v) for k, v in before.items()}),
                            after=json.dumps(after)))
     return p.id
 
 
-def entities(hasher: Any) -> dict[str, Entity]:
+def entities(hasher: Any, sealer: Any = None) -> dict[str, Entity]:
     return {
         "residents": Entity("residents", "Residents", RESIDENT_FIELDS,
                             [("reference", "Ref"), ("name", "Name"), ("postcode", "Postcode"), ("lines", "Landline"),
@@ -339,12 +366,12 @@ def entities(hasher: Any) -> dict[str, Entity]:
         "workers": Entity("workers", "Workers", WORKER_FIELDS,
                           [("worker_number", "Number"), ("name", "Name"), ("mobile_e164", "Mobile"), ("team", "Team"),
                            ("active", "Active")],
-                          _search_workers, _load_worker, _worker_saver(hasher)),
+                          _search_workers, _load_worker, _worker_saver(hasher, sealer)),
         "packages": Entity("packages", "Packages", PACKAGE_FIELDS,
                            [("resident_reference", "Resident"), ("resident_name", "Name"),
                             ("purchase_order", "Purchase order"), ("funder", "Funder"),
                             ("weekly_hours", "Hours/week"), ("start_date", "From"), ("end_date", "To")],
-                           _search_packages, _load_package, _save_package, VISIT_EDITORS | MONEY_EDITORS),
+                           _search_packages, _load_package, _save_package, editors=VISIT_EDITORS | MONEY_EDITORS),
     }
 
 
@@ -373,6 +400,7 @@ def _register_entity(app: WebApp, e: Entity) -> None:
             values = {} if creating else await ctx.db(e.load, int(id))  # type: ignore[arg-type]
             if values is None:
                 raise HTTPError(404, "Not found")
+            await viewed(ctx, e.kind, id)
         extra = {} if creating or e.extra is None else await ctx.db(e.extra, int(id), ctx.user.user_id)
         return ctx.render("entity_edit.html", status=status, e=e, values=values, errors=errors or {},
                           creating=creating, id=id, can_edit=ctx.user.role in e.editors,
@@ -447,7 +475,7 @@ async def resident_page_with_errors(ctx: Ctx, id: str, errors: dict[str, str]) -
 
 def _raw(ctx: Ctx, f: Field) -> str:
     try:
-        return ctx.field(f.name, limit=f.limit)
+        return ctx.field(f.name, limit=f.limit, multiline=f.kind == "textarea")
     except FormError:
         return ""
 
@@ -463,6 +491,18 @@ def import_kinds(role: str) -> tuple[str, ...]:
 
 async def import_page(ctx: Ctx, *, report: Any = None, kind: str = "", status: int = 200) -> Response:
     return ctx.render("import.html", status=status, kinds=import_kinds(ctx.user.role), report=report, kind=kind)
+
+
+def _import_pool(app: WebApp) -> ThreadPool:
+    """One thread for CSV imports, beside (not in) the database pool: a file of tens of thousands
+    of visits takes seconds to check and write, and on SQLite the database pool has one thread,
+    which the board's queries and the FastAGI calls' lookups need meanwhile. Imports queue here."""
+    pool: ThreadPool | None = getattr(app, "import_pool", None)
+    if pool is None:
+        pool = app.import_pool = ThreadPool(minthreads=0, maxthreads=1, name="carecall-import")
+        pool.start()
+        app.runtime.reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    return pool
 
 
 def _refused(message: str) -> dict[str, Any]:
@@ -482,8 +522,10 @@ async def import_upload(ctx: Ctx) -> Response:
     if not data:
         return await import_page(ctx, status=400, kind=kind, report=_refused("choose a CSV file to upload"))
     runtime = ctx.runtime
-    ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username)
-    report = await runtime.run_db(import_csv, runtime.factory, kind, data, ictx)
+    ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username,
+                         sealer=site_sealer(runtime.settings.secret_path))
+    report = await deferToThreadPool(runtime.reactor, _import_pool(ctx.app), import_csv, runtime.factory, kind,
+                                     data, ictx)
     view = {"ok": report.ok, "summary": report.summary(), "errors": [(e.line, e.message) for e in report.errors]}
     return await import_page(ctx, report=view, kind=kind, status=200 if report.ok else 400)
 
@@ -551,7 +593,7 @@ async def users_update(ctx: Ctx, id: str) -> Response:
 
 
 def register(app: WebApp) -> None:
-    for e in entities(app.runtime.hasher).values():
+    for e in entities(app.runtime.hasher, site_sealer(app.runtime.settings.secret_path)).values():
         _register_entity(app, e)
     app.add("GET", "/import", import_page, VISIT_EDITORS | MONEY_EDITORS)
     app.add("POST", "/import", import_upload, VISIT_EDITORS | MONEY_EDITORS)

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ivr.models import Resident, Visit, Worker
+from privacy.viewlog import viewed
 from scheduler.actions import AlertActionError, AlertNotFound, acknowledge, record_check, resolve
 from scheduler.models import Alert, AlertAction, AlertCheck, AlertKind, AlertStatus, CheckStep
 from web.api import iso
@@ -108,7 +109,7 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     checks = list(session.scalars(select(AlertCheck).where(AlertCheck.alert_id == a.id).order_by(AlertCheck.id)))
     row["checklist"] = [{"step": step, "label": CheckStep.LABELS[step],
                          "done": [{"by": c.done_by, "at": c.done_at, "note": c.note} for c in checks if c.step == step]}
-                        for step in CheckStep.ALL] if a.kind == AlertKind.NO_REPLY else []
+                        for step in CheckStep.ALL] if a.kind in AlertKind.SAFEGUARDING else []
     return row
 
 
@@ -149,6 +150,7 @@ async def alert_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200) -
     detail = await ctx.db(alert_with_people, int(id), ctx.now(), ctx.user.user_id)
     if detail is None:
         raise HTTPError(404, "No such alert")
+    await viewed(ctx, "alert", id)
     return ctx.render("alert.html", status=status, a=detail, error=error, done=ctx.arg("done", limit=20),
                       can_edit=ctx.user.role in VISIT_EDITORS, back=f"/alerts/{int(id)}", **detail["people"])
 

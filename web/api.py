@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ivr.clock import local_day_bounds
 from ivr.models import Attendance
+from privacy.viewlog import viewed_keys
 from web.app import Ctx, Response, WebApp, json_response
 from web.auth import ANYONE
 from web.board import board_rows
@@ -42,6 +43,8 @@ async def visits(ctx: Ctx) -> Response:
     settings = ctx.runtime.settings
     day, team, now = day_arg(ctx, settings.tz), team_arg(ctx), ctx.now()
     rows = await ctx.db(lambda s: board_rows(s, day, team, now, settings))
+    await viewed_keys(ctx, "api visits", residents=[r["resident_ref"] for r in rows],
+                      workers=[w["number"] for r in rows for w in r["workers"]])
     return json_response({"day": day.isoformat(), "team": team, "visits": [_visit_json(r) for r in rows]})
 
 
@@ -62,7 +65,10 @@ def _attendances(session: Session, start: dt.datetime, end: dt.datetime) -> list
 async def attendances(ctx: Ctx) -> Response:
     day = day_arg(ctx, ctx.runtime.settings.tz)
     start, end = local_day_bounds(day, ctx.runtime.settings.tz)
-    return json_response({"day": day.isoformat(), "attendances": await ctx.db(_attendances, start, end)})
+    rows = await ctx.db(_attendances, start, end)
+    await viewed_keys(ctx, "api attendances", residents=[a["resident_reference"] for a in rows],
+                      workers=[a["worker_number"] for a in rows])
+    return json_response({"day": day.isoformat(), "attendances": rows})
 
 
 def register(app: WebApp) -> None:

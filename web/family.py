@@ -95,7 +95,8 @@ async def family_feedback_send(ctx: Ctx, id: str) -> Response:
     rid = await _my_resident(ctx, id)
     form: dict[str, str] = {}
     try:
-        form = {"kind": ctx.field("kind", limit=12), "message": ctx.field("message", limit=family.MAX_FEEDBACK)}
+        form = {"kind": ctx.field("kind", limit=12),
+                "message": ctx.field("message", limit=family.MAX_FEEDBACK, multiline=True)}
         user_id, now = ctx.user.user_id, ctx.now()
         await ctx.db(lambda s: family.add_feedback(s, resident_id=rid, user_id=user_id, kind=form["kind"],
                                                    message=form["message"], now=now))

@@ -22,6 +22,7 @@ from ivr.models import (
 )
 from ivr.phone import mask
 from outreach import lateness
+from privacy.viewlog import viewed
 from scheduler.models import Alert
 from web import auth
 from web.app import (
@@ -224,6 +225,7 @@ async def visit_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200, f
     if detail is None:
         raise HTTPError(404, "No such visit")
     notice = await ctx.db(lateness.history, int(id))
+    await viewed(ctx, "visit", id)
     return ctx.render("visit.html", status=status, v=detail, reasons=REASONS, error=error, form=form or {},
                       notice=notice,
                       can_edit=ctx.user.role in VISIT_EDITORS, done=ctx.arg("done", limit=20),

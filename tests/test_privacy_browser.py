@@ -1,0 +1,77 @@
+"""A manager in a real (headless Chromium) browser: reveals a worker's NI number, reads a
+resident's view log, downloads nothing by accident, erases with the typed confirmation.
+Set CARECALL_SCREENSHOT_DIR to keep the 1366×768 and 400 px screenshots (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.privacy_world import plant
+from tests.test_web_browser import login
+from tests.webclient import add_users, running_server
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    profile = tempfile.mkdtemp(prefix="carecall-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+                 "--disable-background-networking", f"--user-data-dir={profile}", "--window-size=1366,768",
+                 "--lang=en-GB"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def shoot(browser: webdriver.Chrome, name: str) -> None:
+    out = os.environ.get("CARECALL_SCREENSHOT_DIR")
+    if not out:
+        return
+    for width, height, suffix in ((1366, 768, ""), (400, 900, "-narrow")):
+        browser.set_window_size(width, height)
+        full = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(width, min(max(full, height), 2400))
+        browser.save_screenshot(str(Path(out) / f"{name}{suffix}.png"))
+    browser.set_window_size(1366, 768)
+
+
+def test_manager_reveals_ni_reads_views_and_erases_in_the_browser(settings, tmp_path, browser):
+    world = plant(settings)
+    add_users(settings)
+    with running_server(settings, tmp_path, "[alerts]\nenabled = false\n[retention]\nenabled = false\n") as base:
+        login(browser, base, "manager")
+        browser.get(f"{base}/workers/{world.worker_id['1003']}")
+        assert "AB123456C" not in browser.page_source
+        shoot(browser, "privacy-worker")
+        browser.find_element(By.ID, "ni-reveal").click()
+        WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/ni"))
+        assert browser.find_element(By.ID, "ni-number").text == "AB 12 34 56 C"
+        shoot(browser, "privacy-ni-reveal")
+        browser.get(f"{base}/residents/{world.resident_id['R003']}")
+        browser.find_element(By.ID, "privacy-link").click()
+        WebDriverWait(browser, 10).until(lambda d: "/privacy/residents/" in d.current_url)
+        rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#views tbody tr")]
+        assert any("manager" in r and "resident page" in r for r in rows)
+        assert any("data rights page" in r for r in rows)
+        shoot(browser, "privacy-person")
+        browser.find_element(By.ID, "erase-confirm").send_keys("R003")
+        browser.find_element(By.ID, "erase-button").click()
+        WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("?done=erased"))
+        assert "erased-resident-3" in browser.find_element(By.TAG_NAME, "h1").text
+        assert "Cara White" not in browser.page_source
