@@ -23,7 +23,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from ivr.clock import format_local
-from ivr.db import unit_of_work
+from ivr.db import reading, unit_of_work
 from ivr.outreach_dialogs import NOTICE, SURVEY, NoticeDialog, OutboundPrompts, RecordNotice, RecordSurvey, SurveyDialog
 from outreach import lateness, survey
 from outreach.config import NoticesConfig
@@ -115,13 +115,20 @@ class OutreachCalls:
 
     def db_pass(self, now: dt.datetime) -> tuple[list[lateness.NoticeJob], list[survey.SurveyJob]]:
         tz = self.runtime.settings.tz
+        surveys_on = self.cfg.survey_sample > 0 and self.ring is not None
+        # Most ticks have nothing to do: find that out without taking SQLite's write lock.
+        with reading(self.runtime.factory) as s:
+            busy = (self.cfg.lateness_enabled and lateness.has_work(s, now)) or (
+                surveys_on and survey.has_work(s, now, tz))
+        if not busy:
+            return [], []
         with unit_of_work(self.runtime.factory) as s:
             lateness.plan(s, now, self.cfg, self.rules, tz)
-            if self.cfg.survey_sample > 0:
+            if surveys_on:
                 survey.draw(s, now, self.cfg, tz, self.key)
         with unit_of_work(self.runtime.factory) as s:
             notices = lateness.claim(s, now)
-            surveys = survey.claim(s, now, tz, any_hour=self.survey_any_hour) if self.ring is not None else []
+            surveys = survey.claim(s, now, tz, any_hour=self.survey_any_hour) if surveys_on else []
         return notices, surveys
 
     @inlineCallbacks

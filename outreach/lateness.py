@@ -110,6 +110,13 @@ def candidates(session: Session, now: dt.datetime) -> list[Any]:
         .order_by(Visit.planned_start, Visit.id)).all())
 
 
+def has_work(session: Session, now: dt.datetime) -> bool:
+    """Whether :func:`plan` or :func:`claim` could write anything now (read only: no write lock on SQLite)."""
+    waiting = session.scalar(select(LatenessNotice.id).where(
+        LatenessNotice.status.in_((NoticeStatus.PENDING, NoticeStatus.SENDING))).limit(1))
+    return waiting is not None or bool(candidates(session, now))
+
+
 def plan(session: Session, now: dt.datetime, cfg: NoticesConfig, rules: Rules, tz: ZoneInfo) -> list[int]:
     """Write the notice (or the reason for none) of every visit that just became due one."""
     if not cfg.lateness_enabled:

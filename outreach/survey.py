@@ -73,6 +73,14 @@ def draw(session: Session, now: dt.datetime, cfg: NoticesConfig, tz: ZoneInfo, k
     return out
 
 
+def has_work(session: Session, now: dt.datetime, tz: ZoneInfo) -> bool:
+    """Whether :func:`draw` or :func:`claim` could write anything now (read only)."""
+    if session.scalar(select(SurveyCall.id).where(SurveyCall.month == month_of(now, tz)).limit(1)) is None:
+        return bool(eligible(session))
+    return session.scalar(select(SurveyCall.id).where(
+        SurveyCall.status.in_((SurveyStatus.PENDING, SurveyStatus.SENDING))).limit(1)) is not None
+
+
 def in_call_hours(now: dt.datetime, tz: ZoneInfo) -> bool:
     local = now.astimezone(tz)
     return local.weekday() < 5 and CALL_HOURS[0] <= local.hour < CALL_HOURS[1]

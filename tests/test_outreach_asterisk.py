@@ -1,7 +1,7 @@
 """Lateness notices and quality calls with a real Asterisk 22 ringing the resident's "landline".
 
-Asterisk runs the project's own ``asterisk-config/`` (only the FastAGI address and the
-AMI port changed: tests/asterisk_alerts_fixture.py). carecall runs as in production:
+Asterisk is the shared rig (tests/asterisk_rig.py: the project's own ``asterisk-config/``,
+only hosts and ports changed), with the residents' phones added to its test dialplan. carecall runs as in production:
 the alert service's tick every second plans and claims the notices, the AMI originator
 places the call, and the FastAGI server answers ``agi://…/notice`` / ``…/survey``. The
 resident's landline is a Local channel whose dialplan plays the resident: answer and
@@ -19,7 +19,6 @@ import time
 import pytest
 import pytest_twisted
 from sqlalchemy import select
-from tests.asterisk_alerts_fixture import BINARY, PREFIX, PrivateAsterisk, available
 from twisted.internet import reactor, task
 
 from agi.fastagi import FastAGIFactory
@@ -30,11 +29,11 @@ from outreach import lateness
 from outreach.models import LatenessNotice, SurveyCall
 from outreach.preferences import Preferences, save
 from scheduler.service import make_service
+from tests.asterisk_rig import RIG_DIALPLAN, AsteriskRig
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.pg import free_port
 
-pytestmark = pytest.mark.skipif(
-    not available(), reason=f"no Asterisk at {BINARY}: run ../shared/asterisk/install.sh (CI installs it)")
+pytestmark = pytest.mark.asterisk  # skipped with the rig's reason when no asterisk binary is installed
 
 # R001's landline 020 8698 9911 listens to the notice; R003's 020 8698 9933 answers the survey
 # 4, 5, 3 (each key while its question's GET DATA runs: prompts are ~1 s, the digit timeout 8 s).
@@ -57,18 +56,23 @@ SOUNDS = {"provider-name": "hello", "worker-running-late": "please-try-call-late
           "survey-on-time": "beep", "survey-did-what-needed": "beep", "survey-recommend": "beep"}
 
 
-@pytest.fixture(scope="module")
-def asterisk(tmp_path_factory):
-    ast = PrivateAsterisk(tmp_path_factory.mktemp("asterisk"), agi_port=free_port(), backup_port=free_port(),
-                          ami_port=free_port(), phones=PHONES)
-    ast.start()
-    yield ast
-    ast.stop()
+@pytest.fixture
+def asterisk(asterisk_rig: AsteriskRig):
+    """The rig with the residents' phones in its test dialplan and the AGI globals pointing at our server."""
+    rig = asterisk_rig
+    (rig.etc / "rig.conf").write_text(RIG_DIALPLAN + PHONES)
+    rig.reload_dialplan()
+    rig.wait(lambda: "02086989933" in rig.rx("dialplan show carecall-test-phones"), what="the test phones")
+    rig.agi_port = free_port()  # type: ignore[attr-defined]
+    rig.set_agi(rig.agi_port, None)  # type: ignore[attr-defined]
+    rig.log_start = rig.log_offset()  # type: ignore[attr-defined]
+    yield rig
+    (rig.etc / "rig.conf").write_text(RIG_DIALPLAN)
 
 
 @pytest.fixture
-def sounds(tmp_path):
-    core = PREFIX / "var" / "lib" / "asterisk" / "sounds" / "en"
+def sounds(tmp_path, asterisk):
+    core = asterisk.data_dir / "sounds" / "en"
     d = tmp_path / "sounds"
     d.mkdir()
     for name, source in SOUNDS.items():
@@ -77,11 +81,11 @@ def sounds(tmp_path):
 
 
 class Site:
-    def __init__(self, settings, asterisk: PrivateAsterisk, sounds, survey_sample: int = 0) -> None:
+    def __init__(self, settings, asterisk: AsteriskRig, sounds, survey_sample: int = 0) -> None:
         raw = {
             "alerts": {"interval_seconds": 1},
-            "ami": {"port": asterisk.ami_port, "secret": "change-me", "ring_seconds": 8,
-                    "channel": "Local/{number}@carecall-test-phones"},
+            "ami": {"port": asterisk.ami_port, "username": asterisk.ami_user, "secret": asterisk.ami_secret,
+                    "ring_seconds": 8, "channel": "Local/{number}@carecall-test-phones"},
             "notices": {"provider_sound": str(sounds / "provider-name"), "sounds_dir": str(sounds),
                         "survey_sample": survey_sample},
         }
@@ -113,7 +117,11 @@ class Site:
             if found:
                 return found
             yield task.deferLater(reactor, 0.25, lambda: None)
-        raise AssertionError(f"{what} not seen in {seconds} s; Asterisk log tail:\n{self.asterisk.log()[-3000:]}")
+        raise AssertionError(f"{what} not seen in {seconds} s; Asterisk log tail:\n{log(self.asterisk)[-3000:]}")
+
+
+def log(rig: AsteriskRig) -> str:
+    return rig.log_text(since=rig.log_start)  # type: ignore[attr-defined]
 
 
 def _consent(factory, ref: str, **kw) -> int:
@@ -160,11 +168,11 @@ def test_a_late_visit_rings_the_landline_and_plays_the_notice_and_an_arrived_wor
         assert s.scalar(select(LatenessNotice).where(LatenessNotice.visit_id != late_id)) is None
         events = [e["event"] for e in lateness.history(s, late_id)["events"]]
     assert events[:2] == ["planned", "attempt"] and sorted(events[2:]) == ["answered", "played"]
-    log = asterisk.log()
-    assert f"agi://127.0.0.1:{asterisk.agi_port}/notice?id={notice.id}" in log
-    assert log.count(f"Playing '{sounds}/provider-name.gsm'") == 2
-    assert log.count(f"Playing '{sounds}/worker-running-late.gsm'") == 2
-    assert "02086989922" not in log and "02086989933" not in log  # R002 (arrived) and R003 (not due) never rung
+    text = log(asterisk)
+    assert f"agi://127.0.0.1:{asterisk.agi_port}/notice?id={notice.id}" in text
+    assert text.count(f"Playing '{sounds}/provider-name.gsm'") == 2
+    assert text.count(f"Playing '{sounds}/worker-running-late.gsm'") == 2
+    assert "02086989922" not in text and "02086989933" not in text  # R002 (arrived) and R003 (not due) never rung
     _ = tz
 
 
@@ -188,4 +196,4 @@ def test_a_quality_call_answered_4_5_3_stores_those_answers(settings, asterisk, 
     assert call.target == "+442086989933" and call.attempts == 1
     with site.factory() as s:
         assert s.scalar(select(SurveyCall).where(SurveyCall.resident_id != rid)) is None
-    assert f"/survey?id={call.id}" in asterisk.log()
+    assert f"/survey?id={call.id}" in log(asterisk)
