@@ -53,9 +53,10 @@ exten => 07700900001,1,Answer()
 exten => 07700900002,1,Ringing()
  same => n,Wait(120)
 ; 07700900003 has no extension here: a channel that cannot be dialled.
-; The second contact: answers and accepts with PIN 4444.
+; The second contact: answers, listens to the facts and keys 1 during the question
+; ("press 1 to accept …", ~8-17 s in), then the PIN 4444.
 exten => 07700900004,1,Answer()
- same => n,Wait(3)
+ same => n,Wait(11)
  same => n,SendDTMF(1)
  same => n,Wait(1.5)
  same => n,SendDTMF(4444)
