@@ -202,6 +202,8 @@ def test_a_phone_that_does_not_answer_is_recorded_and_the_next_contact_is_called
     assert "step 2: call to ring (*********002): no answer; the next person in 0 min" in notes
     assert notes.index("step 3: second contact: ringing bob (second contact on the rota) on *********004") > \
         notes.index("step 2: call to ring (*********002): no answer; the next person in 0 min")
+    # Bob answered the question itself (one file per command: a real Asterisk plays one).
+    assert "Playing 'if-correct-press" in asterisk.log_text()
 
 
 @pytest_twisted.inlineCallbacks
