@@ -232,7 +232,8 @@ class FastAGIProtocol(Protocol):
             # so a departure is never written before the arrival it closes.
             self._act(self.dialog.effect_failed("journal not yet replayed"))
         elif self._run_effect is not None:
-            # An outbound dialog's own effect (agi/scripts.py), off the reactor like the rest.
+            # An outbound script's own effect (alert, notice, survey), in the database pool. It
+            # carries a token like the batched ones, or its result would be dropped as stale.
             self._effect_token += 1
             token = self._effect_token
             d = self.factory.run_db(self._run_effect, action)

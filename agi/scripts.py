@@ -57,7 +57,7 @@ def inbound_registry(config: Any) -> ScriptRegistry:
 
 # Modules whose ``fastagi_scripts(runtime) -> list[Script]`` add outbound dialogs to the
 # server's registry (one line per feature: alerts now, notices and surveys next).
-SCRIPT_MODULES: tuple[str, ...] = ("scheduler.alert_calls",)
+SCRIPT_MODULES: tuple[str, ...] = ("scheduler.alert_calls", "outreach.calls")
 
 
 def registry_for(runtime: Any, config: Any, modules: tuple[str, ...] | None = None) -> ScriptRegistry:

@@ -1,16 +1,21 @@
-"""Invoice-run benchmark: issue one 4-weekly period and write its CSV, at two data sizes.
+"""Invoice-run and payroll benchmark: issue one 4-weekly period, write its CSV, export pay.
 
     PYTHONPATH=. python bench/billing_run.py [--residents 3000 --attendances 350000] [--also-half]
 
-Builds a SQLite database (Core executemany), then runs ``billing.invoices.issue`` and
-streams the CSV in a child process twice: once for wall time and peak RSS
-(``ru_maxrss``), once under ``tracemalloc`` for peak Python allocation. With
-``--also-half`` it repeats at half the size, to show memory stays flat as data grows.
+Builds a SQLite database (Core executemany), then in a child process runs
+``billing.invoices.issue``, streams the invoice CSV and streams the pay CSV (every
+worker, the period's four weeks as one pay run, ``[pay] period = "4-weekly"``) twice:
+once for wall time, CPU time (``process_time``: what this process itself used, which a
+shared, busy machine inflates far less than wall time) and peak RSS (``ru_maxrss``),
+once under ``tracemalloc`` for peak Python allocation. With ``--also-half`` it repeats at
+half the size, to show memory stays flat as data grows. The load average is printed
+beside the figures: on a machine shared with other work, read the CPU times.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -95,23 +100,31 @@ def build(path: Path, residents: int, attendances: int, seed: int = 7) -> None:
 
 
 def run(path: Path, out: Path, trace: bool) -> dict:
-    from billing import invoices
+    from billing import invoices, payroll
+    from billing.pay import PayConfig, pay_period_starting
     from billing.render import write_csv
     from carecall.config import load_settings
     from ivr.db import session_factory
 
     settings = load_settings(None, db_url=f"sqlite:///{path}", environ={})
+    settings = dataclasses.replace(settings, raw={"pay": {"period": "4-weekly"}})
     engine = make_engine(settings.db_url)
     factory = session_factory(engine)
     if trace:
         tracemalloc.start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = invoices.issue(factory, settings, PERIOD, with_lines=False)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     with out.open("w", encoding="utf-8", newline="") as fh:
         rows = write_csv(invoices.CSV_COLUMNS, invoices.stored_csv_rows(factory, settings, PERIOD), fh)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
+    period = pay_period_starting(PERIOD, PayConfig.from_settings(settings), settings.tz)
+    with out.with_suffix(".pay.csv").open("w", encoding="utf-8", newline="") as fh:
+        workers = write_csv(payroll.CSV_COLUMNS, payroll.csv_rows(factory, settings, period), fh)
+    t3, c3 = time.perf_counter(), time.process_time()
     figures = dict(invoices=len(result.invoices), csv_rows=rows, issue_s=round(t1 - t0, 2), csv_s=round(t2 - t1, 2),
+                   issue_cpu_s=round(c1 - c0, 2), csv_cpu_s=round(c2 - c1, 2), pay_workers=workers,
+                   pay_s=round(t3 - t2, 2), pay_cpu_s=round(c3 - c2, 2), load=round(os.getloadavg()[0], 1),
                    total=str(sum(d.total for d in result.invoices)))
     if trace:
         figures["tracemalloc_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)

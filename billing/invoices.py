@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing import rawio
 from billing.accounts import CreditNote
 from billing.funders import BillTo, load_config
 from billing.models import BillingRun, ExtraMinutesApproval, Invoice, InvoiceLine, LineKind
@@ -263,7 +264,8 @@ class _DatabaseSink:
         self.bill_to = bill_to
         self.ids: dict[str, int] = {}
         self.totals: dict[int, _Totals] = defaultdict(_Totals)
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[tuple[Any, ...]] = []
+        self.write_utc = rawio.utc_writer(session.connection().dialect.name)
 
     def _invoice_id(self, g: Group) -> int:
         iid = self.ids.get(g.key)
@@ -279,16 +281,21 @@ class _DatabaseSink:
 
     def add(self, group: Group, line: DocLine) -> None:
         iid = self._invoice_id(group)
-        row = line.as_row(iid)
+        amount = to_pence(line.amount)
         t = self.totals[iid]
         if line.counts_in_total:
-            t.pence += row["amount_pence"]
-            if line.billable_minutes or row["amount_pence"]:
+            t.pence += amount
+            if line.billable_minutes or amount:
                 t.charged += 1
             if line.kind == LineKind.BILLED:
                 t.billed += line.billable_minutes
-        self.buffer.append(row)
-        if len(self.buffer) >= 2000:
+        w = self.write_utc
+        self.buffer.append((iid, line.kind, line.attendance_id, line.package_id, line.service_period_start,
+                            line.resident_reference, line.visit_ref, line.worker_number, w(line.planned_start),
+                            w(line.planned_end), w(line.arrival_at), w(line.departure_at), line.method,
+                            line.billable_minutes, line.over_cap_minutes, line.rate_kind, to_pence(line.rate),
+                            amount, line.reason))
+        if len(self.buffer) >= 5000:
             self.flush()
 
     def add_bill_totals(self, group: Group, bill: PackageBill) -> None:
@@ -299,8 +306,14 @@ class _DatabaseSink:
 
     def flush(self) -> None:
         if self.buffer:
-            self.s.execute(insert(InvoiceLine), self.buffer)
+            rawio.insert_many(self.s.connection(), InvoiceLine.__table__, _LINE_COLUMNS, self.buffer)
             self.buffer = []
+
+
+# The stored line's columns, in the order _DatabaseSink.add builds its tuples.
+_LINE_COLUMNS = ("invoice_id", "kind", "attendance_id", "package_id", "service_period_start", "resident_reference",
+                 "visit_ref", "worker_number", "planned_start", "planned_end", "arrival_at", "departure_at", "method",
+                 "billable_minutes", "over_cap_minutes", "rate_kind", "rate_pence", "amount_pence", "reason")
 
 
 def _finish_run(session: Session, run: BillingRun, totals: dict[int, _Totals], nil_returns: bool = False) -> None:
@@ -690,25 +703,32 @@ def csv_rows(docs: Iterable[InvoiceDoc], config: BillingConfig) -> Iterator[list
 
 
 def stored_csv_rows(factory: sessionmaker[Session], settings: Settings, period_start: dt.date,
-                    funder: str | None = None, chunk: int = 5000) -> Iterator[list[str]]:
-    """The CSV rows of a period's issued invoices, streamed from the database a chunk at a time."""
+                    funder: str | None = None) -> Iterator[list[str]]:
+    """The CSV rows of a period's issued invoices, streamed from the database in one pass.
+
+    Raw rows (:mod:`billing.rawio`): no ORM objects, times formatted through a per-hour
+    cache, pence printed exactly; memory holds one fetch of rows at a time.
+    """
     config = BillingConfig.from_settings(settings)
+    lines = InvoiceLine.__table__.c
+    inv = Invoice.__table__.c
     with factory() as session:
         names = [funder] if funder else funders(session)
-        last = (0, 0)
-        while True:
-            rows = session.execute(
-                select(InvoiceLine, Invoice.number, Invoice.funder, Invoice.purchase_order)
-                .join(Invoice, InvoiceLine.invoice_id == Invoice.id)
-                .where(Invoice.period_start == period_start, Invoice.funder.in_(names),
-                       InvoiceLine.kind.in_(LineKind.LEDGER),
-                       or_(Invoice.number > last[0], (Invoice.number == last[0]) & (InvoiceLine.id > last[1])))
-                .order_by(Invoice.number, InvoiceLine.id).limit(chunk)).all()
-            if not rows:
-                return
-            for line, number, f, po in rows:
-                doc_line = DocLine.from_row(line)
-                if doc_line.billable_minutes or doc_line.amount:
-                    yield csv_row(config.invoice_number(number), f, po, doc_line, config)
-            last = (rows[-1][1], rows[-1][0].id)
-            session.expunge_all()
+        conn = session.connection()
+        read = rawio.utc_reader(conn.dialect.name)
+        local = rawio.LocalMinutes(config.tz)
+        stmt = (select(inv.number, inv.funder, inv.purchase_order, lines.resident_reference, lines.visit_ref,
+                       lines.worker_number, lines.arrival_at, lines.departure_at, lines.method,
+                       lines.billable_minutes, lines.rate_pence, lines.amount_pence)
+                .select_from(InvoiceLine.__table__.join(Invoice.__table__, lines.invoice_id == inv.id))
+                .where(inv.period_start == period_start, inv.funder.in_(names),
+                       lines.kind.in_(LineKind.LEDGER), (lines.billable_minutes != 0) | (lines.amount_pence != 0))
+                .order_by(inv.number, lines.id))
+        numbers: dict[int, str] = {}
+        for (number, f, po, ref, visit, worker, arrival, departure, method, minutes, rate,
+             amount) in rawio.stream(conn, stmt):
+            label = numbers.get(number)
+            if label is None:
+                label = numbers[number] = config.invoice_number(number)
+            yield [label, f, po, ref, visit, worker, local(read(arrival)), local(read(departure)), method,
+                   str(minutes), rawio.pence_text(rate), rawio.pence_text(amount)]

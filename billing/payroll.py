@@ -19,6 +19,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing import rawio
 from billing.pay import (
     PayConfig,
     PayLine,
@@ -46,6 +47,9 @@ class PayrollError(ValueError):
 
 
 def _rows(session: Session, period: PayPeriod, worker_id: int | None = None) -> Iterator[tuple]:  # type: ignore[type-arg]
+    """The period's attendances in (worker, arrival) order, raw (:mod:`billing.rawio`), times made aware."""
+    conn = session.connection()
+    read, write = rawio.utc_reader(conn.dialect.name), rawio.utc_writer(conn.dialect.name)
     q = (select(Attendance.worker_id, Worker.worker_number, Worker.name, Attendance.id, Visit.visit_ref,
                 Resident.reference, Attendance.arrival_at, Attendance.departure_at, Attendance.arrival_method,
                 Attendance.departure_method, Attendance.arrival_uniqueid.is_not(None),
@@ -53,11 +57,12 @@ def _rows(session: Session, period: PayPeriod, worker_id: int | None = None) -> 
          .join(Worker, Attendance.worker_id == Worker.id)
          .join(Resident, Attendance.resident_id == Resident.id)
          .outerjoin(Visit, Attendance.visit_id == Visit.id)
-         .where(Attendance.arrival_at >= period.start_utc, Attendance.arrival_at < period.end_utc)
+         .where(Attendance.arrival_at >= write(period.start_utc), Attendance.arrival_at < write(period.end_utc))
          .order_by(Attendance.worker_id, Attendance.arrival_at, Attendance.id))
     if worker_id is not None:
         q = q.where(Attendance.worker_id == worker_id)
-    yield from session.execute(q.execution_options(yield_per=5000))
+    for row in rawio.stream(conn, q):
+        yield (*row[:6], read(row[6]), read(row[7]), *row[8:])
 
 
 @dataclasses.dataclass

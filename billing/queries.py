@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from billing import rawio
 from billing.models import ExtraMinutesApproval
 from billing.rules import AttendanceRow, BillingConfig, FunderRules, PackageBill, PackageInfo, Period, bill_package
 from ivr.models import Attendance, CarePackage, Resident, Visit, Worker
@@ -67,17 +68,23 @@ def packages_for(session: Session, resident_ids: Iterable[int], period: Period) 
 
 
 def attendances_for(session: Session, resident_ids: Iterable[int], period: Period) -> Iterator[AttendanceRow]:
-    """Linked attendances whose visit starts in the period (unlinked, unscheduled ones wait for the office)."""
-    rows = session.execute(
-        select(Attendance.id, Visit.visit_ref, Visit.resident_id, Worker.worker_number, Visit.planned_start,
-               Visit.planned_end, Attendance.arrival_at, Attendance.arrival_method, Attendance.arrival_entered_at,
-               Attendance.departure_at, Attendance.departure_method, Attendance.departure_entered_at)
-        .join(Visit, Attendance.visit_id == Visit.id)
-        .join(Worker, Attendance.worker_id == Worker.id)
-        .where(Visit.resident_id.in_(list(resident_ids)), Visit.planned_start >= period.start_utc,
-               Visit.planned_start < period.end_utc))
-    for row in rows:
-        yield AttendanceRow(*row)
+    """Linked attendances whose visit starts in the period (unlinked, unscheduled ones wait for the office).
+
+    Read raw (:mod:`billing.rawio`): this is the run's one big read, a row per attendance.
+    """
+    conn = session.connection()
+    read, write = rawio.utc_reader(conn.dialect.name), rawio.utc_writer(conn.dialect.name)
+    stmt = (select(Attendance.id, Visit.visit_ref, Visit.resident_id, Worker.worker_number, Visit.planned_start,
+                   Visit.planned_end, Attendance.arrival_at, Attendance.arrival_method,
+                   Attendance.arrival_entered_at, Attendance.departure_at, Attendance.departure_method,
+                   Attendance.departure_entered_at, Attendance.arrival_unanswered, Attendance.departure_unanswered)
+            .join(Visit, Attendance.visit_id == Visit.id)
+            .join(Worker, Attendance.worker_id == Worker.id)
+            .where(Visit.resident_id.in_(list(resident_ids)), Visit.planned_start >= write(period.start_utc),
+                   Visit.planned_start < write(period.end_utc)))
+    for (aid, ref, rid, number, ps, pe, arr, arr_m, arr_e, dep, dep_m, dep_e, arr_u, dep_u) in rawio.stream(conn, stmt):
+        yield AttendanceRow(aid, ref, rid, number, read(ps), read(pe), read(arr), arr_m, read(arr_e), read(dep),
+                            dep_m, read(dep_e), bool(arr_u), bool(dep_u))
 
 
 def approved_minutes(session: Session, package_ids: Iterable[int], period: Period) -> dict[int, int]:

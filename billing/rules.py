@@ -279,6 +279,8 @@ class AttendanceRow:
     departure_at: dt.datetime | None
     departure_method: str | None
     departure_entered_at: dt.datetime | None
+    arrival_unanswered: bool = False
+    departure_unanswered: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,9 +344,22 @@ class PackageBill:
         return sum(ln.over_cap_minutes for ln in self.lines)
 
 
+# Logged by phone, but an end came from an unanswered call (the worker's own number rung, no
+# PIN: docs/telephony.md). Billed like "phone"; printed so the funder sees the weaker proof.
+UNANSWERED_METHOD = "noanswer"
+
+
 def method_of(row: AttendanceRow) -> str:
-    """An attendance is "phone" only if both ends were logged by phone (spec 10.6)."""
-    return Method.MANUAL if Method.MANUAL in (row.arrival_method, row.departure_method) else Method.PHONE
+    """An attendance is electronically logged only if both ends were (spec 10.6): "phone", or
+    "device"/"tag" for an end logged without the landline; phone with an unanswered-mode end
+    is :data:`UNANSWERED_METHOD`; any manual end makes it "manual"."""
+    if Method.MANUAL in (row.arrival_method, row.departure_method):
+        return Method.MANUAL
+    if row.arrival_unanswered or row.departure_unanswered:
+        return UNANSWERED_METHOD
+    # No landline (docs/no-landline.md): "device" or "tag" when an end was logged that way.
+    others = sorted({row.arrival_method, row.departure_method} - {None, Method.PHONE})
+    return "+".join(others) if others else Method.PHONE
 
 
 def bill_package(package: PackageInfo, period: Period, rows: Iterable[AttendanceRow], rules: FunderRules,

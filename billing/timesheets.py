@@ -73,6 +73,8 @@ def flags_for(row: _Row, verified: bool, minutes: int, rules: FunderRules) -> tu
         out.append("no departure")
     if not verified:
         out.append("location not verified")
+    if row.arrival_unanswered or row.departure_unanswered:
+        out.append("unanswered mode (no PIN)")
     return tuple(out)
 
 
@@ -99,7 +101,7 @@ def _rows(session: Session, resident_id: int, period: Period, rules: FunderRules
         for a, number in came:
             row = _Row(a.id, v.visit_ref, resident_id, number, v.planned_start, v.planned_end, a.arrival_at,
                        a.arrival_method, a.arrival_entered_at, a.departure_at, a.departure_method,
-                       a.departure_entered_at)
+                       a.departure_entered_at, a.arrival_unanswered, a.departure_unanswered)
             minutes = (billable_minutes(a.arrival_at, a.departure_at, v.planned_start, v.planned_end, rules)
                        if a.arrival_at and a.departure_at else 0)
             verified = a.arrival_verified and a.departure_verified

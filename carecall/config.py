@@ -342,7 +342,7 @@ def settings_table(settings: Settings, name: str) -> Any:
 # --- Validation once at start ------------------------------------------------------------
 
 BUILT_IN_TABLES = ("carecall", "prompts")  # parsed by load_settings itself
-_PACKAGES = ("ivr", "agi", "carecall", "scheduler", "web", "billing", "reports", "outreach", "privacy")
+_NOT_FEATURES = ("tests", "bench")  # every other package of ours may register a table
 
 
 def load_table_modules() -> None:
@@ -356,7 +356,9 @@ def load_table_modules() -> None:
     import importlib
 
     root = Path(__file__).resolve().parent.parent
-    for package in _PACKAGES:
+    packages = sorted(p.name for p in root.iterdir()
+                      if (p / "__init__.py").exists() and p.name not in _NOT_FEATURES)
+    for package in packages:
         for path in sorted((root / package).rglob("*.py")):
             if path.name == "config.py" and package == "carecall":
                 continue

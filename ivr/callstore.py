@@ -793,6 +793,14 @@ class CallStore:
                 return CallOutcome.UNKNOWN_LINE
             return CallOutcome.FAILED_LOGIN if result.call_record_id is not None else "failed"
         if isinstance(effect, RecordCall):
+            # A record whose insert outlived the call's deadline (agi_effect_timeout) may
+            # have committed after all, beside its journalled twin: the same uniqueid,
+            # outcome and stage is the same fact, written once.
+            same = conn.scalar(select(CallRecord.id).where(
+                CallRecord.uniqueid == effect.call.uniqueid, CallRecord.outcome == effect.outcome,
+                CallRecord.stage == effect.stage).limit(1))
+            if same is not None:
+                return CallOutcome.DUPLICATE
             self._insert_call(conn, effect.call, outcome=effect.outcome, stage=effect.stage, at=effect.at,
                               worker_number_entered=effect.worker_number_entered,
                               failed_pin_attempts=effect.failed_pin_attempts, resident_id=effect.resident_id,

@@ -9,6 +9,7 @@ place, with a clear error rather than a silent guess.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 DEFAULT_ZONE = "Europe/London"
@@ -42,6 +43,9 @@ def local_to_utc(naive: dt.datetime, tz: ZoneInfo, *, fold: int | None = None) -
     return first.astimezone(dt.UTC)
 
 
+_EXACT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}\Z")
+
+
 def parse_local(text: str, tz: ZoneInfo) -> dt.datetime:
     """``YYYY-MM-DD HH:MM`` local → aware UTC. An ambiguous time may end ``+01:00``/``+00:00``."""
     text = text.strip()
@@ -49,7 +53,9 @@ def parse_local(text: str, tz: ZoneInfo) -> dt.datetime:
     if len(text) > 16 and text[16:17] in "+-":
         text, offset = text[:16], text[16:]
     try:
-        naive = dt.datetime.strptime(text, LOCAL_FORMAT)
+        # The usual exact form through fromisoformat (about 10x quicker than strptime: an
+        # import parses two per visit); anything else strptime decides, as before.
+        naive = dt.datetime.fromisoformat(text) if _EXACT.match(text) else dt.datetime.strptime(text, LOCAL_FORMAT)
     except ValueError as exc:
         raise LocalTimeError(f"expected YYYY-MM-DD HH:MM, got {text!r}") from exc
     if offset is None:

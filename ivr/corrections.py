@@ -152,6 +152,7 @@ def manual_time(session: Session, *, visit_id: int, worker_id: int, end: str, at
         if att.departure_at is not None and at > att.departure_at:
             raise CorrectionError("the arrival would be after the departure")
         att.arrival_at, att.arrival_method, att.arrival_verified = at, Method.MANUAL, False
+        att.arrival_unanswered = False
         att.arrival_uniqueid, att.arrival_entered_at = None, now
     else:
         if att.arrival_at is None:
@@ -159,6 +160,7 @@ def manual_time(session: Session, *, visit_id: int, worker_id: int, end: str, at
         if at < att.arrival_at:
             raise CorrectionError("the departure would be before the arrival")
         att.departure_at, att.departure_method, att.departure_verified = at, Method.MANUAL, False
+        att.departure_unanswered = False
         att.departure_uniqueid, att.departure_entered_at = None, now
     att.updated_at = now
     visit.updated_at = now

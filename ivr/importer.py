@@ -13,15 +13,16 @@ import dataclasses
 import datetime as dt
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ivr.clock import LocalTimeError, format_local, parse_local
+from ivr.db import reading
 from ivr.models import (
     AuditEntry,
     CarePackage,
@@ -166,38 +167,50 @@ def _yes_no(value: str, name: str) -> bool:
 
 def read_rows(data: bytes | str, kind: str) -> tuple[list[tuple[int, dict[str, str]]], list[RowError]]:
     """Decode and split a CSV; header problems are reported as line 1."""
+    errors: list[RowError] = []
+    return list(iter_rows(data, kind, errors)), errors
+
+
+def iter_rows(data: bytes | str, kind: str, errors: list[RowError]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The CSV's rows one at a time (memory stays flat for a large file), each bad one
+    appended to ``errors`` instead; header problems are reported as line 1."""
     if kind not in COLUMNS:
         raise ValueError(f"unknown import kind {kind!r}; expected one of {', '.join(KINDS)}")
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            return [], [RowError(1, f"the file is not UTF-8 text (byte {exc.start})")]
+            errors.append(RowError(1, f"the file is not UTF-8 text (byte {exc.start})"))
+            return
     if "\x00" in data:
-        return [], [RowError(1, "the file contains NUL bytes; is it a spreadsheet rather than CSV?")]
+        errors.append(RowError(1, "the file contains NUL bytes; is it a spreadsheet rather than CSV?"))
+        return
     reader = csv.reader(io.StringIO(data, newline=""))
     try:
         header = next(reader)
     except StopIteration:
-        return [], [RowError(1, "the file is empty; expected a header row")]
+        errors.append(RowError(1, "the file is empty; expected a header row"))
+        return
     except csv.Error as exc:
-        return [], [RowError(1, f"unreadable header: {exc}")]
+        errors.append(RowError(1, f"unreadable header: {exc}"))
+        return
     names = [h.strip().lower() for h in header]
     missing = [c for c in COLUMNS[kind] if c not in names and c not in OPTIONAL]
     if missing:
-        return [], [RowError(1, f"missing column(s): {', '.join(missing)}")]
+        errors.append(RowError(1, f"missing column(s): {', '.join(missing)}"))
+        return
     dupes = sorted({n for n in names if names.count(n) > 1 and (n in COLUMNS[kind])})
     if dupes:
-        return [], [RowError(1, f"column(s) given twice: {', '.join(dupes)}")]
+        errors.append(RowError(1, f"column(s) given twice: {', '.join(dupes)}"))
+        return
     wanted = set(COLUMNS[kind]) | OPTIONAL_HEADERS
-    rows: list[tuple[int, dict[str, str]]] = []
-    errors: list[RowError] = []
+    count = 0
     try:
         for fields in reader:
             line = reader.line_num
             if not any(f.strip() for f in fields):
                 continue  # blank line
-            if len(rows) >= MAX_ROWS:
+            if count >= MAX_ROWS:
                 errors.append(RowError(line, f"more than {MAX_ROWS} rows; split the file"))
                 break
             if len(fields) < len(names):
@@ -213,10 +226,10 @@ def read_rows(data: bytes | str, kind: str) -> tuple[list[tuple[int, dict[str, s
             if bad is not None:
                 errors.append(RowError(line, f"{bad[0]} {bad[1]}"))
                 continue
-            rows.append((line, row))
+            count += 1
+            yield line, row
     except csv.Error as exc:
         errors.append(RowError(reader.line_num, f"unreadable CSV: {exc}"))
-    return rows, errors
 
 
 # --- per-kind validation and apply --------------------------------------------------
@@ -485,33 +498,53 @@ def _visit_state(v: Visit, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
+CHUNK = 1000  # visits written per round trip; the session is emptied after each chunk
+
+
 def _apply_visits(items: list[dict[str, Any]], session: Session, report: ImportReport, ctx: ImportContext) -> None:
-    refs = [i["visit_ref"] for i in items]
-    existing: dict[str, Visit] = {}
-    for chunk in range(0, len(refs), 1000):
-        for v in session.scalars(select(Visit).where(Visit.visit_ref.in_(refs[chunk:chunk + 1000]))):
-            existing[v.visit_ref] = v
-    for item in items:
-        worker_ids = item.pop("worker_ids")
-        visit = existing.get(item["visit_ref"])
-        if visit is None:
-            visit = Visit(**item)
-            visit.assignments = [VisitWorker(worker_id=w, position=i + 1) for i, w in enumerate(worker_ids)]
-            session.add(visit)
-            report.created += 1
-            continue
-        before = _visit_state(visit, ctx.tz)
-        for k, v in item.items():
-            setattr(visit, k, v)
-        if [a.worker_id for a in visit.assignments] != worker_ids:
-            visit.assignments = [VisitWorker(worker_id=w, position=i + 1) for i, w in enumerate(worker_ids)]
-            session.flush()
-        after = _visit_state(visit, ctx.tz)
-        if before != after:
-            visit.updated_at = dt.datetime.now(dt.UTC)
-            session.add(AuditEntry(actor=ctx.actor, action="reimport", entity="visit", entity_id=visit.visit_ref,
-                                   before=json.dumps(before), after=json.dumps(after)))
-        report.updated += 1
+    """New visits in bulk INSERTs of ``CHUNK`` (a rostering system's whole schedule is tens of
+    thousands); existing ones through the ORM, audited. The session forgets each chunk once
+    it is flushed, so memory stays flat however long the file."""
+    for chunk_start in range(0, len(items), CHUNK):
+        chunk = items[chunk_start:chunk_start + CHUNK]
+        existing = {v.visit_ref: v for v in session.scalars(
+            select(Visit).where(Visit.visit_ref.in_([i["visit_ref"] for i in chunk])))}
+        new = [i for i in chunk if i["visit_ref"] not in existing]
+        if new:
+            now = dt.datetime.now(dt.UTC)
+            conn = session.connection()  # Core executemany: the ORM's per-row work is most of the cost
+            visits, assignments = Visit.__table__, VisitWorker.__table__
+            # A plain executemany (RETURNING would cost one statement per row on SQLite), then the new ids.
+            conn.execute(insert(visits), [{k: v for k, v in i.items() if k != "worker_ids"} | {"updated_at": now}
+                                          for i in new])
+            ids = dict(conn.execute(select(visits.c.visit_ref, visits.c.id).where(
+                visits.c.visit_ref.in_([i["visit_ref"] for i in new]))).all())
+            conn.execute(insert(assignments), [
+                {"visit_id": ids[item["visit_ref"]], "worker_id": w, "position": n + 1}
+                for item in new for n, w in enumerate(item["worker_ids"])])
+            report.created += len(new)
+        for item in chunk:
+            visit = existing.get(item["visit_ref"])
+            if visit is not None:
+                _update_visit(visit, dict(item), session, ctx)
+                report.updated += 1
+        session.flush()
+        session.expunge_all()
+
+
+def _update_visit(visit: Visit, item: dict[str, Any], session: Session, ctx: ImportContext) -> None:
+    worker_ids = item.pop("worker_ids")
+    before = _visit_state(visit, ctx.tz)
+    for k, v in item.items():
+        setattr(visit, k, v)
+    if [a.worker_id for a in visit.assignments] != worker_ids:
+        visit.assignments = [VisitWorker(worker_id=w, position=i + 1) for i, w in enumerate(worker_ids)]
+        session.flush()
+    after = _visit_state(visit, ctx.tz)
+    if before != after:
+        visit.updated_at = dt.datetime.now(dt.UTC)
+        session.add(AuditEntry(actor=ctx.actor, action="reimport", entity="visit", entity_id=visit.visit_ref,
+                               before=json.dumps(before), after=json.dumps(after)))
 
 
 def _check_contacts(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext, session: Session,
@@ -655,18 +688,20 @@ def _load_extensions() -> None:
 
 
 def import_csv(factory: sessionmaker[Session], kind: str, data: bytes | str, ctx: ImportContext) -> ImportReport:
-    """Check every row, then write all of them in one transaction, or none."""
+    """Check every row, then write all of them in one transaction, or none.
+
+    The rows are read one at a time and checked in a read-only session (on SQLite it
+    takes no write lock: check-ins go on while a large file is checked); only a clean
+    file opens the write transaction, which re-reads what it updates.
+    """
     _load_extensions()
     report = ImportReport(kind)
-    rows, errors = read_rows(data, kind)
-    report.errors.extend(errors)
+    rows = iter_rows(data, kind, report.errors)
+    with reading(factory) as session:
+        items = _CHECKS[kind](rows, ctx, session, report.errors)
     if report.errors:
         return report
     with factory() as session:
-        items = _CHECKS[kind](rows, ctx, session, report.errors)
-        if report.errors:
-            session.rollback()
-            return report
         try:
             if kind == "residents":
                 _apply_residents(items, session, report)

@@ -99,6 +99,7 @@ class _Outbound:
         self.stage = "connected"
         self.pending: Any = None
         self.uniqueid: str | None = None
+        self.caller_e164: str | None = None  # the server's log line masks it; an outbound call has none to show
         self.record_id: int | None = None
         self._gen: _Gen | None = None
         self._gone: str | None = None

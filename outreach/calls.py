@@ -38,7 +38,11 @@ Ring = Callable[[str, str, dict[str, str]], Deferred[Any]]
 
 
 def prompts(cfg: NoticesConfig) -> OutboundPrompts:
-    return OutboundPrompts(provider=cfg.provider_sound)
+    d = cfg.sounds_dir
+    return OutboundPrompts(provider=cfg.provider_sound, running_late=f"{d}/worker-running-late",
+                           survey_intro=f"{d}/survey-intro",
+                           survey_questions=(f"{d}/survey-on-time", f"{d}/survey-did-what-needed",
+                                             f"{d}/survey-recommend"))
 
 
 def lateness_email(job: lateness.NoticeJob, cfg: DeliveryConfig) -> EmailMessage:
@@ -98,6 +102,7 @@ class OutreachCalls:
     clock: Callable[[], dt.datetime] | None = None
     survey_any_hour: bool = False  # tests: call outside office hours
     key: bytes = b""
+    calls: set[Deferred[Any]] = dataclasses.field(default_factory=set)  # ringing now
 
     @property
     def cfg(self) -> NoticesConfig:
@@ -121,10 +126,17 @@ class OutreachCalls:
 
     @inlineCallbacks
     def tick(self, now: dt.datetime) -> Any:
+        """Plan and claim; start each call without waiting for it (a phone rings for half a minute)."""
         notices, surveys = yield self.runtime.run_db(self.db_pass, now)
-        calls = [self._notice(job) for job in notices] + [self._survey(job) for job in surveys]
-        yield DeferredList(calls, consumeErrors=True)
-        return len(calls)
+        for d in [self._notice(job) for job in notices] + [self._survey(job) for job in surveys]:
+            self.calls.add(d)
+            d.addErrback(lambda f: log.failure("outreach call", f))
+            d.addBoth(lambda _r, d=d: self.calls.discard(d))
+        return len(notices) + len(surveys)
+
+    def calls_done(self) -> Deferred[Any]:
+        """Fires once every call started so far has its outcome recorded (tests, shutdown)."""
+        return DeferredList(list(self.calls), consumeErrors=True)
 
     @inlineCallbacks
     def _notice(self, job: lateness.NoticeJob) -> Any:

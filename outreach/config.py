@@ -37,8 +37,10 @@ class NoticesConfig:
     lateness_enabled: bool = True
     lateness_attempts: int = 2
     lateness_retry_minutes: int = 3
-    # The sound file (no extension, in Asterisk's sounds path) saying the provider's name.
+    # The sound file (no extension, in Asterisk's sounds path) saying the provider's name,
+    # and where the other recorded prompts are (docs/outreach.md lists them).
     provider_sound: str = "carecall/provider-name"
+    sounds_dir: str = "carecall"
     # Family invitations: how long the one-time link works.
     invite_hours: int = 72
     # Quality calls: how many opted-in residents are called each month, and the attempts each.
@@ -54,8 +56,10 @@ class NoticesConfig:
                 raise ConfigError(f"[notices] {key} must be between {low} and {high}, got {value}")
         if not self.provider_name.strip():
             raise ConfigError("[notices] provider_name must not be empty")
-        if any(c in self.provider_sound for c in " .\"'") or not self.provider_sound:
-            raise ConfigError("[notices] provider_sound must be a sound file name without extension or spaces")
+        for key in ("provider_sound", "sounds_dir"):
+            value = getattr(self, key)
+            if not value or any(c in value for c in " \"'\n") or value.endswith((".gsm", ".wav", ".sln", "/")):
+                raise ConfigError(f"[notices] {key} must be a sound path without extension, spaces or quotes")
 
 
 @register_table("council")

@@ -34,6 +34,7 @@ from scheduler.rules import MINUTE, Rules
 STALE_AFTER = dt.timedelta(minutes=20)
 SENDING_STALE = dt.timedelta(minutes=10)
 LONGEST = 120  # lateness_minutes' upper bound (the table's check constraint)
+ANSWERED = "answered; playing the message"
 
 
 def notice_after(prefs: Preferences, time_critical: bool, rules: Rules) -> dt.timedelta:
@@ -153,6 +154,10 @@ def claim(session: Session, now: dt.datetime, limit: int = 20) -> list[NoticeJob
     """Due notices, each claimed by one server; a worker who has arrived meanwhile cancels the notice."""
     for n in session.scalars(select(LatenessNotice).where(LatenessNotice.status == NoticeStatus.SENDING,
                                                           LatenessNotice.updated_at <= now - SENDING_STALE)):
+        if n.note == ANSWERED:  # answered, but our FastAGI server never ran the message
+            n.status, n.note = NoticeStatus.FAILED, "answered, but the message was never played"
+            _event(session, n.id, now, "failed", n.note)
+            continue
         n.status, n.next_attempt_at = NoticeStatus.PENDING, now
         _event(session, n.id, now, "interrupted", "the server placing the call stopped; tried again")
     session.flush()
@@ -199,9 +204,8 @@ def record_attempt(session: Session, notice_id: int, *, answered: bool, outcome:
         if n.channel == NoticeChannel.EMAIL_CONTACT:
             n.status, n.note = NoticeStatus.DELIVERED, "e-mail accepted by the mail server"
         elif n.status == NoticeStatus.SENDING:
-            # The dialog's own record (played / hung up) usually comes first; if it has not, the
-            # call was at least answered.
-            n.status, n.note = NoticeStatus.DELIVERED, "answered"
+            # Answered is not heard: the notice dialog's own record (played / hung up) follows.
+            n.note = ANSWERED
         return
     _event(session, n.id, now, "not answered", outcome)
     if n.attempts < cfg.lateness_attempts:

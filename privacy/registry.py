@@ -201,6 +201,8 @@ NOT_PERSONAL: dict[str, str] = {
     "web_users": "office staff logins (user names and roles), not residents or workers",
     "web_sessions": "office staff browser sessions (hashed)",
     "web_api_tokens": "rostering systems' tokens (hashed)",
+    "billing_funders": "councils and other funders: organisations' invoicing addresses",
+    "oncall_rota": "which office user is on call when (staff, not residents or workers)",
 }
 
 _resident_row = {
@@ -295,5 +297,51 @@ for _e in (
     PersonalTable("privacy_views", "Who looked at these details", "accountability: every view is recorded",
                   {RESIDENT: Col("resident_id"), WORKER: Col("worker_id")},
                   {RESIDENT: Erase.KEEP, WORKER: Erase.KEEP}, retention=Retention("views_years", "at")),
+):
+    register(_e)
+
+
+# The tables the other features added beside this one (key safe, outreach, finance, no
+# landline); each says where its rows point and what erasure does to them.
+for _e in (
+    PersonalTable("keysafe_codes", "Key-safe code", "how a worker gets in; sealed, shown only by an audited reveal",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.DELETE}, secret=("sealed_code",)),
+    PersonalTable("feedback", "Feedback", "compliments, concerns and complaints from the family, and the replies",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.PSEUDONYMISE},
+                  retention=Retention("audit_years", "created_at")),
+    PersonalTable("survey_calls", "Quality calls", "the monthly satisfaction calls and their answers",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.PSEUDONYMISE},
+                  blank={RESIDENT: {"target": ""}}, retention=Retention("call_records_years", "created_at")),
+    PersonalTable("family_invites", "Family invitations", "who was invited to see the visits, and when",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.DELETE}, secret=("token_hash",)),
+    PersonalTable("lateness_notices", "Lateness notices", "each call or e-mail telling the resident of a late carer",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.PSEUDONYMISE},
+                  blank={RESIDENT: {"target": ""}}, retention=Retention("call_records_years", "created_at")),
+    PersonalTable("notice_events", "Lateness notice history", "each attempt and outcome of a lateness notice",
+                  {RESIDENT: Via("notice_id", "lateness_notices", Col("resident_id"))}, {RESIDENT: Erase.PSEUDONYMISE}),
+    PersonalTable("notice_preferences", "Notice preferences", "consent, channel, quiet hours, do not call",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.DELETE}),
+    PersonalTable("outside_scopes", "Family and council access", "which resident a family login may see",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.DELETE}),
+    PersonalTable("billing_credit_notes", "Credit notes", "invoices reversed, with the reason",
+                  {RESIDENT: Via("invoice_id", "billing_invoices", Col("resident_id"))}, {RESIDENT: Erase.PSEUDONYMISE},
+                  retention=Retention("invoices_years", "issue_date")),
+    PersonalTable("verification_devices", "Visit-verification devices", "the code device fixed in the home",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.DELETE}, secret=("secret_sealed",)),
+    PersonalTable("device_code_uses", "Device codes used", "each code accepted once, with the call that used it",
+                  {RESIDENT: Via("device_id", "verification_devices", Col("resident_id"))}, {RESIDENT: Erase.DELETE}),
+    PersonalTable("home_tags", "Home tags", "the tag (QR or NFC) a worker's phone scans in the home",
+                  {RESIDENT: Col("resident_id")}, {RESIDENT: Erase.DELETE}),
+    PersonalTable("tag_scans", "Tag scans", "every scan of a home's tag, accepted or refused",
+                  {WORKER: Col("worker_id"), RESIDENT: Via("tag_id", "home_tags", Col("resident_id"))},
+                  {WORKER: Erase.KEEP, RESIDENT: Erase.KEEP}, retention=Retention("call_records_years", "received_at")),
+    PersonalTable("worker_devices", "Enrolled phones", "the worker's phone sessions for tag check-ins",
+                  {WORKER: Col("worker_id")}, {WORKER: Erase.DELETE}, secret=("token_hash", "csrf_token")),
+    PersonalTable("worker_enrolments", "Phone enrolment codes", "one-time codes the office issued",
+                  {WORKER: Col("worker_id")}, {WORKER: Erase.DELETE}, secret=("code_hash",)),
+    PersonalTable("worker_messages", "Messages with the office", "two-way messages with a worker's phone",
+                  {WORKER: Col("worker_id"), RESIDENT: Via("visit_id", "visits", Col("resident_id"))},
+                  {WORKER: Erase.PSEUDONYMISE, RESIDENT: Erase.PSEUDONYMISE},
+                  retention=Retention("call_records_years", "sent_at")),
 ):
     register(_e)

@@ -13,8 +13,6 @@ from sqlalchemy.orm import Session
 
 from ivr.schema import metadata
 
-CHUNK = 500
-
 
 def plain(value: Any) -> Any:
     """A JSON-ready value: ISO times in UTC, decimals as text."""
@@ -45,30 +43,16 @@ def _referrers(table: Table) -> Iterator[tuple[Table, Column[Any], Column[Any]]]
 
 def delete_where(session: Session, table: Table, condition: ColumnElement[bool]) -> int:
     """Delete the rows matching ``condition`` and, first, what refers to them: nullable
-    references are set to NULL, rows that cannot exist without them are deleted (recursively)."""
-    referrers = list(_referrers(table))
-    if not referrers:
-        return session.execute(delete(table).where(condition)).rowcount or 0
-    pk = primary_key(table)
-    total = 0
-    while True:
-        keys = session.execute(select(*pk).where(condition).limit(CHUNK)).all()
-        if not keys:
-            return total
-        key_cond = _key_in(pk, keys)
-        for child, col, ref in referrers:
-            values = select(ref).where(key_cond).scalar_subquery() if ref not in pk or len(pk) > 1 else None
-            in_cond = col.in_(values) if values is not None else col.in_([k[pk.index(ref)] for k in keys])
-            if col.nullable:
-                session.execute(update(child).where(in_cond).values({col.name: None}))
-            else:
-                total += delete_where(session, child, in_cond)
-        total += session.execute(delete(table).where(key_cond)).rowcount or 0
+    references are set to NULL, rows that cannot exist without them are deleted (recursively).
 
-
-def _key_in(pk: list[Column[Any]], keys: list[Any]) -> ColumnElement[bool]:
-    if len(pk) == 1:
-        return pk[0].in_([k[0] for k in keys])
-    from sqlalchemy import and_, or_
-
-    return or_(*(and_(*(c == k[i] for i, c in enumerate(pk))) for k in keys))
+    Set-based: each referring table takes one statement with a sub-select of the doomed
+    keys, so a retention run over years of call records is a handful of statements.
+    ``condition`` must read only ``table``'s own columns (it is evaluated again after the
+    children are dealt with)."""
+    for child, col, ref in _referrers(table):
+        doomed = select(ref).where(condition)
+        if col.nullable:
+            session.execute(update(child).where(col.in_(doomed)).values({col.name: None}))
+        else:
+            delete_where(session, child, col.in_(doomed))
+    return session.execute(delete(table).where(condition)).rowcount or 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.orm import Session
+from twisted.internet.threads import deferToThread
 
 from ivr.models import Resident, Worker
 from ivr.sensitive import site_sealer
@@ -91,7 +92,8 @@ async def export_json(ctx: Ctx, kind: str, id: str) -> Response:
 
 async def export_pdf(ctx: Ctx, kind: str, id: str) -> Response:
     x = await _export(ctx, kind, id)
-    body = await ctx.runtime.run_db(render_pdf, x, ctx.runtime.settings.tz)  # WeasyPrint is slow: off the reactor
+    # WeasyPrint takes a second or two: off the reactor, and off the database pool (one thread on SQLite).
+    body = await deferToThread(render_pdf, x, ctx.runtime.settings.tz)
     return _download(body, "application/pdf", f"{x.filename_stem}.pdf")
 
 

@@ -149,6 +149,9 @@ class Compliance:
     share: Scoped
     workers: list[WorkerCompliance]
     rows: list[VisitRow]  # attendances not logged by phone at both ends
+    # Of the phone-logged ones, how many had an end logged by an unanswered call (no PIN):
+    # compliant, but the funder should know how much rests on the weaker identity.
+    unanswered: int = 0
 
     @property
     def workers_below_floor(self) -> list[WorkerCompliance]:
@@ -488,7 +491,8 @@ def _delivered_attendances(scope: Scope) -> Any:
     ok = and_(a.arrival_method.in_(Method.ELECTRONIC), a.departure_method.in_(Method.ELECTRONIC))
     logged = or_(a.arrival_at.is_not(None), a.departure_at.is_not(None))
     cols = (a.id.label("attendance_id"), a.worker_id, Resident.funder, Resident.team,
-            case((ok, 1), else_=0).label("ok"))
+            case((ok, 1), else_=0).label("ok"),
+            case((or_(a.arrival_unanswered, a.departure_unanswered), 1), else_=0).label("unanswered"))
     on_visits = (
         select(*cols).join(Visit, Visit.id == a.visit_id).join(Resident, Resident.id == a.resident_id)
         .where(logged, Visit.status == VisitStatus.SCHEDULED, Visit.planned_start >= scope.lo,
@@ -505,13 +509,16 @@ def _delivered_attendances(scope: Scope) -> Any:
 def _compliance(session: Session, scope: Scope, cfg: KpiConfig) -> Compliance:
     d = materialise(session, "kpi_delivered", select(_delivered_attendances(scope)))
     agg = (
-        select(d.c.worker_id, d.c.funder, d.c.team, func.sum(d.c.ok).label("ok"), func.count().label("n"))
+        select(d.c.worker_id, d.c.funder, d.c.team, func.sum(d.c.ok).label("ok"), func.count().label("n"),
+               func.sum(d.c.unanswered).label("unanswered"))
         .group_by(d.c.worker_id, d.c.funder, d.c.team)
     )
+    unanswered = 0
     share = Scoped.empty(cfg.compliance_target_percent)
     per_worker: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for row in session.execute(agg):
         share.add(_key(row.funder, NO_FUNDER), _key(row.team, NO_TEAM), int(row.ok), int(row.n))
+        unanswered += int(row.unanswered or 0)
         per_worker[row.worker_id][0] += int(row.ok)
         per_worker[row.worker_id][1] += int(row.n)
     workers: list[WorkerCompliance] = []
@@ -539,7 +546,7 @@ def _compliance(session: Session, scope: Scope, cfg: KpiConfig) -> Compliance:
         for r in session.execute(failing)
     ]
     drop(session, d)
-    return Compliance(share, workers, rows)
+    return Compliance(share, workers, rows, unanswered)
 
 
 def _package_visits(scope: Scope) -> Any:

@@ -34,6 +34,7 @@ from carecall.runtime import Runtime
 from ivr.alert_dialog import SCRIPT as ALERT_SCRIPT
 from ivr.db import reading, unit_of_work
 from ivr.models import utcnow
+from outreach.calls import OutreachCalls
 from scheduler import chain, delivery
 from scheduler.chain import ChainConfig, Ring
 from scheduler.delivery import DeliveryConfig, Job
@@ -61,6 +62,7 @@ class AlertService(Service):
         self.ami = ami or AmiConfig()
         self.ring = ring or Originator(self.ami, runtime.reactor).originate
         self.calls: set[Deferred[Any]] = set()  # chain calls ringing now
+        self.outreach: OutreachCalls | None = None  # make_service: lateness notices and quality calls
         self._again = False
         self._wake_calls: list[Any] = []
         self._unsubscribe: Callable[[], None] | None = None
@@ -158,6 +160,8 @@ class AlertService(Service):
         yield self.deliver()
         if self.chain_cfg.enabled:
             yield self.ring_due()
+        if self.outreach is not None:  # lateness notices and quality calls (outreach.calls)
+            yield self.outreach.tick(now)
         return result
 
     def _db_pass(self, now: dt.datetime) -> dict[str, Any]:
@@ -261,4 +265,17 @@ def make_service(runtime: Runtime) -> AlertService | None:
         raise ConfigError("[alerts] interval_seconds must be positive")
     chain_cfg = ChainConfig.from_settings(runtime.settings)
     ami: AmiConfig = runtime.settings.table("ami")
-    return AlertService(runtime, interval=interval, rules=rules, cfg=cfg, chain_cfg=chain_cfg, ami=ami)
+    service = AlertService(runtime, interval=interval, rules=rules, cfg=cfg, chain_cfg=chain_cfg, ami=ami)
+    service.outreach = outreach_calls(service)
+    return service
+
+
+def outreach_calls(service: AlertService) -> OutreachCalls:
+    """The lateness notices and quality calls, ringing through the same originator as the alert chain."""
+    from ivr.pins import load_or_create_key
+
+    def ring(number: str, script: str, args: dict[str, str]) -> Deferred[Any]:
+        return service.ring(OutboundCall(service.ami.dial_number(number), script, args))
+
+    return OutreachCalls(service.runtime, service.cfg, service.rules, ring=ring, clock=service.clock,
+                         key=load_or_create_key(service.runtime.settings.secret_path))

@@ -96,7 +96,7 @@ MODULES = (
     "res_rtp_asterisk.so", "res_timing_timerfd.so",
     "codec_ulaw.so", "codec_alaw.so", "codec_gsm.so", "codec_a_mu.so",
     "format_gsm.so", "format_wav.so", "format_pcm.so", "format_sln.so",
-    "pbx_config.so", "res_agi.so", "res_speech.so",
+    "pbx_config.so", "res_agi.so", "res_speech.so", "res_clioriginate.so",
     "app_playback.so", "app_read.so", "app_verbose.so", "app_senddtmf.so", "app_dial.so",
     "app_echo.so", "app_stack.so", "app_exec.so",
     "func_callerid.so", "func_channel.so", "func_strings.so", "func_global.so", "func_cut.so",

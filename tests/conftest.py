@@ -26,10 +26,31 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 # pytest keeps only the three newest temporary roots under /tmp/pytest-of-USER and deletes
-# older ones when a session starts: several checkouts testing at once on one machine would
-# delete each other's databases mid-run. Each checkout gets a temporary root of its own.
-os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(Path(tempfile.gettempdir()) / f"carecall-tests-{ROOT.name}"))
-Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(parents=True, exist_ok=True)
+# older ones when a session starts: two test runs at once on one machine (two checkouts,
+# or a quick run beside the full suite) would delete each other's databases mid-run. Each
+# run gets a root of its own, and removes the roots of runs that have ended.
+def _own_temproot() -> None:
+    if "PYTEST_DEBUG_TEMPROOT" in os.environ:
+        return
+    base = Path(tempfile.gettempdir()) / f"carecall-tests-{ROOT.name}"
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.iterdir():
+        pid = int(old.name) if old.name.isdigit() else 0
+        try:
+            if pid:
+                os.kill(pid, 0)
+                continue  # that run is still going
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    mine = base / str(os.getpid())
+    mine.mkdir(exist_ok=True)
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = str(mine)
+
+
+_own_temproot()
 
 from carecall.config import Settings, load_settings  # noqa: E402
 from ivr.db import normalise_url, upgrade  # noqa: E402

@@ -192,3 +192,16 @@ def test_a_bad_device_row_imports_nothing_and_says_why(settings, world):
     assert "line 2" in text and "base32" in text and "line 3" in text and "R999" in text
     with world() as s:
         assert s.scalar(select(VerificationDevice.id).where(VerificationDevice.serial == "X1")) is None
+
+
+def test_invoices_and_timesheets_name_the_method_of_a_check_in_without_the_landline():
+    from billing.rules import AttendanceRow, method_of
+
+    def row(arrival: str | None, departure: str | None) -> AttendanceRow:
+        return AttendanceRow(1, "V1", 4, "1001", T0, T0 + 30 * MIN, T0, arrival, None, T0 + 30 * MIN, departure, None)
+
+    assert method_of(row("phone", "phone")) == "phone"
+    assert method_of(row("device", "device")) == "device"
+    assert method_of(row("tag", "phone")) == "tag"
+    assert method_of(row("device", "tag")) == "device+tag"
+    assert method_of(row("tag", "manual")) == "manual"

@@ -185,3 +185,32 @@ def test_a_failed_undo_still_leaves_the_next_event_readable(settings, tmp_path, 
     assert _uids(journal) == ["call-0", None, "call-2"]
     report = journal.replay(factory_for(settings), _apply)
     assert (report.applied, report.torn) == (2, 1)
+
+
+def test_a_call_record_that_committed_late_beside_its_journalled_twin_is_written_once(settings, tmp_path):
+    """agi_effect_timeout: the insert outlived the call's deadline, was journalled, and then committed anyway."""
+    from ivr.callstore import CallStore
+    from ivr.db import make_engine
+    from ivr.dialog import CallInfo, RecordCall
+    from ivr.journal import event_for
+    from ivr.models import CallRecord
+    from ivr.pins import PinHasher, load_or_create_key
+
+    hasher = PinHasher(load_or_create_key(settings.secret_path))
+    engine = make_engine(settings.db_url)
+    try:
+        store = CallStore(engine, hasher)
+        record = RecordCall(CallInfo("late.1", "checkin", T0, None), "hangup", "pin", T0)
+        other = RecordCall(CallInfo("late.2", "checkin", T0, None), "hangup", "pin", T0)
+        store.run(record)  # the late commit
+        journal = Journal(tmp_path / "journal")
+        journal.append(event_for(record, hasher))
+        journal.append(event_for(other, hasher))
+        factory = factory_for(settings)
+        report = journal.replay(factory, store.apply_journal_event)
+        assert report.outcomes == {"duplicate": 1, "hangup": 1}
+        with factory() as s:
+            uids = sorted(s.scalars(select(CallRecord.uniqueid)))
+        assert uids == ["late.1", "late.2"]
+    finally:
+        engine.dispose()

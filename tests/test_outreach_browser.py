@@ -160,6 +160,10 @@ def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedbac
     browser.find_element(By.ID, "save-reply").click()
     WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "done"))
     assert browser.find_element(By.ID, "fb-status").text == "Closed"
+    shoot(browser, world, "office-feedback-item")
+    browser.get(f"{base}/outreach")
+    WebDriverWait(browser, WAIT).until(lambda d: "R001" in text_of(d, "outreach"))
+    shoot(browser, world, "office-list")
     with world["factory"]() as s:
         (fb,) = s.scalars(select(Feedback))
         assert (fb.resident_id, fb.kind, fb.status, fb.replied_by) == (rid, "compliment", "closed", "coordinator")
@@ -187,6 +191,9 @@ def test_commissioner_sees_the_funders_week_ahead_and_figures(world, browser):  
     planned = browser.find_element(By.ID, "planned").text
     assert "Dan Black" in planned and "Cara White" not in planned
     shoot(browser, world, "council")
+    browser.find_element(By.CSS_SELECTOR, "#planned a").click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "resident-visits"))
+    shoot(browser, world, "council-resident")
     browser.get(f"{base}/council/figures")
     WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "figures"))
     assert "Missed visits" in browser.find_element(By.ID, "figures").text

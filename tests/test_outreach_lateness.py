@@ -156,9 +156,22 @@ def test_an_answered_call_that_played_the_message_is_delivered(settings):
     _plan(factory, at("10:15"))
     (job,) = _claim(factory, at("10:15"))
     with unit_of_work(factory) as s:
+        lateness.record_attempt(s, job.notice_id, answered=True, outcome="answered", now=at("10:15", 10), cfg=CFG)
+    assert _notices(factory)[0][2:] == ("sending", "answered; playing the message")  # answered is not heard
+    with unit_of_work(factory) as s:
         lateness.record_dialog(s, job.notice_id, "played", "", at("10:15", 40))
-        lateness.record_attempt(s, job.notice_id, answered=True, outcome="answered", now=at("10:15", 50), cfg=CFG)
     assert _notices(factory)[0][2:] == ("delivered", "message played")
+
+
+def test_answered_but_the_message_never_played_fails_after_a_while(settings):
+    factory = world(settings, (("V1", "R001", "10:00", 45, "1001", "no"),))
+    _prefs(factory, "R001")
+    _plan(factory, at("10:15"))
+    (job,) = _claim(factory, at("10:15"))
+    with unit_of_work(factory) as s:
+        lateness.record_attempt(s, job.notice_id, answered=True, outcome="answered", now=at("10:15", 10), cfg=CFG)
+    assert _claim(factory, at("10:26")) == []
+    assert _notices(factory)[0][2:] == ("failed", "answered, but the message was never played")
 
 
 def test_quiet_hours_wrap_midnight():

@@ -284,3 +284,26 @@ def test_a_commissioner_sees_only_their_funder_read_only_and_pseudonymised_if_co
     assert figures.status == 200 and "Missed visits" in figures.text
     sweep(site, lew, "commissioner", ids["R004"], ids["R003"])
     sweep(site, priv, "commissioner", ids["R003"], ids["R001"])
+
+
+def test_the_visit_page_shows_the_lateness_notice_and_every_attempt(site):
+    from outreach.models import LatenessNotice, NoticeEvent
+
+    ids = site["ids"]
+    now = dt.datetime.now(dt.UTC)
+    with unit_of_work(site["factory"]) as s:
+        n = LatenessNotice(visit_id=ids["F-LATE"], resident_id=ids["R004"], due_at=now, channel="call_resident",
+                           target="+442086989944", status="unanswered", attempts=2,
+                           note="gave up after 2 attempt(s): no answer")
+        s.add(n)
+        s.flush()
+        for event, note in (("planned", "call to the resident's landline planned"), ("attempt", "attempt 1: calling"),
+                            ("not answered", "no answer")):
+            s.add(NoticeEvent(notice_id=n.id, at=now, event=event, note=note))
+    office = Client(site["base"])
+    office.login("finance")
+    page = office.get(f"/visits/{ids['F-LATE']}")
+    assert page.status == 200
+    assert 'id="lateness-notice"' in page.text and "Call the resident" in page.text and "unanswered" in page.text
+    assert "attempt 1: calling" in page.text and "gave up after 2 attempt(s)" in page.text
+    assert "+442086989944" not in page.text  # the number itself is not shown

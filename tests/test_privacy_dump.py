@@ -3,8 +3,8 @@ bytes, or PostgreSQL's ``pg_dump`` and every text column read back — holds non
 planted values in clear, while the site key still opens each of them.
 
 Generic over planters: each planter stores sensitive values the way the application
-does and returns them in clear. Key-safe codes and device secrets get a planter here
-when their tables land (``SECRET_PLANTERS``); nothing else needs to change.
+does and returns them in clear: NI numbers, key-safe codes and device secrets
+(``SECRET_PLANTERS``); a new sealed field needs only a planter here.
 """
 
 from __future__ import annotations
@@ -51,7 +51,35 @@ def _factory(session: Session):  # the importer opens its own sessions
     return sessionmaker(bind=session.get_bind())
 
 
-SECRET_PLANTERS: list[Planter] = [plant_ni_numbers]
+def plant_keysafe_codes(session: Session, sealer: Sealer, settings: object) -> list[str]:
+    """Through ivr.keysafe, as the resident page's key-safe form does (distinctive codes, so
+    a match in the dump cannot be a coincidence of digits)."""
+    import datetime as dt
+
+    from ivr import keysafe
+    from ivr.models import Resident
+
+    codes = {"R001": "KS-7Q4Z-1", "R002": "KS-9W2X-5"}
+    now = dt.datetime(2026, 3, 10, 9, 0, tzinfo=dt.UTC)
+    for ref, code in codes.items():
+        rid = session.scalar(select(Resident.id).where(Resident.reference == ref))
+        keysafe.set_code(session, sealer, rid, code, actor="manager", now=now)
+        session.flush()
+        assert keysafe.reveal(session, sealer, rid, actor="manager", now=now) == code
+    session.commit()  # the next planter's import opens its own session (SQLite: one writer)
+    return list(codes.values())
+
+
+def plant_device_secrets(session: Session, sealer: Sealer, settings: object) -> list[str]:
+    """Through the devices CSV import, as a site registers its visit-verification devices."""
+    seeds = ["JBSWY3DPEHPK3PXPKRUGKIDROVUWG2ZA", "MJZG653OEBTG66BAJBSWY3DPEHPK3PXP"]
+    csv = "serial,resident_reference,secret\n" + "".join(f"TOK-{i},R00{i + 1},{s}\n" for i, s in enumerate(seeds))
+    report = import_csv(_factory(session), "devices", csv, context_for(settings))
+    assert report.ok, report.errors
+    return seeds
+
+
+SECRET_PLANTERS: list[Planter] = [plant_ni_numbers, plant_keysafe_codes, plant_device_secrets]
 
 
 def every_text_value(session: Session) -> list[str]:

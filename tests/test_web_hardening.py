@@ -204,6 +204,13 @@ def test_forms_and_the_csv_import_refuse_line_breaks_and_escapes_in_names(site):
     for bad in ("Ann\rEvil", "Ann\nEvil", "Ann\x1b[2JEvil"):
         r = c.post("/residents/new", {"csrf_token": c.csrf(), "reference": f"R-{uuid.uuid4().hex[:6]}", "name": bad})
         assert r.status == 400 and ("one line" in r.text or "control character" in r.text), bad
+    # A free-text note (a textarea) may span lines; an ESC is refused there too.
+    ok = c.post("/residents/new", {"csrf_token": c.csrf(), "reference": f"R-{uuid.uuid4().hex[:6]}", "name": "Ivy",
+                                   "access_notes": "Side gate.\r\nRing twice."})
+    assert ok.status == 303, ok.text
+    r = c.post("/residents/new", {"csrf_token": c.csrf(), "reference": f"R-{uuid.uuid4().hex[:6]}", "name": "Ivy",
+                                  "access_notes": "Side\x1b[2J gate"})
+    assert r.status == 400 and "control character (U+001B)" in r.text
     data = (b'reference,name,landline,address,postcode,funder,phone_code\n'
             b'R-OK1,Ok Name,,,,,\n"R-BAD1","Ann\rEvil",,,,,\nR-BAD2,Esc\x1bName,,,,,\n')
     r = c.upload("/import", {"csrf_token": c.csrf("/import"), "kind": "residents"}, "file", "r.csv", data)
@@ -245,7 +252,7 @@ def _package(site: dict[str, Any]) -> tuple[int, Decimal]:
 
 def _package_form(c: Client, pid: int, **changes: str) -> dict[str, str]:
     page = c.get(f"/packages/{pid}").text
-    values = dict(re.findall(r'<input name="(\w+)" value="([^"]*)"', page))
+    values = dict(re.findall(r'<input[^>]*? name="(\w+)" value="([^"]*)"', page))
     return {"csrf_token": c.csrf(f"/packages/{pid}"), **values, **changes}
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, selectinload
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from ivr.importer import KINDS, ImportContext, import_csv
 from ivr.models import AuditEntry, CarePackage, Resident, ResidentLine, Worker
@@ -58,7 +60,7 @@ def clean(ctx: Ctx, fields: list[Field], region: str, creating: bool) -> tuple[d
             if f.kind == "bool":
                 values[f.name] = ctx.field(f.name, limit=5) in ("on", "yes", "1")
                 continue
-            text = ctx.field(f.name, limit=f.limit)
+            text = ctx.field(f.name, limit=f.limit, multiline=f.kind == "textarea")
             if not text:
                 if f.required:
                     raise FormError({f.name: "is required"})
@@ -122,9 +124,9 @@ class Entity:
     search: Callable[[Session, str], list[dict[str, Any]]]
     load: Callable[[Session, int], dict[str, Any] | None]
     save: Callable[[Session, int | None, dict[str, Any], Any], int]
-    editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
     # More of the record page below the form (a resident's contacts and key safe): (session, id, user id).
     extra: Callable[[Session, int, int], dict[str, Any]] | None = None
+    editors: frozenset[str] = VISIT_EDITORS  # who may save at all; money fields need MONEY_EDITORS too
 
 
 # --- residents -----------------------------------------------------------------------
@@ -214,13 +216,17 @@ WORKER_FIELDS = [
     Field("pin", "New PIN (4 digits; leave empty to keep)", kind="pin", limit=4),
     Field("ni_number", "National Insurance number (kept sealed; leave empty to keep)", kind="ni", limit=16),
     Field("active", "Active", kind="bool"),
+    # The unanswered (free) check-in, docs/telephony.md: the number identifies the worker, no PIN.
+    Field("unanswered_ddi", "Own number for the unanswered check-in", kind="phone", limit=30),
+    Field("unanswered_enabled", "Unanswered check-in on (no PIN: weaker proof)", kind="bool"),
 ]
 
 
 def _worker_row(w: Worker) -> dict[str, Any]:
     return {"id": w.id, "worker_number": w.worker_number, "name": w.name,
             "mobile_e164": format_uk(w.mobile_e164), "team": w.team, "active": w.active, "pin": "",
-            "ni_number": "", "ni_held": ni_held(w)}
+            "ni_number": "", "ni_held": ni_held(w), "unanswered_ddi": format_uk(w.unanswered_ddi),
+            "unanswered_enabled": w.unanswered_enabled}
 
 
 def _search_workers(session: Session, q: str) -> list[dict[str, Any]]:
@@ -239,6 +245,11 @@ def _load_worker(session: Session, id: int) -> dict[str, Any] | None:
 def _worker_saver(hasher: Any, sealer: Any) -> Callable[[Session, int | None, dict[str, Any], Any], int]:
     def save(session: Session, id: int | None, values: dict[str, Any], actor: Any) -> int:
         pin = values.pop("pin")
+        if values.get("unanswered_enabled") and not values.get("unanswered_ddi"):
+            raise FormError({"unanswered_ddi": "is required for the unanswered check-in"})
+        if values.get("unanswered_ddi") and session.scalar(select(Worker.id).where(
+                Worker.unanswered_ddi == values["unanswered_ddi"], Worker.id != (id or 0))):
+            raise FormError({"unanswered_ddi": "is already another worker's number"})
         ni = values.pop("ni_number", None)
         if id is None:
             if pin is None:
@@ -360,7 +371,7 @@ def entities(hasher: Any, sealer: Any = None) -> dict[str, Entity]:
                            [("resident_reference", "Resident"), ("resident_name", "Name"),
                             ("purchase_order", "Purchase order"), ("funder", "Funder"),
                             ("weekly_hours", "Hours/week"), ("start_date", "From"), ("end_date", "To")],
-                           _search_packages, _load_package, _save_package, VISIT_EDITORS | MONEY_EDITORS),
+                           _search_packages, _load_package, _save_package, editors=VISIT_EDITORS | MONEY_EDITORS),
     }
 
 
@@ -464,7 +475,7 @@ async def resident_page_with_errors(ctx: Ctx, id: str, errors: dict[str, str]) -
 
 def _raw(ctx: Ctx, f: Field) -> str:
     try:
-        return ctx.field(f.name, limit=f.limit)
+        return ctx.field(f.name, limit=f.limit, multiline=f.kind == "textarea")
     except FormError:
         return ""
 
@@ -480,6 +491,18 @@ def import_kinds(role: str) -> tuple[str, ...]:
 
 async def import_page(ctx: Ctx, *, report: Any = None, kind: str = "", status: int = 200) -> Response:
     return ctx.render("import.html", status=status, kinds=import_kinds(ctx.user.role), report=report, kind=kind)
+
+
+def _import_pool(app: WebApp) -> ThreadPool:
+    """One thread for CSV imports, beside (not in) the database pool: a file of tens of thousands
+    of visits takes seconds to check and write, and on SQLite the database pool has one thread,
+    which the board's queries and the FastAGI calls' lookups need meanwhile. Imports queue here."""
+    pool: ThreadPool | None = getattr(app, "import_pool", None)
+    if pool is None:
+        pool = app.import_pool = ThreadPool(minthreads=0, maxthreads=1, name="carecall-import")
+        pool.start()
+        app.runtime.reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    return pool
 
 
 def _refused(message: str) -> dict[str, Any]:
@@ -501,7 +524,8 @@ async def import_upload(ctx: Ctx) -> Response:
     runtime = ctx.runtime
     ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username,
                          sealer=site_sealer(runtime.settings.secret_path))
-    report = await runtime.run_db(import_csv, runtime.factory, kind, data, ictx)
+    report = await deferToThreadPool(runtime.reactor, _import_pool(ctx.app), import_csv, runtime.factory, kind,
+                                     data, ictx)
     view = {"ok": report.ok, "summary": report.summary(), "errors": [(e.line, e.message) for e in report.errors]}
     return await import_page(ctx, report=view, kind=kind, status=200 if report.ok else 400)
 
@@ -512,7 +536,8 @@ async def import_upload(ctx: Ctx) -> Response:
 def _users(session: Session) -> list[dict[str, Any]]:
     return [{"id": u.id, "username": u.username, "role": u.role, "active": u.active,
              "keysafe_access": u.keysafe_access, "last_login_at": u.last_login_at}
-            for u in session.scalars(select(User).order_by(User.username))]
+            # Office users: family and council users are managed with their scope (web.outreach_office).
+            for u in session.scalars(select(User).where(User.role.in_(Role.OFFICE)).order_by(User.username))]
 
 
 async def users_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:

@@ -137,6 +137,8 @@ def _worker_view(att: Attendance | None, number: str, name: str) -> dict[str, An
         "departure_at": att.departure_at if att else None,
         "departure_method": att.departure_method if att else None,
         "departure_verified": att.departure_verified if att else False,
+        "arrival_unanswered": att.arrival_unanswered if att else False,
+        "departure_unanswered": att.departure_unanswered if att else False,
         "kind": att.kind if att else "scheduled",
     }
 

@@ -95,7 +95,8 @@ async def family_feedback_send(ctx: Ctx, id: str) -> Response:
     rid = await _my_resident(ctx, id)
     form: dict[str, str] = {}
     try:
-        form = {"kind": ctx.field("kind", limit=12), "message": ctx.field("message", limit=family.MAX_FEEDBACK)}
+        form = {"kind": ctx.field("kind", limit=12),
+                "message": ctx.field("message", limit=family.MAX_FEEDBACK, multiline=True)}
         user_id, now = ctx.user.user_id, ctx.now()
         await ctx.db(lambda s: family.add_feedback(s, resident_id=rid, user_id=user_id, kind=form["kind"],
                                                    message=form["message"], now=now))
@@ -125,7 +126,7 @@ async def join_form(ctx: Ctx, *, error: str = "", status: int = 200, username: s
     token = ctx.arg("token", limit=100) or ctx.field("token", limit=100)
     now = ctx.now()
     valid = await ctx.db(lambda s: family.pending_invite(s, token, now) is not None)
-    # The office login's CSRF scheme: a dated nonce cookie, and the form carries its HMAC.
+    # The same signed, time-limited form token as the login page (web.auth.login_csrf_*).
     nonce = (ctx.request.getCookie(LOGIN_CSRF_COOKIE) or b"").decode("latin-1")
     fresh = auth.login_nonce_fresh(nonce, now)
     if not fresh:

@@ -103,7 +103,7 @@ def _summary(doc: InvoiceDoc, config: BillingConfig) -> dict[str, Any]:
             "over_cap": doc.over_cap_minutes, "total": doc.total, "issued": doc.issued,
             "exceptions": len(doc.exceptions), "corrections": len(doc.corrections),
             "lines": sum(1 for ln in doc.lines if ln.counts_in_total),
-            "issue_date": doc.issue_date, "due_date": doc.due_date}
+            "issue_date": doc.issue_date, "due_date": doc.due_date, "nil": doc.is_nil}
 
 
 def _hours(minutes: int) -> str:

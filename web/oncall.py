@@ -26,7 +26,7 @@ from scheduler.oncall import RotaError, board_warning, local_range, parse_hhmm, 
 from scheduler.oncall_models import RotaEntry, RotaPosition
 from web.app import Ctx, FormError, HTTPError, Response, WebApp, redirect
 from web.auth import ANYONE, MANAGERS
-from web.models import User
+from web.models import Role, User
 
 
 def chain_config(ctx: Ctx) -> ChainConfig:
@@ -43,7 +43,9 @@ async def oncall_banner(ctx: Ctx) -> str:
 
 
 def _view(session: Session, now: dt.datetime, cfg: ChainConfig) -> dict[str, Any]:
-    users = list(session.scalars(select(User).where(User.active.is_(True)).order_by(User.username)))
+    # Office people only: a family member or a commissioner is never put on the rota.
+    users = list(session.scalars(select(User).where(User.active.is_(True), User.role.in_(Role.OFFICE))
+                                 .order_by(User.username)))
     names = {u.id: u.username for u in users}
     entries = list(session.scalars(select(RotaEntry).where(RotaEntry.ends_at > now - dt.timedelta(days=1))
                                    .order_by(RotaEntry.starts_at, RotaEntry.id).limit(500)))
@@ -98,8 +100,8 @@ async def rota_add(ctx: Ctx) -> Response:
 
         def work(session: Session) -> None:
             user = session.get(User, int(user_id)) if user_id.isdigit() else None
-            if user is None or not user.active:
-                raise FormError({"user": "choose an active user"})
+            if user is None or not user.active or user.role not in Role.OFFICE:
+                raise FormError({"user": "choose an active office user"})
             entry = RotaEntry(user_id=user.id, position=position, starts_at=starts, ends_at=ends, note=note,
                               created_by=actor, created_at=ctx.now())
             session.add(entry)

@@ -179,7 +179,7 @@ async def feedback_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200
 
 async def feedback_reply(ctx: Ctx, id: str) -> Response:
     try:
-        status, text = ctx.field("status", limit=12), ctx.field("reply", limit=family.MAX_FEEDBACK)
+        status, text = ctx.field("status", limit=12), ctx.field("reply", limit=family.MAX_FEEDBACK, multiline=True)
         actor, now = ctx.user.username, ctx.now()
         await ctx.db(lambda s: family.reply(s, feedback_id=int(id), status=status, text=text, actor=actor, now=now))
     except (FormError, OutreachError) as exc:

@@ -19,8 +19,8 @@ from web.live import board_hub
 STATIC = HERE / "static"
 # Page modules; each has register(app) and adds its routes (and, for alerts, its live hub).
 PAGE_MODULES = ("web.pages", "web.admin", "web.api", "web.invoicing", "web.figures", "web.alerts",
-                "web.people", "web.oncall", "web.family", "web.council", "web.outreach_office", "privacy.web",
-                "web.worker_app")
+                "web.people", "web.funders_page", "web.oncall", "web.family", "web.council", "web.outreach_office",
+                "privacy.web", "web.worker_app")
 
 
 async def static(ctx: Ctx, name: str) -> Response:

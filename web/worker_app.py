@@ -366,7 +366,7 @@ async def alarm(ctx: Ctx) -> Response:
 
 async def worker_message(ctx: Ctx) -> Response:
     who = await _required(ctx, post=True)
-    body = ctx.field("body", limit=1000)
+    body = ctx.field("body", limit=1000, multiline=True)
     if not body:
         return redirect("/w")
     now = ctx.now()
@@ -512,7 +512,7 @@ async def office_message(ctx: Ctx) -> Response:
         worker_id = int(ctx.field("worker_id", limit=10))
     except ValueError:
         raise HTTPError(400, "Choose a worker") from None
-    body = ctx.field("body", limit=1000)
+    body = ctx.field("body", limit=1000, multiline=True)
     if not body:
         raise HTTPError(400, "The message is empty")
     actor, now = ctx.user.username, ctx.now()
