@@ -54,9 +54,9 @@ exten => 07700900002,1,Ringing()
  same => n,Wait(120)
 ; 07700900003 has no extension here: a channel that cannot be dialled.
 ; The second contact: answers, listens to the facts and keys 1 during the question
-; ("press 1 to accept …", ~8-17 s in), then the PIN 4444.
+; ("press 1 to accept …": asked up to 3 times from ~8 s in, ~9 s each), then the PIN 4444.
 exten => 07700900004,1,Answer()
- same => n,Wait(11)
+ same => n,Wait(16)
  same => n,SendDTMF(1)
  same => n,Wait(1.5)
  same => n,SendDTMF(4444)
