@@ -174,11 +174,22 @@ class AlertDialog(Dialog):
         self.delivery_id: int | None = None
 
     def _tell(self, prompt: str) -> Generator[Action, Any, str]:
-        """Play; a 1 or 2 pressed meanwhile stops it and is returned (the person knows already)."""
-        if not prompt:
-            return ""
-        reply = yield from self._cmd("STREAM FILE", prompt, "12")
-        return _key(reply.result)
+        """Play (``a&b``: one STREAM FILE each, Asterisk plays one file per command); a 1 or 2
+        pressed meanwhile stops it and is returned (the person knows already)."""
+        for part in prompt.split("&") if prompt else ():
+            reply = yield from self._cmd("STREAM FILE", part, "12")
+            key = _key(reply.result)
+            if key:
+                return key
+        return ""
+
+    def _menu(self, prompt: str) -> Generator[Action, Any, str]:
+        """The question: every part but the last played with 1 and 2 as escapes, then ``GET DATA`` the last."""
+        *before, last = prompt.split("&")
+        key = yield from self._tell("&".join(before))
+        if key:
+            return key
+        return (yield from self._get_data(last, 1))
 
     def _say(self, verb: str, value: str) -> Generator[Action, Any, str]:
         reply = yield from self._cmd(verb, value, "12")
@@ -192,7 +203,7 @@ class AlertDialog(Dialog):
 
     def _bye(self, prompt: str, outcome: str) -> _Gen:
         p = self.alert_config.prompts
-        yield from self._cmd("STREAM FILE", f"{prompt}&{p.goodbye}" if prompt else p.goodbye, "")
+        yield from self._play(f"{prompt}&{p.goodbye}" if prompt else p.goodbye)
         self.stage = "done"
         yield from self._cmd("HANGUP")
         return Finished(outcome, self.stage, self._result(outcome))
@@ -233,7 +244,7 @@ class AlertDialog(Dialog):
             for _ in range(cfg.menu_tries):
                 if not key:
                     self.stage = "menu"
-                    key = yield from self._get_data(prompt, 1)
+                    key = yield from self._menu(prompt)
                 if key == "1":
                     return (yield from self._accept())
                 if key == "2":

@@ -121,3 +121,30 @@ def test_the_board_warns_of_a_rota_gap_and_a_manager_fills_it_in(site, browser):
     text = browser.find_element(By.ID, "oncall-banner").text
     assert "The on-call rota has a gap" in text and "Nobody is on the on-call rota now" not in text
     browser.set_window_size(1366, 768)
+
+
+def test_an_alert_ringing_phones_with_nobody_on_it_is_red_on_the_alerts_page(site, browser):
+    from ivr.db import unit_of_work
+    from ivr.models import utcnow
+    from scheduler.models import Alert
+    from scheduler.store import raise_alert
+
+    with unit_of_work(site["factory"]) as s:
+        alert_id = raise_alert(s, kind="no_reply", at=utcnow(), key=f"no_reply:test:red:{site['engine']}")
+        s.get(Alert, alert_id).chain_step = 3
+    browser.set_window_size(1366, 768)
+    login(browser, site["base"], "coordinator")
+    browser.get(site["base"] + "/alerts")
+    row = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert_id}']"))
+    assert "unaccepted" in row.get_attribute("class")
+    badge = row.find_element(By.CLASS_NAME, "climbing")
+    assert badge.text == "nobody has it: escalating (step 3)"
+    assert browser.execute_script("return getComputedStyle(arguments[0]).backgroundColor;", badge) == "rgb(176, 0, 32)"
+    if site["engine"] == "sqlite":
+        browser.save_screenshot(str(SHOTS / "alerts-climbing.png"))
+    browser.set_window_size(400, 800)
+    browser.get(site["base"] + f"/alerts/{alert_id}")
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "climbing"))
+    if site["engine"] == "sqlite":
+        browser.save_screenshot(str(SHOTS / "alert-climbing-400.png"))
+    browser.set_window_size(1366, 768)

@@ -75,6 +75,8 @@ def _row(a: Alert, visits: dict[int, Visit], residents: dict[int, str],
         "resolved_by": a.resolved_by, "resolved_at": a.resolved_at, "resolution_note": a.resolution_note,
         "resolved_by_system": a.resolved_by_system, "escalated_at": a.escalated_at,
         "out_of_hours_at": a.out_of_hours_at,
+        # Nobody has taken it and phones are being rung (scheduler/chain.py): shown red.
+        "unaccepted_escalated": a.unaccepted_escalated, "chain_step": a.chain_step, "chain_next_at": a.chain_next_at,
     }
 
 
