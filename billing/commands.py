@@ -117,6 +117,9 @@ def cmd_invoice(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.db_url)
     factory = session_factory(engine)
     unassigned = 0
+    if config.provider.missing:
+        print("note: the invoices lack " + ", ".join(config.provider.missing)
+              + " (set them in [provider] in carecall.toml)", file=sys.stderr)
     try:
         period = resolve_period(args.period, config, args.funder, dt.datetime.now(config.tz).date())
         if not args.issue or not args.yes:

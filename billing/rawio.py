@@ -25,6 +25,7 @@ from sqlalchemy import Connection
 from sqlalchemy.sql import ClauseElement
 
 _UTC = dt.UTC
+_ZERO = dt.timedelta(0)
 
 
 def utc_reader(dialect_name: str) -> Callable[[Any], dt.datetime | None]:
@@ -32,7 +33,8 @@ def utc_reader(dialect_name: str) -> Callable[[Any], dt.datetime | None]:
         parse = dt.datetime.fromisoformat
 
         def read_text(value: Any) -> dt.datetime | None:
-            return None if value is None else parse(value).replace(tzinfo=_UTC)
+            # One C call: the text plus an explicit UTC offset parses straight to an aware instant.
+            return None if value is None else parse(value + "+00:00")
 
         return read_text
 
@@ -47,7 +49,9 @@ def utc_writer(dialect_name: str) -> Callable[[dt.datetime | None], Any]:
         def write_text(value: dt.datetime | None) -> Any:
             if value is None:
                 return None
-            return value.astimezone(_UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            if value.utcoffset() != _ZERO:
+                value = value.astimezone(_UTC)
+            return value.isoformat(" ", "microseconds")[:26]  # drop the "+00:00"
 
         return write_text
 

@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Demo data (``ivr.demo``); with ``--history 8w`` also past weeks of calls rung through FastAGI."""
-    from ivr.commands import cmd_demo as load_today
+    from carecall.data_commands import cmd_demo as load_today
 
     status = load_today(args, settings)
     if status or not args.history:

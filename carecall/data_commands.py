@@ -66,5 +66,5 @@ def register(sub: Any) -> None:
     p.add_argument("kind", choices=KINDS)
     p.add_argument("file", help="CSV file (UTF-8, header row), or - for standard input")
     p.set_defaults(func=cmd_import)
-    # ``carecall demo`` is registered by carecall.commands (it can also ring past weeks' calls
-    # through the FastAGI server, which this ground-floor package does not know).
+    # ``carecall demo`` is registered by carecall.commands (with --history it also rings past
+    # weeks' calls through the FastAGI server: carecall/demo_history.py).

@@ -169,9 +169,8 @@ def ring(settings: Settings, calls: list[PlannedCall]) -> dict[str, int]:
 
 def load_history(settings: Settings, weeks: int, today: dt.date | None = None) -> HistoryReport:
     """Import the funders and the past weeks' visits, then ring their calls (days before ``today``)."""
-    from ivr.commands import import_context
-
     from billing import accounts  # noqa: F401 - registers the funders import kind
+    from carecall.data_commands import import_context
     from ivr.db import make_engine, session_factory
     from ivr.importer import import_csv
 

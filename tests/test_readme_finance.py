@@ -51,7 +51,9 @@ def test_readme_finance_commands_run_as_written(db_url, tmp_path):
                      "Invoice number INV-000001", "Purchase order PO-1001", "Total due £", "Sort code 20-00-00"):
         assert expected in first, expected
     private = pdf_text(invoices / "INV-000005.pdf")
-    assert "Cara White" in private and "3 Ash Close" in private and "Purchase order PRIV-R003" in private
+    # R003 pays privately; the demo records her son as representative with a billing address.
+    assert "BILL TO Paul White" in private and "9 Birch Way" in private and "Care for Cara White (R003)" in private
+    assert "Purchase order PRIV-R003" in private
     csv_files = list(invoices.glob("invoices-*.csv"))
     assert len(csv_files) == 1 and csv_files[0].read_text().startswith("invoice_number,funder,purchase_order")
     assert list(invoices.glob("timesheet-R001-*.pdf"))
