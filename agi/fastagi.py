@@ -232,8 +232,11 @@ class FastAGIProtocol(Protocol):
             # so a departure is never written before the arrival it closes.
             self._act(self.dialog.effect_failed("journal not yet replayed"))
         elif self._run_effect is not None:
+            # An outbound script's own effect (run_db): settled by token like the batcher's.
+            self._effect_token += 1
+            token = self._effect_token
             d = self.factory.run_db(self._run_effect, action)
-            d.addCallbacks(self._effect_done, self._effect_failed)
+            d.addCallbacks(self._effect_done, self._effect_failed, callbackArgs=(token,), errbackArgs=(token,))
         else:
             self._submit(action)
 
