@@ -691,18 +691,33 @@ class Dialog:
         dialled = env.get("agi_arg_1" if network else "agi_arg_2", "")
         ddi = caller_e164(dialled, self.config.region)
         residents: tuple[int, ...] = ()
+        db_down = False  # as for a PIN call: journal the facts, the replay decides the home
         if call.caller_e164 is not None:
             self.stage = Stage.LINE
-            residents = tuple((yield LookupLine(call.caller_e164)))
-        if ddi is None or not residents:
+            try:
+                residents = tuple((yield LookupLine(call.caller_e164)))
+            except EffectFailed:
+                db_down = True
+        if ddi is None or not (residents or db_down):
             why = ("no worker's number was dialled" if ddi is None else
                    "caller ID withheld" if call.caller_e164 is None else "caller ID is no resident's line")
             yield from self._record(CallOutcome.UNKNOWN_LINE, review_status=ReviewStatus.OPEN,
                                     detail=f"unanswered check-in: {why}")
             return (yield from self._engaged(CallOutcome.UNKNOWN_LINE))
         self.stage = Stage.RECORDING
-        result = yield CheckIn(call, "", "", residents, True, self.now(), 0, True, mode=Mode.UNANSWERED,
-                               ddi_e164=ddi)
+        request = CheckIn(call, "", "", residents, True, self.now(), 0, True, mode=Mode.UNANSWERED, ddi_e164=ddi)
+        if db_down:
+            result = yield AppendJournal(request)
+        else:
+            try:
+                result = yield request
+            except EffectFailed:
+                result = yield AppendJournal(request)  # nothing committed: durable locally instead
+        if isinstance(result, Journalled):
+            record = {"outcome": CallOutcome.JOURNALLED, "journal_event": result.event_id,
+                      "at": result.at.isoformat(), "mode": Mode.UNANSWERED}
+            self._mark_recorded(CallOutcome.JOURNALLED, record)
+            return (yield from self._ring_then_end(CallOutcome.JOURNALLED, record))
         if isinstance(result, LoginFailed):
             if result.call_record_id is not None:
                 self._mark_recorded(CallOutcome.FAILED_LOGIN, {"outcome": CallOutcome.FAILED_LOGIN,
@@ -716,6 +731,9 @@ class Dialog:
                   "worker_id": result.worker_id, "resident_id": result.resident_id, "location_verified": True,
                   "mode": Mode.UNANSWERED}
         self._mark_recorded(outcome, record)
+        return (yield from self._ring_then_end(outcome, record))
+
+    def _ring_then_end(self, outcome: str, record: Mapping[str, Any]) -> _Gen:
         self.stage = Stage.CONFIRMING
         if self.config.unanswered_ring_seconds > 0:
             yield from self._cmd("EXEC", "Wait", f"{self.config.unanswered_ring_seconds:g}")

@@ -23,9 +23,11 @@ class CarecallProcess:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "carecall.toml"
+        # agi_effect_timeout: a fresh server's first effect waits for its worker process to
+        # start (2-3 s on a loaded test box), past the 2.5 s default that journals the call.
         values = {"db_url": settings.db_url, "secret_file": str(settings.secret_path),
                   "data_dir": str(self.dir / "var"), "agi_port": self.agi_port, "web_port": self.web_port,
-                  "timezone": settings.timezone, **carecall}
+                  "timezone": settings.timezone, "agi_effect_timeout": 30.0, **carecall}
         lines = ["[carecall]"] + [f"{k} = {v!r}" if isinstance(v, int | float) else f'{k} = "{v}"'
                                   for k, v in values.items()]
         self.config.write_text("\n".join(lines) + "\n")

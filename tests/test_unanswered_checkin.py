@@ -96,3 +96,22 @@ def test_mode_is_data_on_the_checkin_effect():
     from ivr.dialog import CheckIn
 
     assert CheckIn.__dataclass_fields__["mode"].default == Mode.PIN
+
+
+def test_database_down_journals_the_unanswered_checkin_with_its_mode_and_number():
+    from carecall.config import Settings
+    from ivr.dialog import AppendJournal, Command, Dialog, DialogConfig, Journalled, LookupLine
+    from ivr.journal import effect_for, event_for
+    from ivr.pins import PinHasher
+
+    d = Dialog(DialogConfig.from_settings(Settings()), clock=lambda: T0.timestamp())
+    env = {"agi_network": "yes", "agi_network_script": "unanswered", "agi_request": "agi://h/unanswered",
+           "agi_uniqueid": "1741597500.9", "agi_callerid": "02086989911", "agi_arg_1": DDI}
+    assert d.start(env) == LookupLine("+442086989911")
+    journal = d.effect_failed("database down")
+    assert isinstance(journal, AppendJournal) and journal.effect.mode == Mode.UNANSWERED
+    assert journal.effect.ddi_e164 == "+442079460001" and journal.effect.resident_ids == ()
+    assert d.send(Journalled("ev1", T0)) == Command("EXEC", ("Wait", "3"))  # "logged": it rings, then ends
+    replayed = effect_for(event_for(journal.effect, PinHasher(b"k" * 32)))
+    assert (replayed.mode, replayed.ddi_e164, replayed.call.script) == (Mode.UNANSWERED, "+442079460001",
+                                                                        "unanswered")

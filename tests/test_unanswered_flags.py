@@ -61,7 +61,8 @@ def test_board_and_kpi_show_the_unanswered_attendance(settings):
                              undefined=jinja2.StrictUndefined)
     env.filters["hm"] = lambda v: format_local(v, settings.tz, "%H:%M") if v else ""
     html = env.get_template("_board_rows.html").render(rows=rows, team="")
-    arrival_cell, departure_cell = html.split('<td class="time">')[2:4]
+    arrival_cell = html.split('data-label="Arrived"')[1].split("</td>")[0]
+    departure_cell = html.split('data-label="Left"')[1].split("</td>")[0]
     assert 'class="unanswered"' in arrival_cell and "no PIN" in arrival_cell
     assert 'class="unanswered"' not in departure_cell
 
