@@ -250,3 +250,51 @@ def test_the_alarm_raises_a_critical_alert_with_the_current_visit(world, phone):
         assert alert is not None and alert.severity == 6
         assert alert.worker_id == world["workers"]["1004"]
         assert alert.visit_id == world["ids"]["P-LATER"]  # the queued arrival above left the worker there
+
+
+def test_messages_go_both_ways_beside_the_visit(world, phone, office):
+    """The worker writes from the phone; the office reads it on the visit they are at and answers there."""
+    phone.get(world["base"] + "/w")
+    WebDriverWait(phone, WAIT).until(lambda d: d.find_elements(By.NAME, "body"))
+    phone.find_element(By.NAME, "body").send_keys("Resident has a fall alarm going off; staying on")
+    phone.find_element(By.XPATH, "//button[text()='Send']").click()
+    WebDriverWait(phone, WAIT).until(lambda d: "fall alarm" in d.find_element(By.CSS_SELECTOR, ".messages").text)
+
+    vid = world["ids"]["P-LATER"]  # where the worker is logged in (the queued arrival above)
+    office.get(f"{world['base']}/visits/{vid}")
+    WebDriverWait(office, WAIT).until(lambda d: d.find_elements(By.ID, "visit-messages"))
+    assert "fall alarm" in office.find_element(By.ID, "visit-messages").text
+    form = office.find_element(By.CSS_SELECTOR, "#messages form")
+    form.find_element(By.NAME, "body").send_keys("Thanks, the on-call manager is ringing you now")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(office, WAIT).until(
+        lambda d: "on-call manager" in d.find_element(By.ID, "visit-messages").text)
+
+    phone.get(world["base"] + "/w")
+    WebDriverWait(phone, WAIT).until(lambda d: "on-call manager" in d.find_element(By.CSS_SELECTOR, ".messages").text)
+
+
+def test_the_office_types_in_a_device_and_its_seed_is_never_shown_again(world, office):
+    from ivr.devices import VerificationDevice
+
+    seed = "KRUGKIDROVUWG2ZAMJZG653OEBTG66BA"
+    office.get(f"{world['base']}/residents/{world['residents']['R003']}/tags")
+    form = office.find_element(By.ID, "device-form")
+    form.find_element(By.NAME, "serial").send_keys("TOK-TYPED")
+    form.find_element(By.NAME, "secret").send_keys("not-a-seed")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(office, WAIT).until(lambda d: d.find_elements(By.ID, "device-error"))
+    assert "base32" in office.find_element(By.ID, "device-error").text
+    with unit_of_work(world["factory"]) as s:
+        assert s.scalar(select(VerificationDevice.id).where(VerificationDevice.serial == "TOK-TYPED")) is None
+
+    form = office.find_element(By.ID, "device-form")
+    form.find_element(By.NAME, "serial").send_keys("TOK-TYPED")
+    form.find_element(By.NAME, "secret").send_keys(seed)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(office, WAIT).until(lambda d: "TOK-TYPED" in d.find_element(By.ID, "device-list").text)
+    assert seed not in office.page_source
+    with unit_of_work(world["factory"]) as s:
+        sealed = s.scalar(select(VerificationDevice.secret_sealed).where(VerificationDevice.serial == "TOK-TYPED"))
+    assert sealed is not None and seed not in sealed
+    office.save_screenshot(str(SHOTS / "home-tags-devices.png"))

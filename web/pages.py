@@ -24,7 +24,7 @@ from ivr.phone import mask
 from outreach import lateness
 from privacy.viewlog import viewed
 from scheduler.models import Alert
-from web import auth
+from web import auth, worker_app
 from web.app import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -225,9 +225,10 @@ async def visit_page(ctx: Ctx, id: str, *, error: str = "", status: int = 200, f
     if detail is None:
         raise HTTPError(404, "No such visit")
     notice = await ctx.db(lateness.history, int(id))
+    messages = await ctx.db(worker_app.visit_messages, int(id))
     await viewed(ctx, "visit", id)
     return ctx.render("visit.html", status=status, v=detail, reasons=REASONS, error=error, form=form or {},
-                      notice=notice,
+                      notice=notice, messages=messages,
                       can_edit=ctx.user.role in VISIT_EDITORS, done=ctx.arg("done", limit=20),
                       back=f"/visits/{int(id)}", **detail["people"])
 

@@ -30,7 +30,9 @@ from sqlalchemy.orm import Session
 
 from carecall.config import ConfigError, register_table
 from ivr.callstore import CallStore
+from ivr.devices import VerificationDevice
 from ivr.dialog import CallInfo, CheckedIn, CheckIn
+from ivr.importer import ImportContext, import_csv
 from ivr.models import Attendance, AuditEntry, Method, Resident, Visit, VisitStatus, VisitWorker, Worker
 from ivr.pins import valid_pin
 from scheduler.models import AlertKind
@@ -372,18 +374,43 @@ async def worker_message(ctx: Ctx) -> Response:
     now = ctx.now()
 
     def work(session: Session) -> None:
-        session.add(WorkerMessage(worker_id=who.worker_id, from_office=False, author=f"worker {who.worker_number}",
-                                  body=body, sent_at=now))
+        session.add(WorkerMessage(worker_id=who.worker_id, visit_id=_visit_now(session, who.worker_id, now),
+                                  from_office=False, author=f"worker {who.worker_number}", body=body, sent_at=now))
 
     await ctx.db(work)
     ctx.runtime.events.publish("message", {"worker_id": who.worker_id})
     return redirect("/w")
 
 
+def _visit_now(session: Session, worker_id: int, now: dt.datetime) -> int | None:
+    """The visit a worker's message is about: where they are logged in, else their nearest
+    visit within three hours (so the office sees it beside that visit)."""
+    open_visit = session.scalar(select(Attendance.visit_id).where(
+        Attendance.worker_id == worker_id, Attendance.departure_at.is_(None), Attendance.visit_id.is_not(None),
+        Attendance.arrival_at > now - dt.timedelta(hours=12)).order_by(Attendance.arrival_at.desc()).limit(1))
+    if open_visit is not None:
+        return int(open_visit)
+    window = dt.timedelta(hours=3)
+    rows = session.execute(select(Visit.id, Visit.planned_start).join(VisitWorker, VisitWorker.visit_id == Visit.id)
+                           .where(VisitWorker.worker_id == worker_id, Visit.status == VisitStatus.SCHEDULED,
+                                  Visit.planned_start > now - window, Visit.planned_start < now + window)).all()
+    return min(rows, key=lambda r: abs(r.planned_start - now)).id if rows else None
+
+
+def visit_messages(session: Session, visit_id: int) -> list[dict[str, Any]]:
+    """The messages about one visit, oldest first, for the visit page."""
+    rows = session.execute(select(WorkerMessage, Worker.worker_number)
+                           .join(Worker, Worker.id == WorkerMessage.worker_id)
+                           .where(WorkerMessage.visit_id == visit_id)
+                           .order_by(WorkerMessage.sent_at, WorkerMessage.id)).all()
+    return [{"at": m.sent_at, "from_office": m.from_office, "author": m.author, "body": m.body, "number": n,
+             "worker_id": m.worker_id} for m, n in rows]
+
+
 # --- the office side -----------------------------------------------------------------------
 
 
-async def resident_tags(ctx: Ctx, id: int) -> Response:
+async def resident_tags(ctx: Ctx, id: int, *, device_errors: list[str] | None = None, status: int = 200) -> Response:
     base, key = ctx.runtime.settings.base_url, ctx.runtime.hasher.site_key
     id = int(id)  # the router hands path parameters over as text; PostgreSQL will not compare integer = text
 
@@ -397,12 +424,59 @@ async def resident_tags(ctx: Ctx, id: int) -> Response:
             url = tags.payload(base, key, t.tag_id, t.resident_id)
             out.append({"id": t.id, "active": t.active, "issued_at": t.issued_at, "issued_by": t.issued_by,
                         "url": url, "qr": segno.make(url, error="m").svg_inline(scale=4) if t.active else ""})
-        return {"resident": {"id": r.id, "reference": r.reference, "name": r.name}, "tags": out}
+        devices = [{"id": d.id, "serial": d.serial, "digits": d.digits, "step": d.step_seconds, "active": d.active,
+                    "registered_at": d.registered_at, "registered_by": d.registered_by}
+                   for d in session.scalars(select(VerificationDevice).where(VerificationDevice.resident_id == id)
+                                            .order_by(VerificationDevice.id))]
+        return {"resident": {"id": r.id, "reference": r.reference, "name": r.name}, "tags": out, "devices": devices}
 
     data = await ctx.db(work)
     if data is None:
         raise HTTPError(404, "No such resident")
-    return ctx.render("tags.html", **data)
+    return ctx.render("tags.html", status=status, device_errors=device_errors, **data)
+
+
+async def register_device(ctx: Ctx, id: int) -> Response:
+    """A visit-verification device typed in (serial and seed): the same checks and sealing as
+    ``carecall import devices``, through the importer, all or nothing; the seed is never shown."""
+    id = int(id)
+    serial = ctx.field("serial", limit=64)
+    secret = ctx.field("secret", limit=200)
+    digits, step = ctx.field("digits", limit=1) or "6", ctx.field("step_seconds", limit=2) or "60"
+    ref = await ctx.db(lambda s: s.scalar(select(Resident.reference).where(Resident.id == id)))
+    if ref is None:
+        raise HTTPError(404, "No such resident")
+    if any(c in v for v in (serial, secret, digits, step) for c in ',"'):
+        return await resident_tags(ctx, id, device_errors=["serial and secret may not hold commas or quotes"],
+                                   status=400)
+    runtime = ctx.runtime
+    ictx = ImportContext(runtime.settings.tz, runtime.settings.phone_region, runtime.hasher, ctx.user.username)
+    row = f"serial,resident_reference,secret,digits,step_seconds\n{serial},{ref},{secret},{digits},{step}\n"
+    report = await runtime.run_db(import_csv, runtime.factory, "devices", row, ictx)
+    if not report.ok:
+        errors = [e.message for e in report.errors]
+        return await resident_tags(ctx, id, device_errors=errors, status=400)
+    return redirect(f"/residents/{id}/tags")
+
+
+async def retire_device(ctx: Ctx, id: int) -> Response:
+    id = int(id)
+    actor = ctx.user.username
+
+    def work(session: Session) -> int | None:
+        d = session.get(VerificationDevice, id)
+        if d is None:
+            return None
+        d.active = False
+        ref = session.scalar(select(Resident.reference).where(Resident.id == d.resident_id))
+        session.add(AuditEntry(actor=actor, action="retire_device", entity="resident", entity_id=ref or "",
+                               after=json.dumps({"serial": d.serial})))
+        return d.resident_id
+
+    rid = await ctx.db(work)
+    if rid is None:
+        raise HTTPError(404, "No such device")
+    return redirect(f"/residents/{rid}/tags")
 
 
 async def issue_tag(ctx: Ctx, id: int) -> Response:
@@ -527,17 +601,22 @@ async def office_message(ctx: Ctx) -> Response:
     body = ctx.field("body", limit=1000, multiline=True)
     if not body:
         raise HTTPError(400, "The message is empty")
+    visit_text = ctx.field("visit_id", limit=10)
+    if visit_text and not visit_text.isdigit():
+        raise HTTPError(400, "visit_id must be a visit's number")
+    visit_id = int(visit_text) if visit_text else None
     actor, now = ctx.user.username, ctx.now()
 
     def work(session: Session) -> bool:
-        if session.get(Worker, worker_id) is None:
+        if session.get(Worker, worker_id) is None or (visit_id is not None and session.get(Visit, visit_id) is None):
             return False
-        session.add(WorkerMessage(worker_id=worker_id, from_office=True, author=actor, body=body, sent_at=now))
+        session.add(WorkerMessage(worker_id=worker_id, visit_id=visit_id, from_office=True, author=actor, body=body,
+                                  sent_at=now))
         return True
 
     if not await ctx.db(work):
-        raise HTTPError(404, "No such worker")
-    return redirect("/messages")
+        raise HTTPError(404, "No such worker or visit")
+    return redirect(f"/visits/{visit_id}#messages" if visit_id is not None else "/messages")
 
 
 def register(app: WebApp) -> None:
@@ -551,6 +630,8 @@ def register(app: WebApp) -> None:
     app.add("GET", "/residents/{id:int}/tags", resident_tags, ANYONE)
     app.add("POST", "/residents/{id:int}/tags", issue_tag, VISIT_EDITORS)
     app.add("POST", "/tags/{id:int}/retire", retire_tag, VISIT_EDITORS)
+    app.add("POST", "/residents/{id:int}/devices", register_device, VISIT_EDITORS)
+    app.add("POST", "/devices/{id:int}/retire", retire_device, VISIT_EDITORS)
     app.add("GET", "/workers/{id:int}/phone", worker_phone, ANYONE)
     app.add("POST", "/workers/{id:int}/phone", issue_enrolment, VISIT_EDITORS)
     app.add("POST", "/worker-phones/{id:int}/revoke", revoke_device, VISIT_EDITORS)
