@@ -63,7 +63,7 @@ OPTIONAL = {"landline", "address", "postcode", "funder", "phone_code", "mobile",
 RELATIONS = {"next_of_kin": ContactRelation.NEXT_OF_KIN, "next of kin": ContactRelation.NEXT_OF_KIN,
              "nok": ContactRelation.NEXT_OF_KIN, "representative": ContactRelation.REPRESENTATIVE,
              "other": ContactRelation.OTHER, "": ContactRelation.NEXT_OF_KIN}
-OPTIONAL_HEADERS = {"team", "ni_number"}  # read when present, never required
+OPTIONAL_HEADERS = {"team", "ni_number", "notes"}  # read when present, never required
 MAX_FIELD = 500
 MAX_ROWS = 500_000
 
@@ -482,6 +482,9 @@ def _check_visits(rows: Iterable[tuple[int, dict[str, str]]], ctx: ImportContext
                 "workers_required": len(numbers),
                 "time_critical": _yes_no(row["time_critical"], "time_critical"),
                 "worker_ids": [workers[n] for n in numbers],
+                # What the office asks the worker to do there, shown on the worker's phone; only
+                # when the file has the column, so a roster without it keeps the notes held.
+                **({"worker_notes": _text(row["notes"], "notes", 1000)} if "notes" in row else {}),
             })
             seen[ref] = line
         except _Bad as exc:

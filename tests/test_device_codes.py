@@ -205,3 +205,21 @@ def test_invoices_and_timesheets_name_the_method_of_a_check_in_without_the_landl
     assert method_of(row("tag", "phone")) == "tag"
     assert method_of(row("device", "tag")) == "device+tag"
     assert method_of(row("tag", "manual")) == "manual"
+
+
+def test_a_visits_file_with_notes_sets_what_the_worker_sees_and_one_without_keeps_them(settings):
+    from ivr.models import Visit
+
+    factory = factory_for(settings)
+    import_world(settings, factory)
+    ctx = context_for(settings)
+    with_notes = ("visit_ref,resident_reference,planned_start,planned_end,workers,time_critical,notes\n"
+                  "N1,R004,2026-03-10 09:00,2026-03-10 09:30,1001,no,Medication from the blister pack\n")
+    assert import_csv(factory, "visits", with_notes, ctx).ok
+    without = ("visit_ref,resident_reference,planned_start,planned_end,workers,time_critical\n"
+               "N1,R004,2026-03-10 09:15,2026-03-10 09:45,1001,no\n")
+    assert import_csv(factory, "visits", without, ctx).ok
+    with factory() as s:
+        v = s.scalar(select(Visit).where(Visit.visit_ref == "N1"))
+        assert v.worker_notes == "Medication from the blister pack"
+        assert v.planned_start == T0 + 15 * MIN
