@@ -771,7 +771,8 @@ class Dialog:
 
         result = yield from self._login(state, effect, after_pin=ask_code)
         while isinstance(result, CodeRefused) and state["code_tries"] < self.config.max_tries:
-            yield from ask_code(f"{p.invalid}&{p.device_code}")
+            yield from self._play(p.invalid)  # GET DATA plays one file: "incorrect" first, on its own
+            yield from ask_code()
             self.stage = Stage.RECORDING
             request = effect(state["worker_number"], state["pin"], state["failures"], True)
             try:

@@ -16,14 +16,15 @@ AT = dt.datetime(2026, 10, 25, 1, 30, 15, 250000, tzinfo=dt.UTC)
 
 def test_prepared_insert_stores_the_same_text_as_sqlalchemy(db_url):
     engine = make_engine(db_url)
-    columns = ("worker_number", "name", "pin_hash", "team", "active", "updated_at")
+    # A prepared statement takes every column with a Python-side default as a parameter.
+    columns = ("worker_number", "name", "pin_hash", "team", "active", "unanswered_enabled", "updated_at")
     prepared = Prepared(insert(workers).values({c: bindparam(c, type_=workers.c[c].type) for c in columns})
                         .returning(workers.c.id))
     with engine.begin() as conn:
         conn.execute(insert(workers).values(worker_number="1", name="a", pin_hash="x", team="", active=True,
                                             updated_at=AT))
         (new_id,) = prepared.scalars(conn, worker_number="2", name="b", pin_hash="x", team="", active=True,
-                                     updated_at=AT)
+                                     unanswered_enabled=False, updated_at=AT)
         raw = conn.execute(text("SELECT updated_at, active FROM workers ORDER BY id")).all()
     assert raw[0] == raw[1]
     by_id = Prepared(select(workers.c.id, workers.c.updated_at, workers.c.active)
@@ -38,7 +39,8 @@ def test_prepared_insert_stores_the_same_text_as_sqlalchemy(db_url):
 def test_remembered_datetime_binds_never_mix_up_instants(db_url):
     """The datetime bind memo (fastsql._LastValue): the same instant again, another one, an equal copy."""
     engine = make_engine(db_url)
-    columns = ("worker_number", "name", "pin_hash", "team", "active", "updated_at")
+    # A prepared statement takes every column with a Python-side default as a parameter.
+    columns = ("worker_number", "name", "pin_hash", "team", "active", "unanswered_enabled", "updated_at")
     prepared = Prepared(insert(workers).values({c: bindparam(c, type_=workers.c[c].type) for c in columns})
                         .returning(workers.c.id))
     other = AT + dt.timedelta(hours=1, microseconds=1)
@@ -46,7 +48,7 @@ def test_remembered_datetime_binds_never_mix_up_instants(db_url):
     instants = [AT, AT, other, AT, london, other]
     with engine.begin() as conn:
         ids = [prepared.scalars(conn, worker_number=str(n), name="w", pin_hash="x", team="", active=True,
-                                updated_at=at)[0] for n, at in enumerate(instants)]
+                                unanswered_enabled=False, updated_at=at)[0] for n, at in enumerate(instants)]
     read = Prepared(select(workers.c.updated_at).where(workers.c.id == bindparam("wid")))
     with engine.connect() as conn:
         assert [read.scalars(conn, wid=i)[0] for i in ids] == instants
