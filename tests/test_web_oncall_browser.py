@@ -135,11 +135,14 @@ def test_an_alert_ringing_phones_with_nobody_on_it_is_red_on_the_alerts_page(sit
     browser.set_window_size(1366, 768)
     login(browser, site["base"], "coordinator")
     browser.get(site["base"] + "/alerts")
-    row = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert_id}']"))
-    assert "unaccepted" in row.get_attribute("class")
-    badge = row.find_element(By.CLASS_NAME, "climbing")
-    assert badge.text == "nobody has it: escalating (step 3)"
-    assert browser.execute_script("return getComputedStyle(arguments[0]).backgroundColor;", badge) == "rgb(176, 0, 32)"
+    # Read in one script call: the live alerts page replaces its rows between two WebDriver calls.
+    read = ("const r = document.querySelector(`tr[data-alert='${arguments[0]}']`); if (!r) return null;"
+            "const b = r.querySelector('.climbing'); if (!b) return null;"
+            "return {cls: r.className, text: b.textContent.trim(), bg: getComputedStyle(b).backgroundColor};")
+    row = WebDriverWait(browser, 10).until(lambda d: d.execute_script(read, alert_id))
+    assert "unaccepted" in row["cls"]
+    assert row["text"] == "nobody has it: escalating (step 3)"
+    assert row["bg"] == "rgb(176, 0, 32)"
     if site["engine"] == "sqlite":
         browser.save_screenshot(str(SHOTS / "alerts-climbing.png"))
     browser.set_window_size(400, 800)
