@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser tests N times in a row (default 20), on both databases, as CI runs them:
+# Every browser test (tests/test_*browser*.py) N times in a row (default 20), on both databases, as CI runs them:
 # prints each round's result and the totals. A test that fails one round in twenty is a
 # failed test (docs/reliability.md, "Browser tests, round after round").
 #   bench/browser_loop.sh [ROUNDS] [pytest args…]
@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-20}"
 shift || true
-tests=(tests/test_web_browser*.py)
+tests=(tests/test_*browser*.py)
 py=".venv/bin/python"
 log_dir="$(mktemp -d -t carecall-browser-loop-XXXXXX)"
 passed_rounds=0
