@@ -15,11 +15,17 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 SETTLE = (StaleElementReferenceException, NoSuchElementException)
 
+# The least any wait gives its condition. On the 2-core machine with other suites running,
+# a log-in (a password hash, then the board's first query on a fresh PostgreSQL database)
+# took over 10 s once in 6 loop rounds. Nothing here waits for something NOT to happen,
+# so a longer limit costs time only when a test is failing anyway.
+MIN_WAIT = 30.0
 
-def settled_wait(driver: Any, timeout: float = 10, poll_frequency: float = 0.5,
+
+def settled_wait(driver: Any, timeout: float = MIN_WAIT, poll_frequency: float = 0.5,
                  ignored_exceptions: tuple[type[BaseException], ...] = SETTLE) -> WebDriverWait:
     """``WebDriverWait`` that re-finds rather than fails when the page changed under it."""
-    return WebDriverWait(driver, timeout, poll_frequency=poll_frequency,
+    return WebDriverWait(driver, max(timeout, MIN_WAIT), poll_frequency=poll_frequency,
                          ignored_exceptions=tuple({*SETTLE, *ignored_exceptions}))
 
 

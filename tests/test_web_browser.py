@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -32,7 +32,7 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Visit
 from scheduler.models import Alert, AlertCheck
-from tests.browser import settled_wait, text_of
+from tests.browser import MIN_WAIT, settled_wait, text_of
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
 from tests.webclient import PASSWORD, add_users, running_server
@@ -96,7 +96,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 # Never sleep, never hold an element across a page change: every wait is for a condition,
 # and an element found in a page that is being replaced (a form post, a live update) is
 # found again rather than read stale.
-def wait(browser: webdriver.Chrome, timeout: float = 10) -> WebDriverWait:
+def wait(browser: webdriver.Chrome, timeout: float = MIN_WAIT) -> WebDriverWait:
     return settled_wait(browser, timeout)
 
 
@@ -109,14 +109,14 @@ def mark_page(browser: webdriver.Chrome) -> None:
     browser.execute_script("window.__carecallOldPage = true;")
 
 
-def wait_new_page(browser: webdriver.Chrome, timeout: float = 10) -> None:
+def wait_new_page(browser: webdriver.Chrome, timeout: float = MIN_WAIT) -> None:
     # While the old document goes away a script call itself may fail: ignore and ask again.
     WebDriverWait(browser, timeout, ignored_exceptions=(WebDriverException,)).until(
         lambda d: d.execute_script("return window.__carecallOldPage === undefined && "
                                    "document.readyState === 'complete';"))
 
 
-def click_to_new_page(browser: webdriver.Chrome, element: WebElement, timeout: float = 10) -> None:
+def click_to_new_page(browser: webdriver.Chrome, element: WebElement, timeout: float = MIN_WAIT) -> None:
     """Click something that loads a new page, and return once the new page has replaced the old."""
     mark_page(browser)
     element.click()
@@ -129,7 +129,12 @@ def login(browser: webdriver.Chrome, base: str, user: str) -> None:
     browser.find_element(By.ID, "username").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     click_to_new_page(browser, browser.find_element(By.ID, "login-button"))
-    wait(browser).until(lambda d: d.current_url.endswith("/board"))
+    try:
+        wait(browser).until(lambda d: d.current_url.endswith("/board"))
+    except TimeoutException:
+        page = browser.execute_script("return document.body ? document.body.innerText : ''") or ""
+        raise AssertionError(f"log-in as {user} did not reach the board: at {browser.current_url}: "
+                             f"{page[:400]!r}") from None
 
 
 def state_of(browser: webdriver.Chrome, visit_id: int) -> str:
