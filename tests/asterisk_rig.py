@@ -360,8 +360,12 @@ class LocalCall:
         return self.rig.wait_event(lambda e: e.get("Event") == "Hangup" and self._mine(e), timeout,
                                    f"hang-up of call {self.tag}", start=self.event_start)
 
-    def var(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> str:
-        """``AGISTATUS`` or ``HANGUPCAUSE`` as the dialplan saw them when the call ended."""
+    def var(self, name: str, timeout: float = 3 * DEFAULT_TIMEOUT) -> str:
+        """``AGISTATUS`` or ``HANGUPCAUSE`` as the dialplan saw them when the call ended.
+
+        A generous limit: a call whose keys were missed still ends by itself (three PIN
+        prompts of 6 s, then goodbye); once, on a machine running three suites, the end of
+        a departure call took longer than 30 s to be seen."""
         def done() -> bool:
             return self.rig.global_var(f"RIG_DONE_{self.tag}") == "yes"
 
