@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.support.ui import WebDriverWait
 
 SETTLE = (StaleElementReferenceException, NoSuchElementException)
@@ -22,11 +27,44 @@ SETTLE = (StaleElementReferenceException, NoSuchElementException)
 MIN_WAIT = 30.0
 
 
+# WebDriver errors that mean "the document changed under this call", not "wrong": seen
+# while a page is replaced (a form post, a redirect). chromedriver reports some of them as
+# plain WebDriverException ("unknown error"), not as a stale element.
+TRANSIENT = ("does not belong to the document", "No node with given id", "Execution context was destroyed",
+             "Cannot find context with specified id")
+
+
+class SettledWait(WebDriverWait):
+    """``WebDriverWait`` that re-finds rather than fails when the page changed under it.
+
+    A timeout names the last transient error it passed over, so a failure still says why."""
+
+    def until(self, method: Any, message: str = "") -> Any:
+        passed_over: list[str] = []
+
+        def settled(driver: Any) -> Any:
+            try:
+                return method(driver)
+            except WebDriverException as exc:
+                if isinstance(exc, SETTLE) or any(t in (exc.msg or "") for t in TRANSIENT):
+                    passed_over[:] = [f"{type(exc).__name__}: {(exc.msg or '').splitlines()[0][:200]}"]
+                    return False
+                raise
+
+        try:
+            return super().until(settled, message)
+        except TimeoutException as exc:
+            if passed_over:
+                raise TimeoutException(f"{message} (last passed over: {passed_over[0]})".strip(),
+                                       exc.screen, exc.stacktrace) from None
+            raise
+
+
 def settled_wait(driver: Any, timeout: float = MIN_WAIT, poll_frequency: float = 0.5,
                  ignored_exceptions: tuple[type[BaseException], ...] = SETTLE) -> WebDriverWait:
-    """``WebDriverWait`` that re-finds rather than fails when the page changed under it."""
-    return WebDriverWait(driver, max(timeout, MIN_WAIT), poll_frequency=poll_frequency,
-                         ignored_exceptions=tuple({*SETTLE, *ignored_exceptions}))
+    """A :class:`SettledWait` of at least ``MIN_WAIT``; ``ignored_exceptions`` are passed over too."""
+    return SettledWait(driver, max(timeout, MIN_WAIT), poll_frequency=poll_frequency,
+                       ignored_exceptions=tuple({*SETTLE, *ignored_exceptions}))
 
 
 def text_of(driver: Any, css: str) -> str | None:
