@@ -169,6 +169,8 @@ class PayVisit(NamedTuple):
 
 def source_of(arrival_method: str | None, departure_method: str | None, arrival_called: bool,
               departure_called: bool) -> str:
+    if arrival_method != "manual" and departure_method != "manual":
+        return Source.PHONE  # nearly every attendance: no list, no generator
     ends = [(arrival_method, arrival_called), (departure_method, departure_called)]
     if any(m == "manual" and called for m, called in ends):
         return Source.CORRECTED
@@ -189,6 +191,9 @@ class PayLine(NamedTuple):
     resident_reference: str = ""
     source: str = ""
     miles: Decimal = _NO_MILES
+
+
+_new = tuple.__new__  # a named tuple from a full tuple of values, without its Python-level __new__
 
 
 def minutes_between(start: dt.datetime, end: dt.datetime) -> int:
@@ -226,8 +231,8 @@ def worker_lines(visits: Iterable[PayVisit], config: PayConfig, tz: ZoneInfo,
                 if gap - travel:
                     yield PayLine("waiting", prev.departure_at, v.arrival_at, gap - travel, "waiting",
                                   resident_reference=v.resident_reference)
-        yield PayLine("contact", v.arrival_at, v.departure_at, minutes_between(v.arrival_at, v.departure_at),
-                      contact_rate_kind(day, config), v.visit_ref, v.resident_reference, v.source)
+        yield _new(PayLine, ("contact", v.arrival_at, v.departure_at, minutes_between(v.arrival_at, v.departure_at),
+                             contact_rate_kind(day, config), v.visit_ref, v.resident_reference, v.source, _NO_MILES))
         if prev is None or v.departure_at > prev.departure_at or day != prev_day:
             prev, prev_day = v, day
 

@@ -91,11 +91,11 @@ def attendances_for(session: Session, resident_ids: Iterable[int], period: Perio
             .join(Worker, Attendance.worker_id == Worker.id)
             .where(Visit.resident_id.in_(list(resident_ids)), Visit.planned_start >= write(period.start_utc),
                    Visit.planned_start < write(period.end_utc)))
-    row = AttendanceRow
+    new, row = tuple.__new__, AttendanceRow  # tuple.__new__: no Python-level __new__ per row
     for (aid, ref, rid, number, ps, pe, arr, arr_m, arr_e, dep, dep_m, dep_e, arr_u, dep_u) in rawio.stream(conn, stmt):
-        yield row(aid, ref, rid, number, read(ps), read(pe), read(arr), arr_m,
-                  None if arr_e is None else read(arr_e), read(dep), dep_m, None if dep_e is None else read(dep_e),
-                  bool(arr_u), bool(dep_u), (ps, pe, arr, dep))
+        yield new(row, (aid, ref, rid, number, read(ps), read(pe), read(arr), arr_m,
+                        None if arr_e is None else read(arr_e), read(dep), dep_m,
+                        None if dep_e is None else read(dep_e), bool(arr_u), bool(dep_u), (ps, pe, arr, dep)))
 
 
 def approved_minutes(session: Session, package_ids: Iterable[int], period: Period) -> dict[int, int]:
@@ -121,13 +121,19 @@ def package_bills(session: Session, config: BillingConfig, fp: FunderPeriod, res
     packages = packages_for(session, resident_ids, fp.period)
     per_package: dict[int, list[AttendanceRow]] = defaultdict(list)
     day_of = local_clock(config.tz).day
-    for row in attendances_for(session, resident_ids, fp.period):
-        day = day_of(row.planned_start)
-        match = None
-        for p in packages.get(row.resident_id, ()):
-            if p.start_date <= day and (p.end_date is None or day <= p.end_date):  # PackageInfo.active_on
-                match = p
-                break
+    period = fp.period
+    # A resident whose one package runs the whole period needs no date per visit: every
+    # visit read (planned start inside the period) is that package's.
+    whole = {rid: ps[0] for rid, ps in packages.items() if len(ps) == 1 and ps[0].start_date <= period.start
+             and (ps[0].end_date is None or ps[0].end_date >= period.last_day)}
+    for row in attendances_for(session, resident_ids, period):
+        match = whole.get(row.resident_id)
+        if match is None:
+            day = day_of(row.planned_start)
+            for p in packages.get(row.resident_id, ()):
+                if p.active_on(day):
+                    match = p
+                    break
         if match is None:
             if unassigned is not None:
                 unassigned.attendance_ids.add(row.attendance_id)

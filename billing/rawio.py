@@ -157,9 +157,9 @@ class LocalClock:
 
 def pence_text(pence: int) -> str:
     """1613 → "16.13", -1613 → "-16.13" (exact; the CSV's amount and rate columns)."""
-    sign = "-" if pence < 0 else ""
-    whole, part = divmod(abs(pence), 100)
-    return f"{sign}{whole}.{part:02d}"
+    # Exact: the float nearest pence/100 is far closer than half a penny to it (for any
+    # amount below 10^13 pence), so rounding it to two places gives pence/100 itself.
+    return f"{pence / 100:.2f}"
 
 
 class Query:

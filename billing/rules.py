@@ -415,6 +415,9 @@ def method_of(row: AttendanceRow) -> str:
     return "+".join(others) if others else Method.PHONE
 
 
+_new = tuple.__new__  # a named tuple from a full tuple of values, without its Python-level __new__
+
+
 def _order(row: AttendanceRow) -> tuple[dt.datetime, int]:
     return (row.arrival_at or row.planned_start, row.attendance_id)
 
@@ -470,8 +473,8 @@ def bill_package(package: PackageInfo, period: Period, rows: Iterable[Attendance
             over_total += over
         if billed:
             visits.add(row.visit_ref)
-        append(RawLine("billed", row, method, billed, over, RATE_KINDS[k], rate, line_pence(billed, rate),
-                       "over commissioned hours" if over else ""))
+        append(_new(RawLine, ("billed", row, method, billed, over, RATE_KINDS[k], rate, line_pence(billed, rate),
+                              "over commissioned hours" if over else "")))
     return PackageBill(package, period, cap, lines, over_total, len(visits))
 
 

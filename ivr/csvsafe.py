@@ -45,7 +45,11 @@ class SafeWriter:
 
     def writerow(self, row: Iterable[Any]) -> Any:
         first = _FIRST
-        return self._writer.writerow([safe_cell(v) if isinstance(v, str) and v[:1] in first else v for v in row])
+        # Fast path: a plain str whose first character cannot start a formula is written as it
+        # is; anything else (a str subclass, a number, None, a risky first character) gets
+        # the full test of safe_cell.
+        cells = [v if v.__class__ is str and v[:1] not in first else safe_cell(v) for v in row]
+        return self._writer.writerow(cells)
 
     def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
         for row in rows:
