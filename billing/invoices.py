@@ -212,7 +212,7 @@ class InvoiceDoc:
 class _Sink(Protocol):
     def add(self, group: Group, line: DocLine) -> None: ...
 
-    def add_bill_totals(self, group: Group, bill: PackageBill) -> None: ...
+    def add_bill(self, group: Group, bill: PackageBill) -> None: ...
 
 
 @dataclasses.dataclass
@@ -248,11 +248,13 @@ class _MemorySink:
             if line.kind == LineKind.BILLED:
                 doc.billed_minutes += line.billable_minutes
 
-    def add_bill_totals(self, group: Group, bill: PackageBill) -> None:
+    def add_bill(self, group: Group, bill: PackageBill) -> None:
         doc = self._doc(group)
         doc.cap_minutes += bill.cap_minutes
         doc.over_cap_minutes += bill.over_cap_minutes
-        doc.visits += len({ln.visit_ref for ln in bill.billed if ln.billable_minutes})
+        doc.visits += bill.visits
+        for line in bill.lines:
+            self.add(group, DocLine.from_rule_line(line, self.period))
 
 
 class _DatabaseSink:
@@ -265,17 +267,27 @@ class _DatabaseSink:
         self.ids: dict[str, int] = {}
         self.totals: dict[int, _Totals] = defaultdict(_Totals)
         self.buffer: list[tuple[Any, ...]] = []
-        self.write_utc = rawio.utc_writer(session.connection().dialect.name)
+        conn = session.connection()
+        dialect = conn.dialect.name
+        self.write_utc = rawio.utc_writer(dialect)
+        day = rawio.date_writer(dialect)
+        self.period_text = day(period.start)
+        # Every header of the run has these in common; one raw INSERT … RETURNING per invoice.
+        self.header = dict(run_id=run.id, period_start=self.period_text, period_end=day(period.last_day),
+                           issue_date=day(issue), due_date=day(due), issued_at=self.write_utc(run.issued_at),
+                           cap_minutes=0, billed_minutes=0, over_cap_minutes=0, visits=0, total_pence=0)
+        table = Invoice.__table__
+        names = (*self.header, "bill_to", "bill_to_email", "group_key", "funder", "purchase_order", "resident_id")
+        self.insert_header = rawio.Query(conn, insert(table).values({n: bindparam(n, None) for n in names})
+                                         .returning(table.c.id))
 
     def _invoice_id(self, g: Group) -> int:
         iid = self.ids.get(g.key)
         if iid is None:
             address, email = self.bill_to(g.funder, g.resident_id)
-            iid = self.s.execute(insert(Invoice).values(bill_to=address, bill_to_email=email,
-                run_id=self.run.id, group_key=g.key, period_start=self.period.start, period_end=self.period.last_day,
-                funder=g.funder, purchase_order=g.purchase_order, resident_id=g.resident_id, issue_date=self.issue,
-                due_date=self.due, issued_at=self.run.issued_at, cap_minutes=0, billed_minutes=0,
-                over_cap_minutes=0, visits=0, total_pence=0).returning(Invoice.id)).scalar_one()
+            iid = self.insert_header.first(**self.header, bill_to=address, bill_to_email=email, group_key=g.key,
+                                           funder=g.funder, purchase_order=g.purchase_order,
+                                           resident_id=g.resident_id)[0]
             self.ids[g.key] = iid
         return iid
 
@@ -298,11 +310,29 @@ class _DatabaseSink:
         if len(self.buffer) >= 5000:
             self.flush()
 
-    def add_bill_totals(self, group: Group, bill: PackageBill) -> None:
-        t = self.totals[self._invoice_id(group)]
+    def add_bill(self, group: Group, bill: PackageBill) -> None:
+        """A bill's lines straight from its tuples: no ``Line`` or ``DocLine`` objects, no ``Decimal``."""
+        iid = self._invoice_id(group)
+        t = self.totals[iid]
         t.cap += bill.cap_minutes
         t.over += bill.over_cap_minutes
-        t.visits += len({ln.visit_ref for ln in bill.billed if ln.billable_minutes})
+        t.visits += bill.visits
+        p = bill.package
+        pid, ref, sps, w = p.package_id, p.resident_reference, self.period_text, self.write_utc
+        append = self.buffer.append
+        for kind, row, method, minutes, over, rate_kind, rate, amount, reason in bill.raw_lines:
+            if kind == "billed":  # the one ledger kind a bill has (LineKind.LEDGER)
+                t.pence += amount
+                t.billed += minutes
+                if minutes or amount:
+                    t.charged += 1
+            stored = row.stored
+            if stored is None:
+                stored = (w(row.planned_start), w(row.planned_end), w(row.arrival_at), w(row.departure_at))
+            append((iid, kind, row.attendance_id, pid, sps, ref, row.visit_ref, row.worker_number, *stored, method,
+                    minutes, over, rate_kind, rate, amount, reason))
+        if len(self.buffer) >= 5000:
+            self.flush()
 
     def flush(self) -> None:
         if self.buffer:
@@ -379,10 +409,7 @@ def _is_closed(closed: set[str], funder: str) -> bool:
 def _run(session: Session, config: BillingConfig, fp: FunderPeriod, sink: _Sink, unassigned: Unassigned,
          now: dt.datetime) -> None:
     for bill in period_bills(session, config, fp, unassigned):
-        group = group_of(bill, config)
-        sink.add_bill_totals(group, bill)
-        for line in bill.lines:
-            sink.add(group, DocLine.from_rule_line(line, fp.period))
+        sink.add_bill(group_of(bill, config), bill)
     for group, line in corrections(session, config, fp, now):
         sink.add(group, line)
 
@@ -707,7 +734,9 @@ def stored_csv_rows(factory: sessionmaker[Session], settings: Settings, period_s
     """The CSV rows of a period's issued invoices, streamed from the database in one pass.
 
     Raw rows (:mod:`billing.rawio`): no ORM objects, times formatted through a per-hour
-    cache, pence printed exactly; memory holds one fetch of rows at a time.
+    cache without parsing, pence printed exactly; memory holds one fetch of rows at a time.
+    The invoice headers are read first (a few thousand), then each invoice's lines by the
+    ``(invoice_id, id)`` index, so the database never sorts the whole period's lines.
     """
     config = BillingConfig.from_settings(settings)
     lines = InvoiceLine.__table__.c
@@ -715,20 +744,19 @@ def stored_csv_rows(factory: sessionmaker[Session], settings: Settings, period_s
     with factory() as session:
         names = [funder] if funder else funders(session)
         conn = session.connection()
-        read = rawio.utc_reader(conn.dialect.name)
-        local = rawio.LocalMinutes(config.tz)
-        stmt = (select(inv.number, inv.funder, inv.purchase_order, lines.resident_reference, lines.visit_ref,
-                       lines.worker_number, lines.arrival_at, lines.departure_at, lines.method,
-                       lines.billable_minutes, lines.rate_pence, lines.amount_pence)
-                .select_from(InvoiceLine.__table__.join(Invoice.__table__, lines.invoice_id == inv.id))
-                .where(inv.period_start == period_start, inv.funder.in_(names),
-                       lines.kind.in_(LineKind.LEDGER), (lines.billable_minutes != 0) | (lines.amount_pence != 0))
-                .order_by(inv.number, lines.id))
-        numbers: dict[int, str] = {}
-        for (number, f, po, ref, visit, worker, arrival, departure, method, minutes, rate,
-             amount) in rawio.stream(conn, stmt):
-            label = numbers.get(number)
-            if label is None:
-                label = numbers[number] = config.invoice_number(number)
-            yield [label, f, po, ref, visit, worker, local(read(arrival)), local(read(departure)), method,
-                   str(minutes), rawio.pence_text(rate), rawio.pence_text(amount)]
+        local = rawio.LocalClock(config.tz).stored_minutes(conn.dialect.name)
+        pence = rawio.pence_text
+        headers = session.execute(
+            select(inv.id, inv.number, inv.funder, inv.purchase_order)
+            .where(inv.period_start == period_start, inv.funder.in_(names)).order_by(inv.number)).all()
+        query = rawio.Query(conn, select(
+            lines.resident_reference, lines.visit_ref, lines.worker_number, lines.arrival_at, lines.departure_at,
+            lines.method, lines.billable_minutes, lines.rate_pence, lines.amount_pence)
+            .where(lines.invoice_id == bindparam("iid", 0), lines.kind.in_(LineKind.LEDGER),
+                   (lines.billable_minutes != 0) | (lines.amount_pence != 0))
+            .order_by(lines.id))
+        for iid, number, f, po in headers:
+            label = config.invoice_number(number)
+            for ref, visit, worker, arrival, departure, method, minutes, rate, amount in query.rows(iid=iid):
+                yield [label, f, po, ref, visit, worker, local(arrival), local(departure), method, str(minutes),
+                       pence(rate), pence(amount)]

@@ -27,14 +27,17 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from billing.rules import PENNY, _holidays
+from billing.rules import PENNY, RATE_KINDS, day_class, local_clock
 from carecall.config import ConfigError, Settings, register_table
 
 LONDON_LIVING_WAGE_2025_26 = Decimal("13.85")  # £ an hour, Living Wage Foundation, announced Oct 2025
 PERIODS = {"weekly": 7, "fortnightly": 14, "4-weekly": 28}
 _MINUTE_US = 60_000_000
+_US = dt.timedelta(microseconds=1)
+_NO_MILES = Decimal("0")
 
 
 @register_table("pay")
@@ -153,9 +156,8 @@ class Source:
     CORRECTED = "corrected"  # an end phoned in, then its time changed by the office
 
 
-@dataclasses.dataclass(frozen=True)
-class PayVisit:
-    """One attendance of the worker, as pay needs it."""
+class PayVisit(NamedTuple):
+    """One attendance of the worker, as pay needs it (a named tuple: the payroll run makes one per attendance)."""
 
     attendance_id: int
     visit_ref: str
@@ -167,6 +169,8 @@ class PayVisit:
 
 def source_of(arrival_method: str | None, departure_method: str | None, arrival_called: bool,
               departure_called: bool) -> str:
+    if arrival_method != "manual" and departure_method != "manual":
+        return Source.PHONE  # nearly every attendance: no list, no generator
     ends = [(arrival_method, arrival_called), (departure_method, departure_called)]
     if any(m == "manual" and called for m, called in ends):
         return Source.CORRECTED
@@ -175,8 +179,7 @@ def source_of(arrival_method: str | None, departure_method: str | None, arrival_
     return Source.PHONE
 
 
-@dataclasses.dataclass(frozen=True)
-class PayLine:
+class PayLine(NamedTuple):
     """A stretch of paid (or unpaid-break) time: contact, travel, waiting, or break."""
 
     kind: str  # contact | travel | waiting | break
@@ -187,35 +190,39 @@ class PayLine:
     visit_ref: str = ""
     resident_reference: str = ""
     source: str = ""
-    miles: Decimal = Decimal("0")
+    miles: Decimal = _NO_MILES
+
+
+_new = tuple.__new__  # a named tuple from a full tuple of values, without its Python-level __new__
 
 
 def minutes_between(start: dt.datetime, end: dt.datetime) -> int:
     """Whole minutes of true elapsed time, half a minute rounding up."""
-    micros = (end - start) // dt.timedelta(microseconds=1)
+    micros = (end - start) // _US
     return (micros + _MINUTE_US // 2) // _MINUTE_US
 
 
 def contact_rate_kind(day: dt.date, config: PayConfig) -> str:
-    if day in _holidays(day.year, config.holiday_subdiv):
-        return "bank holiday"
-    return "weekend" if day.weekday() >= 5 else "hourly"
+    """Bank holiday, then weekend, then hourly, by the local date of arrival (as billing: rules.day_class)."""
+    return RATE_KINDS[day_class(day, config.holiday_subdiv)]
 
 
 def worker_lines(visits: Iterable[PayVisit], config: PayConfig, tz: ZoneInfo,
                  distances: Mapping[frozenset[str], Decimal] | None = None) -> Iterator[PayLine]:
     """Contact, travel, waiting and break lines for one worker's visits, given in arrival order."""
+    day_of = local_clock(tz).day
     prev: PayVisit | None = None
+    prev_day: dt.date | None = None  # the local date of prev's arrival
     for v in visits:
-        day = v.arrival_at.astimezone(tz).date()
-        if prev is not None and prev.arrival_at.astimezone(tz).date() == day and v.arrival_at > prev.departure_at:
+        day = day_of(v.arrival_at)
+        if prev is not None and prev_day == day and v.arrival_at > prev.departure_at:
             gap = minutes_between(prev.departure_at, v.arrival_at)
             if gap > config.break_minutes:
                 yield PayLine("break", prev.departure_at, v.arrival_at, gap, "break")
             elif gap > 0:
                 same_home = prev.resident_reference == v.resident_reference
                 travel = 0 if same_home else min(gap, config.max_travel_minutes)
-                miles = Decimal("0")
+                miles = _NO_MILES
                 if travel and distances:
                     miles = distances.get(frozenset((prev.resident_reference, v.resident_reference)), Decimal("0"))
                 if travel:
@@ -224,10 +231,10 @@ def worker_lines(visits: Iterable[PayVisit], config: PayConfig, tz: ZoneInfo,
                 if gap - travel:
                     yield PayLine("waiting", prev.departure_at, v.arrival_at, gap - travel, "waiting",
                                   resident_reference=v.resident_reference)
-        yield PayLine("contact", v.arrival_at, v.departure_at, minutes_between(v.arrival_at, v.departure_at),
-                      contact_rate_kind(day, config), v.visit_ref, v.resident_reference, v.source)
-        if prev is None or v.departure_at > prev.departure_at or day != prev.arrival_at.astimezone(tz).date():
-            prev = v
+        yield _new(PayLine, ("contact", v.arrival_at, v.departure_at, minutes_between(v.arrival_at, v.departure_at),
+                             contact_rate_kind(day, config), v.visit_ref, v.resident_reference, v.source, _NO_MILES))
+        if prev is None or v.departure_at > prev.departure_at or day != prev_day:
+            prev, prev_day = v, day
 
 
 # --- a worker's period: totals and the minimum-rate check -------------------------------------

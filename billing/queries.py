@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session
 
 from billing import rawio
 from billing.models import ExtraMinutesApproval
-from billing.rules import AttendanceRow, BillingConfig, FunderRules, PackageBill, PackageInfo, Period, bill_package
+from billing.rules import (
+    AttendanceRow,
+    BillingConfig,
+    FunderRules,
+    PackageBill,
+    PackageInfo,
+    Period,
+    bill_package,
+    local_clock,
+)
 from ivr.models import Attendance, CarePackage, Resident, Visit, Worker
 
 BATCH = 100
@@ -82,9 +91,11 @@ def attendances_for(session: Session, resident_ids: Iterable[int], period: Perio
             .join(Worker, Attendance.worker_id == Worker.id)
             .where(Visit.resident_id.in_(list(resident_ids)), Visit.planned_start >= write(period.start_utc),
                    Visit.planned_start < write(period.end_utc)))
+    new, row = tuple.__new__, AttendanceRow  # tuple.__new__: no Python-level __new__ per row
     for (aid, ref, rid, number, ps, pe, arr, arr_m, arr_e, dep, dep_m, dep_e, arr_u, dep_u) in rawio.stream(conn, stmt):
-        yield AttendanceRow(aid, ref, rid, number, read(ps), read(pe), read(arr), arr_m, read(arr_e), read(dep),
-                            dep_m, read(dep_e), bool(arr_u), bool(dep_u))
+        yield new(row, (aid, ref, rid, number, read(ps), read(pe), read(arr), arr_m,
+                        None if arr_e is None else read(arr_e), read(dep), dep_m,
+                        None if dep_e is None else read(dep_e), bool(arr_u), bool(dep_u), (ps, pe, arr, dep)))
 
 
 def approved_minutes(session: Session, package_ids: Iterable[int], period: Period) -> dict[int, int]:
@@ -109,9 +120,20 @@ def package_bills(session: Session, config: BillingConfig, fp: FunderPeriod, res
     its visit's local date (the newest, if two overlap)."""
     packages = packages_for(session, resident_ids, fp.period)
     per_package: dict[int, list[AttendanceRow]] = defaultdict(list)
-    for row in attendances_for(session, resident_ids, fp.period):
-        day = row.planned_start.astimezone(config.tz).date()
-        match = next((p for p in packages.get(row.resident_id, ()) if p.active_on(day)), None)
+    day_of = local_clock(config.tz).day
+    period = fp.period
+    # A resident whose one package runs the whole period needs no date per visit: every
+    # visit read (planned start inside the period) is that package's.
+    whole = {rid: ps[0] for rid, ps in packages.items() if len(ps) == 1 and ps[0].start_date <= period.start
+             and (ps[0].end_date is None or ps[0].end_date >= period.last_day)}
+    for row in attendances_for(session, resident_ids, period):
+        match = whole.get(row.resident_id)
+        if match is None:
+            day = day_of(row.planned_start)
+            for p in packages.get(row.resident_id, ()):
+                if p.active_on(day):
+                    match = p
+                    break
         if match is None:
             if unassigned is not None:
                 unassigned.attendance_ids.add(row.attendance_id)

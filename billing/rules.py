@@ -2,7 +2,10 @@
 
 These are pure functions of plain values (no database), so each rule can be read and
 tested on its own and the invoice run, the adjustment check and the timesheet all apply
-exactly the same arithmetic. Money is ``Decimal`` throughout; minutes are ``int``.
+exactly the same arithmetic. Minutes are ``int``; money is whole pence (``int``) inside the
+invoice run — a 350,000-attendance period is one loop over plain tuples — and ``Decimal``
+at the edges (a :class:`Line`, an invoice total, the printed figures): ``to_pence`` /
+``from_pence`` convert exactly, since every rate is stored to the penny.
 
 Configuration is the ``[billing]`` table, with per-funder overrides in
 ``[billing.funders."Name"]``::
@@ -20,20 +23,22 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import holidays
 
 from billing.provider import Provider
+from billing.rawio import LocalClock
 from carecall.config import ConfigError, Settings, register_table
 from ivr.models import Method
 
 PENNY = Decimal("0.01")
 ROUNDINGS = ("minute", "nearest", "planned")
 _MINUTE_US = 60_000_000
+_US = dt.timedelta(microseconds=1)
 
 
 # --- configuration -----------------------------------------------------------------
@@ -202,11 +207,11 @@ def _round_half_up(micros: int, unit_minutes: int) -> int:
 def billable_minutes(arrival: dt.datetime, departure: dt.datetime, planned_start: dt.datetime,
                      planned_end: dt.datetime, rules: FunderRules) -> int:
     """Departure − arrival (true elapsed time, so DST never adds or loses an hour), rounded by the funder's policy."""
-    micros = (departure - arrival) // dt.timedelta(microseconds=1)
+    micros = (departure - arrival) // _US
     if rules.rounding == "nearest":
         return _round_half_up(micros, rules.rounding_minutes)
     if rules.rounding == "planned":
-        planned = (planned_end - planned_start) // dt.timedelta(microseconds=1)
+        planned = (planned_end - planned_start) // _US
         if abs(micros - planned) <= rules.planned_tolerance_minutes * _MINUTE_US:
             return _round_half_up(planned, 1)
     return _round_half_up(micros, 1)
@@ -217,18 +222,34 @@ def _holidays(year: int, subdiv: str) -> holidays.HolidayBase:
     return holidays.country_holidays("GB", subdiv=subdiv, years=year)
 
 
+RATE_KINDS = ("hourly", "weekend", "bank holiday")  # indexed by day_class
+
+
+@functools.lru_cache(maxsize=4096)
+def day_class(day: dt.date, subdiv: str) -> int:
+    """0 hourly, 1 weekend, 2 bank holiday (bank holiday first, then weekend) for a local date.
+
+    Cached per date: the invoice run asks once per attendance, the answer changes once a day.
+    """
+    if day in _holidays(day.year, subdiv):
+        return 2
+    return 1 if day.weekday() >= 5 else 0
+
+
 def rate_for(day: dt.date, hourly: Decimal, weekend: Decimal, bank_holiday: Decimal,
              rules: FunderRules) -> tuple[str, Decimal]:
     """Bank-holiday rate first, then weekend, then hourly, by the local date of arrival."""
-    if day in _holidays(day.year, rules.holiday_subdiv):
-        return "bank holiday", bank_holiday
-    if day.weekday() >= 5:
-        return "weekend", weekend
-    return "hourly", hourly
+    k = day_class(day, rules.holiday_subdiv)
+    return RATE_KINDS[k], (hourly, weekend, bank_holiday)[k]
+
+
+def line_pence(minutes: int, rate_pence: int) -> int:
+    """minutes × rate an hour, in whole pence, half a penny rounding up (exact integer arithmetic)."""
+    return (2 * minutes * rate_pence + 60) // 120 if minutes >= 0 else -((-2 * minutes * rate_pence + 60) // 120)
 
 
 def line_amount(minutes: int, rate: Decimal) -> Decimal:
-    return (Decimal(minutes) * rate / 60).quantize(PENNY, rounding=ROUND_HALF_UP)
+    return from_pence(line_pence(minutes, to_pence(rate)))
 
 
 def to_pence(amount: Decimal) -> int:
@@ -263,9 +284,13 @@ def late_manual_entry(method: str | None, entered_at: dt.datetime | None, planne
 # --- one package's period -------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class AttendanceRow:
-    """What billing needs to know about one attendance (already linked to a visit)."""
+class AttendanceRow(NamedTuple):
+    """What billing needs to know about one attendance (already linked to a visit).
+
+    A named tuple, not a dataclass: the invoice run builds one per attendance. ``stored``
+    is the driver's own values of planned start/end, arrival and departure when the row
+    was read from the database, so the run writes them back into its lines unconverted.
+    """
 
     attendance_id: int
     visit_ref: str
@@ -281,6 +306,7 @@ class AttendanceRow:
     departure_entered_at: dt.datetime | None
     arrival_unanswered: bool = False
     departure_unanswered: bool = False
+    stored: tuple[Any, Any, Any, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,31 +354,58 @@ class Line:
         return (self.billable_minutes, self.amount, self.rate, self.arrival_at, self.departure_at, self.method)
 
 
+class RawLine(NamedTuple):
+    """A :class:`Line` as the invoice run carries it: the attendance row itself, whole pence."""
+
+    kind: str
+    row: AttendanceRow
+    method: str
+    billable_minutes: int = 0
+    over_cap_minutes: int = 0
+    rate_kind: str = ""
+    rate_pence: int = 0
+    amount_pence: int = 0
+    reason: str = ""
+
+
 @dataclasses.dataclass
 class PackageBill:
+    """One package's period: the cap, the lines in time order, and the totals the invoice header needs."""
+
     package: PackageInfo
     period: Period
     cap_minutes: int
-    lines: list[Line]
+    raw_lines: list[RawLine]
+    over_cap_minutes: int = 0
+    visits: int = 0  # distinct visits with billed minutes
+
+    @functools.cached_property
+    def lines(self) -> list[Line]:
+        """The lines as :class:`Line` objects (``Decimal`` money), built only when asked for."""
+        p = self.package
+        return [Line(r.kind, r.row.attendance_id, p.package_id, p.resident_reference, r.row.visit_ref,
+                     r.row.worker_number, r.row.planned_start, r.row.planned_end, r.row.arrival_at,
+                     r.row.departure_at, r.method, r.billable_minutes, r.over_cap_minutes, r.rate_kind,
+                     from_pence(r.rate_pence), from_pence(r.amount_pence), r.reason) for r in self.raw_lines]
 
     @property
     def billed(self) -> list[Line]:
         return [ln for ln in self.lines if ln.kind == "billed"]
 
-    @property
-    def over_cap_minutes(self) -> int:
-        return sum(ln.over_cap_minutes for ln in self.lines)
-
 
 # Logged by phone, but an end came from an unanswered call (the worker's own number rung, no
 # PIN: docs/telephony.md). Billed like "phone"; printed so the funder sees the weaker proof.
 UNANSWERED_METHOD = "noanswer"
+_PHONE, _MANUAL = str(Method.PHONE), str(Method.MANUAL)
 
 
 def method_of(row: AttendanceRow) -> str:
     """An attendance is electronically logged only if both ends were (spec 10.6): "phone", or
     "device"/"tag" for an end logged without the landline; phone with an unanswered-mode end
     is :data:`UNANSWERED_METHOD`; any manual end makes it "manual"."""
+    if (row.arrival_method == _PHONE and row.departure_method == _PHONE and not row.arrival_unanswered
+            and not row.departure_unanswered):
+        return _PHONE  # nearly every attendance: answered without building a set
     if Method.MANUAL in (row.arrival_method, row.departure_method):
         return Method.MANUAL
     if row.arrival_unanswered or row.departure_unanswered:
@@ -362,44 +415,67 @@ def method_of(row: AttendanceRow) -> str:
     return "+".join(others) if others else Method.PHONE
 
 
+_new = tuple.__new__  # a named tuple from a full tuple of values, without its Python-level __new__
+
+
+def _order(row: AttendanceRow) -> tuple[dt.datetime, int]:
+    return (row.arrival_at or row.planned_start, row.attendance_id)
+
+
+@functools.lru_cache(maxsize=16)
+def local_clock(tz: ZoneInfo) -> LocalClock:
+    """One per-hour cache per zone for the whole process (it holds a few entries per hour of data)."""
+    return LocalClock(tz)
+
+
 def bill_package(package: PackageInfo, period: Period, rows: Iterable[AttendanceRow], rules: FunderRules,
                  tz: ZoneInfo, approved_minutes: int = 0) -> PackageBill:
-    """Bill one package's attendances for one period, in time order, up to its cap (spec 11.2-11.3)."""
+    """Bill one package's attendances for one period, in time order, up to its cap (spec 11.2-11.3).
+
+    The one loop every invoice, preview and correction goes through: plain tuples in,
+    whole pence out, the rate class of each local date and the local date of each UTC
+    hour cached, the cap a running integer.
+    """
     cap = cap_minutes(package.weekly_hours, active_days(package.start_date, package.end_date, period),
                       approved_minutes)
-    ordered: Sequence[AttendanceRow] = sorted(
-        rows, key=lambda r: (r.arrival_at or r.planned_start, r.attendance_id))
-    used = 0
-    lines: list[Line] = []
-    for row in ordered:
-        base = dict(attendance_id=row.attendance_id, package_id=package.package_id,
-                    resident_reference=package.resident_reference, visit_ref=row.visit_ref,
-                    worker_number=row.worker_number, planned_start=row.planned_start,
-                    planned_end=row.planned_end, arrival_at=row.arrival_at, departure_at=row.departure_at,
-                    method=method_of(row))
-        if row.arrival_at is None or row.departure_at is None:
-            missing = "arrival" if row.arrival_at is None else "departure"
-            if row.arrival_at is None and row.departure_at is None:
+    rates = (to_pence(package.hourly_rate), to_pence(package.weekend_rate), to_pence(package.bank_holiday_rate))
+    day_of, subdiv = local_clock(tz).day, rules.holiday_subdiv
+    used = over_total = 0
+    visits: set[str] = set()
+    lines: list[RawLine] = []
+    append = lines.append
+    for row in sorted(rows, key=_order):
+        method = method_of(row)
+        arrival, departure = row.arrival_at, row.departure_at
+        if arrival is None or departure is None:
+            missing = "arrival" if arrival is None else "departure"
+            if arrival is None and departure is None:
                 missing = "arrival and departure"
-            lines.append(Line(kind="exception", reason=f"no {missing} recorded", **base))
+            append(RawLine("exception", row, method, reason=f"no {missing} recorded"))
             continue
-        reasons = [r for r in (
-            late_manual_entry(row.arrival_method, row.arrival_entered_at, row.planned_end, rules, "arrival"),
-            late_manual_entry(row.departure_method, row.departure_entered_at, row.planned_end, rules, "departure"),
-        ) if r]
-        if reasons:
-            lines.append(Line(kind="rejected", reason="; ".join(reasons), **base))
-            continue
-        minutes = billable_minutes(row.arrival_at, row.departure_at, row.planned_start, row.planned_end, rules)
-        billed = min(minutes, max(0, cap - used))
+        if row.arrival_method == _MANUAL or row.departure_method == _MANUAL:
+            reasons = [r for r in (
+                late_manual_entry(row.arrival_method, row.arrival_entered_at, row.planned_end, rules, "arrival"),
+                late_manual_entry(row.departure_method, row.departure_entered_at, row.planned_end, rules,
+                                  "departure"),
+            ) if r]
+            if reasons:
+                append(RawLine("rejected", row, method, reason="; ".join(reasons)))
+                continue
+        minutes = billable_minutes(arrival, departure, row.planned_start, row.planned_end, rules)
+        room = cap - used
+        billed = minutes if minutes <= room else (room if room > 0 else 0)
         used += billed
-        rate_kind, rate = rate_for(row.arrival_at.astimezone(tz).date(), package.hourly_rate,
-                                   package.weekend_rate, package.bank_holiday_rate, rules)
+        k = day_class(day_of(arrival), subdiv)
+        rate = rates[k]
         over = minutes - billed
-        lines.append(Line(kind="billed", billable_minutes=billed, over_cap_minutes=over, rate_kind=rate_kind,
-                          rate=rate, amount=line_amount(billed, rate),
-                          reason="over commissioned hours" if over else "", **base))
-    return PackageBill(package, period, cap, lines)
+        if over:
+            over_total += over
+        if billed:
+            visits.add(row.visit_ref)
+        append(_new(RawLine, ("billed", row, method, billed, over, RATE_KINDS[k], rate, line_pence(billed, rate),
+                              "over commissioned hours" if over else "")))
+    return PackageBill(package, period, cap, lines, over_total, len(visits))
 
 
 # --- the [billing] table, checked once at start -------------------------------------

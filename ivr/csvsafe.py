@@ -21,11 +21,14 @@ from typing import Any, TextIO
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+# First characters that need a closer look (a trigger, or a space before one): any other
+# cell is safe as it is, which settles nearly every cell of a big export in one set lookup.
+_FIRST = frozenset(t[0] for t in TRIGGERS) | {" "}
 
 
 def safe_cell(value: Any) -> Any:
     """``value`` as it may go into a CSV cell: text that a spreadsheet would run is made inert."""
-    if value is None or not isinstance(value, str):
+    if value is None or not isinstance(value, str) or value[:1] not in _FIRST:
         return value
     head = value.lstrip(" ")
     if head.startswith(TRIGGERS) and not _NUMBER.match(head):
@@ -41,7 +44,12 @@ class SafeWriter:
         self._writer = csv.writer(out, **fmtparams)
 
     def writerow(self, row: Iterable[Any]) -> Any:
-        return self._writer.writerow([safe_cell(v) for v in row])
+        first = _FIRST
+        # Fast path: a plain str whose first character cannot start a formula is written as it
+        # is; anything else (a str subclass, a number, None, a risky first character) gets
+        # the full test of safe_cell.
+        cells = [v if v.__class__ is str and v[:1] not in first else safe_cell(v) for v in row]
+        return self._writer.writerow(cells)
 
     def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
         for row in rows:
