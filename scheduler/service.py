@@ -145,9 +145,9 @@ class AlertService(Service):
     def _on_event(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "alert_chain" and payload.get("event") == "chain_due":
             self.wake(float(payload.get("in", 0)))
-        elif kind in ("call", "recorded", "visits"):
-            # A call recorded (arrival, departure, no reply) or visits imported or corrected:
-            # a deadline may be due now (a departure → short visit) or have moved.
+        elif kind in ("recorded", "visits"):
+            # A check-in or no-reply call recorded (FastAGI, the worker phone app), visits imported
+            # or corrected: a deadline may be due now (a departure → short visit) or have moved.
             self.nudge()
 
     def nudge(self) -> None:
@@ -263,13 +263,15 @@ class AlertService(Service):
         started = time.perf_counter()
         with reading(self.runtime.factory) as s:  # no write lock while the rules read and evaluate
             needed, visits_read = pass_would_write(s, now, self.rules)
+            # An alert raised outside a pass (a no-reply call raises its own) waits for its first delivery.
+            undelivered = s.scalar(select(Alert.id).where(Alert.deliveries_planned_at.is_(None)).limit(1))
         res = PassResult(visits_read=visits_read)
         if needed:
             with unit_of_work(self.runtime.factory) as s:
                 res = run_pass(s, now, self.rules)
         escalated: list[dict[str, Any]] = []
-        delivered = full or bool(res.raised)
-        if delivered:  # a rules pass that raised nothing leaves the outbox to the full passes
+        delivered = full or bool(res.raised) or undelivered is not None
+        if delivered:  # a rules pass with no new alert leaves the outbox to the full passes
             with unit_of_work(self.runtime.factory) as s:
                 delivery.plan_deliveries(s, now, self.cfg)
                 escalated = delivery.escalate(s, now, self.cfg)

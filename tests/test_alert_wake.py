@@ -178,3 +178,32 @@ def test_a_departure_recorded_by_a_real_call_raises_the_short_visit_alert_within
     with call_world() as s:
         (alert,) = s.scalars(select(Alert).where(Alert.kind == "short_visit"))
     assert alert.due_at == T0 + dt.timedelta(minutes=7)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_no_reply_call_raises_its_alert_and_its_first_e_mail_is_sent_within_1_5_s(settings, call_world):
+    """The call raises the alert itself (same transaction); the pass it wakes starts the delivery."""
+    add_visits(settings, call_world, ("V1", "R001", T0, 30, "1001"))
+    server = start_server(settings, T0 - dt.timedelta(minutes=20))
+    recorded: list[float] = []
+    server.runtime.events.subscribe(lambda kind, p: recorded.append(time.monotonic()) if kind == "recorded" else None)
+    mailed: list[float] = []
+    with SmtpServer() as smtp:
+        cfg = DeliveryConfig(office_email="office@care.test", smtp_port=smtp.port)
+        service = AlertService(server.runtime, interval=60, rules=Rules(), cfg=cfg, clock=lambda: server.clock.now)
+        try:
+            service.startService()
+            result = yield server.call(script="noreply", callerid="07911 123001", digits=["1001", "1234"])
+            assert result.completed
+            give_up = time.monotonic() + 20
+            while not smtp.messages and time.monotonic() < give_up:
+                yield task.deferLater(reactor, 0.02, lambda: None)
+            if smtp.messages:
+                mailed.append(time.monotonic())
+        finally:
+            yield service.stopService()
+            yield server.stop()
+        messages = list(smtp.messages)
+    assert len(recorded) == 1 and len(messages) == 1
+    assert messages[0]["Subject"].startswith("No reply alert")
+    assert mailed[0] - recorded[0] < LIMIT
