@@ -77,21 +77,6 @@ def populate(url: str, visits: int, due: int, run_seconds: float, now: dt.dateti
                 links.append({"visit_id": vid, "worker_id": rng.choice(wids), "position": 1})
             conn.execute(insert(Visit), rows)
             conn.execute(insert(VisitWorker), links)
-    # Planted: late deadlines (start + 30 min) spread over the run, from 5 s after the
-    # bulk insert (which takes about a minute at 1M rows) so none is a catch-up.
-    now = utcnow()
-    with engine.begin() as conn:
-        rows, links = [], []
-        for i in range(due):
-            vid += 1
-            deadline = now + dt.timedelta(seconds=5 + (run_seconds - 20) * i / max(1, due - 1))
-            s = deadline - dt.timedelta(minutes=30)
-            rows.append({"id": vid, "visit_ref": f"D{vid}", "resident_id": rng.choice(rids), "planned_start": s,
-                         "planned_end": s + dt.timedelta(hours=2), "workers_required": 1, "time_critical": False,
-                         "status": "scheduled", "cancel_reason": "", "updated_at": now})
-            links.append({"visit_id": vid, "worker_id": rng.choice(wids), "position": 1})
-        conn.execute(insert(Visit), rows)
-        conn.execute(insert(VisitWorker), links)
     # The steady state of a server that has been running all along: the look-back window's
     # alerts (≈2,700 late/missed of the last 12 h) are already stored and delivered, so the
     # measured alerts are not queued behind a catch-up's outbox. Every pass still reads
@@ -99,6 +84,21 @@ def populate(url: str, visits: int, due: int, run_seconds: float, now: dt.dateti
     with Session(engine) as s, s.begin():
         early = run_pass(s, now, Rules())
         s.execute(update(Alert).values(deliveries_planned_at=now))
+    # Planted: late deadlines (start + 30 min) spread over the run, from 15 s after the
+    # bulk insert (1–4 min at 1M rows) and the service's start, so none is a catch-up.
+    now = utcnow()
+    with engine.begin() as conn:
+        rows, links = [], []
+        for i in range(due):
+            vid += 1
+            deadline = now + dt.timedelta(seconds=15 + (run_seconds - 30) * i / max(1, due - 1))
+            s = deadline - dt.timedelta(minutes=30)
+            rows.append({"id": vid, "visit_ref": f"D{vid}", "resident_id": rng.choice(rids), "planned_start": s,
+                         "planned_end": s + dt.timedelta(hours=2), "workers_required": 1, "time_critical": False,
+                         "status": "scheduled", "cancel_reason": "", "updated_at": now})
+            links.append({"visit_id": vid, "worker_id": rng.choice(wids), "position": 1})
+        conn.execute(insert(Visit), rows)
+        conn.execute(insert(VisitWorker), links)
     engine.dispose()
     print(f"inserted {visits:,} visits in {time.perf_counter() - t0:.1f} s; "
           f"{len(early.raised):,} alerts of the last {Rules().lookback_hours:g} h stored beforehand")
