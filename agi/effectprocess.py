@@ -55,6 +55,8 @@ class EffectProcess(ProcessProtocol):
         self._next_id = 0
         self._restart: Any = None
         self._ended: list[Deferred[None]] = []
+        self.ready = False  # the worker has opened its store and said so (its first frame)
+        self._ready_waiters: list[Deferred[None]] = []
 
     @property
     def busy(self) -> int:
@@ -65,6 +67,7 @@ class EffectProcess(ProcessProtocol):
         if self.running or self.stopping:
             return
         self._buffer.clear()
+        self.ready = False
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = dict(os.environ, PYTHONPATH=path)
         self.reactor.spawnProcess(self, sys.executable, [sys.executable, "-m", "agi.effectworker"], env=env,
@@ -72,6 +75,14 @@ class EffectProcess(ProcessProtocol):
         self.running = True
         self.started += 1
         self.transport.write(frame(self.settings))  # type: ignore[union-attr]
+
+    def when_ready(self) -> Deferred[None]:
+        """Fires once the worker has imported its code and built its store (1-3 s after a start)."""
+        if self.ready:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._ready_waiters.append(d)
+        return d
 
     def run_batch(self, effects: Sequence[Any]) -> Deferred[list[Outcome]]:
         if not self.running or self.stopping:
@@ -98,6 +109,11 @@ class EffectProcess(ProcessProtocol):
             batch_id, outcomes = pickle.loads(bytes(buf[HEADER.size : HEADER.size + size]))  # our own child
             del buf[: HEADER.size + size]
             if batch_id == "ready":
+                self.ready = True
+                waiters, self._ready_waiters = self._ready_waiters, []
+                for waiter in waiters:
+                    if not waiter.called:  # a waiter that gave up (timed out) was cancelled
+                        waiter.callback(None)
                 continue
             d = self.pending.pop(batch_id, None)
             if d is not None:
@@ -113,6 +129,7 @@ class EffectProcess(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         self.running = False
+        self.ready = False
         pending, self.pending = self.pending, {}
         for d in pending.values():
             d.errback(Failure(EffectProcessGone(f"{self.name} exited while running a batch")))
@@ -156,6 +173,11 @@ class EffectProcessPool(Service):
         if not alive:
             return fail(EffectProcessGone("no effect worker is running"))
         return min(alive, key=lambda p: p.busy).run_batch(effects)
+
+    def when_ready(self) -> Deferred[None]:
+        """Fires once every worker is ready for its first batch."""
+        d = DeferredList([p.when_ready() for p in self.processes], consumeErrors=True)
+        return d.addCallback(lambda _: None)
 
     def startService(self) -> None:
         super().startService()

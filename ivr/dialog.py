@@ -308,34 +308,38 @@ def script_name(env: Mapping[str, str]) -> str | None:
 _Gen = Generator[Action, Any, Finished]
 
 
-class Dialog:
-    """One call's conversation. Feed it; it tells you what to do next.
+class DialogDriver:
+    """The driving surface every dialog shares: check-in, alert call, notice, survey.
 
-    ``start(env)`` → first action. After a :class:`Command`, call ``send(reply)`` with
-    the codec's reply event; after an effect, ``send(result)`` with its result.
-    ``hangup(reason)`` when the caller is gone (HANGUP line, closed socket, time
-    limit): it returns the next action, or ``None`` when an effect is in flight (the
-    hang-up is taken into account as soon as that effect's result is sent).
+    The FastAGI server (and the pyst2 process script, and the tests) know only this:
+    ``start(env)``, ``send(value)``, ``hangup(reason)``, ``shut_down(reason)``,
+    ``fail(reason)``, ``effect_failed(reason)``, ``pending``, ``finished``. A dialog
+    subclass writes its flow as the generator ``_run(env)``; how a caller's hang-up, a
+    server shutdown or a refused command reaches that generator is decided here, once.
     """
 
-    def __init__(self, config: DialogConfig, clock: Callable[[], float]) -> None:
-        self.config = config
-        self._clock = clock
-        self.stage = Stage.CONNECTED
-        self.pending: Action | None = None
+    hangup_outcome: str = CallOutcome.HANGUP
+    cut_outcome: str = CallOutcome.CUT
+    error_outcome: str = CallOutcome.ERROR
+    # What a shutdown throws into the flow at its next command. The check-in catches
+    # ServerShutdown (apologise, record a cut call); a flow without that handler gets a
+    # DialogError, so it records its own error and hangs up like any broken call.
+    shutdown_error: type[Exception] = ServerShutdown
+
+    def __init__(self) -> None:
+        self.stage: str = Stage.CONNECTED
+        self.pending: Any = None
         self.uniqueid: str | None = None
         self.caller_e164: str | None = None
-        self.script: str | None = None
-        self.recorded = False
         self.recorded_outcome: str | None = None
-        self.record: Mapping[str, Any] | None = None
         self._gone: str | None = None
         self._cut: str | None = None  # shut_down(): applied at the next command
         self._cutting = False
-        self._gen: _Gen | None = None
-        self._call: CallInfo | None = None
+        self._gen: Generator[Any, Any, Finished] | None = None
 
-    # ------------------------------------------------------------ driving
+    def _run(self, env: Mapping[str, str]) -> Generator[Any, Any, Finished]:  # pragma: no cover - each has its own
+        raise NotImplementedError
+
 
     @property
     def finished(self) -> bool:
@@ -360,7 +364,7 @@ class Dialog:
         if self.finished:
             return self.pending
         if self._gen is None:
-            self.pending = Finished(CallOutcome.HANGUP, self.stage)
+            self.pending = Finished(self.hangup_outcome, self.stage)
             return self.pending
         if not isinstance(self.pending, Command):
             self._gone = self._gone or reason  # an effect is running: apply when it returns
@@ -378,7 +382,7 @@ class Dialog:
             return None
         self._cut = reason
         if self._gen is None:
-            self.pending = Finished(CallOutcome.CUT, self.stage)
+            self.pending = Finished(self.cut_outcome, self.stage)
             return self.pending
         return None
 
@@ -411,19 +415,14 @@ class Dialog:
                 # Shutting down: this command is never sent; the generator apologises instead.
                 self._cutting = True
                 try:
-                    action = self._gen.throw(ServerShutdown(self._cut))
+                    action = self._gen.throw(self.shutdown_error(self._cut))
                 except StopIteration as stop:
                     action = stop.value
         except (CallerGone, DialogError) as exc:
             # Raised while already handling one (e.g. the error record itself failed).
-            action = Finished(self.recorded_outcome or CallOutcome.ERROR, self.stage, {"error": str(exc)})
+            action = Finished(self.recorded_outcome or self.error_outcome, self.stage, {"error": str(exc)})
         self.pending = action
         return action
-
-    # ------------------------------------------------------------ helpers
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
 
     def _cmd(self, verb: str, *args: str) -> Generator[Action, Any, Result]:
         reply = yield Command(verb, args)
@@ -434,6 +433,32 @@ class Dialog:
         if not isinstance(reply, Result):
             raise DialogError(f"unexpected reply to {verb}: {reply!r}")
         return reply
+
+
+
+class Dialog(DialogDriver):
+    """One call's conversation. Feed it; it tells you what to do next.
+
+    ``start(env)`` → first action. After a :class:`Command`, call ``send(reply)`` with
+    the codec's reply event; after an effect, ``send(result)`` with its result.
+    ``hangup(reason)`` when the caller is gone (HANGUP line, closed socket, time
+    limit): it returns the next action, or ``None`` when an effect is in flight (the
+    hang-up is taken into account as soon as that effect's result is sent).
+    """
+
+    def __init__(self, config: DialogConfig, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.config = config
+        self._clock = clock
+        self.script: str | None = None
+        self.recorded = False
+        self.record: Mapping[str, Any] | None = None
+        self._call: CallInfo | None = None
+
+    # ------------------------------------------------------------ helpers
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
 
     def _get_data(self, prompt: str, maxdigits: int) -> Generator[Action, Any, str]:
         """``a&b``: ``a`` played first, then ``GET DATA b``. A real Asterisk's ``GET DATA`` takes one

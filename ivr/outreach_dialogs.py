@@ -26,8 +26,7 @@ from collections.abc import Callable, Generator, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from agi.codec import DeadChannel, InvalidCommand, Result, UsageError
-from ivr.dialog import Command, Finished, script_name
+from ivr.dialog import CallerGone, DialogDriver, DialogError, Finished, script_name
 
 NOTICE = "notice"
 SURVEY = "survey"
@@ -66,12 +65,9 @@ class RecordSurvey:
     detail: str = ""
 
 
-class _Gone(Exception):
-    pass
-
-
-class _Broken(Exception):
-    pass
+# The shared driving's exceptions, by the names these flows were written with.
+_Gone = CallerGone
+_Broken = DialogError
 
 
 _Gen = Generator[Any, Any, Finished]
@@ -85,91 +81,25 @@ def _id_from(env: Mapping[str, str]) -> int | None:
     return int(text) if text.isdigit() and len(text) < 10 else None
 
 
-class _Outbound:
-    """The driving surface shared with :class:`ivr.dialog.Dialog` (the FastAGI server needs no other)."""
+class _Outbound(DialogDriver):
+    """What the notice and the survey share beyond the driving (:class:`ivr.dialog.DialogDriver`)."""
 
     script = ""
     variable = ""
+    # No apology flow of their own: a shutdown mid-call is recorded as a broken call and hung up.
+    shutdown_error = DialogError
 
     def __init__(self, prompts: OutboundPrompts | None = None, digit_timeout_ms: int = 6000,
                  clock: Callable[[], float] | None = None) -> None:
+        super().__init__()
         self.prompts = prompts or OutboundPrompts()
         self.digit_timeout_ms = digit_timeout_ms
         self.clock = clock
-        self.stage = "connected"
-        self.pending: Any = None
-        self.uniqueid: str | None = None
-        self.caller_e164: str | None = None  # the server's log line masks it; an outbound call has none to show
-        self.record_id: int | None = None
-        self._gen: _Gen | None = None
-        self._gone: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return isinstance(self.pending, Finished)
-
-    @property
-    def awaiting_reply(self) -> bool:
-        return isinstance(self.pending, Command)
-
-    def start(self, env: Mapping[str, str]) -> Any:
-        if self._gen is not None:
-            raise RuntimeError("dialog already started")
-        self._gen = self._run(env)
-        return self._advance(lambda g: next(g))
-
-    def send(self, value: Any) -> Any:
-        if self._gen is None or self.pending is None or self.finished:
-            raise RuntimeError("nothing is waiting for a value")
-        return self._advance(lambda g: g.send(value))
-
-    def hangup(self, reason: str = "hangup") -> Any:
-        if self.finished:
-            return self.pending
-        if self._gen is None:
-            self.pending = Finished("hangup", self.stage)
-            return self.pending
-        if not isinstance(self.pending, Command):
-            self._gone = self._gone or reason
-            return None
-        self._gone = reason
-        return self._advance(lambda g: g.throw(_Gone(reason)))
-
-    def fail(self, reason: str) -> Any:
-        if self.finished:
-            return self.pending
-        return self._advance(lambda g: g.throw(_Broken(reason)))
+        self.record_id: int | None = None  # the server's log line masks caller_e164; an outbound call has none
 
     def effect_failed(self, reason: str) -> Any:
         # The outcome could not be stored: the sender still has the AMI's answer to record.
         return self.fail(f"could not record the outcome: {reason}")
-
-    def _advance(self, step: Callable[[_Gen], Any]) -> Any:
-        assert self._gen is not None
-        try:
-            try:
-                action = step(self._gen)
-            except StopIteration as stop:
-                action = stop.value
-            if self._gone and isinstance(action, Command):
-                try:
-                    action = self._gen.throw(_Gone(self._gone))
-                except StopIteration as stop:
-                    action = stop.value
-        except (_Gone, _Broken) as exc:
-            action = Finished("error", self.stage, {"error": str(exc)})
-        self.pending = action
-        return action
-
-    def _cmd(self, verb: str, *args: str) -> Generator[Any, Any, Result]:
-        reply = yield Command(verb, args)
-        if isinstance(reply, DeadChannel):
-            raise _Gone("511 dead channel")
-        if isinstance(reply, InvalidCommand | UsageError):
-            raise _Broken(f"Asterisk refused {verb}: {reply}")
-        if not isinstance(reply, Result):
-            raise _Broken(f"unexpected reply to {verb}: {reply!r}")
-        return reply
 
     def _play(self, prompt: str) -> Generator[Any, Any, None]:
         reply = yield from self._cmd("STREAM FILE", prompt, "")

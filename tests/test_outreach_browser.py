@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 from sqlalchemy import select
 
 from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Resident, ResidentContact, Visit, Worker
 from outreach.models import Feedback
+from tests.browser import page_at, settled_wait
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.test_alerts_servers import SmtpServer
@@ -84,7 +85,7 @@ def shoot(driver: webdriver.Chrome, world: dict[str, Any], name: str) -> None:
     driver.save_screenshot(str(SHOTS / f"outreach-{name}.png"))
     driver.set_window_size(400, 800)
     try:
-        WebDriverWait(driver, WAIT).until(lambda d: d.execute_script("return window.innerWidth") <= 400)
+        settled_wait(driver, WAIT).until(lambda d: d.execute_script("return window.innerWidth") <= 400)
         driver.save_screenshot(str(SHOTS / f"outreach-{name}-400.png"))
     finally:
         driver.set_window_size(1366, 768)
@@ -102,7 +103,7 @@ def login(driver: webdriver.Chrome, base: str, user: str, password: str = PASSWO
     driver.find_element(By.ID, "username").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-button").click()
-    WebDriverWait(driver, WAIT).until(lambda d: lands in d.current_url)
+    settled_wait(driver, WAIT).until(lambda d: page_at(d, lands))
 
 
 def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedback(world, browser):  # noqa: F811
@@ -110,7 +111,7 @@ def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedbac
     login(browser, base, "manager")
     browser.get(f"{base}/residents/{rid}/outreach")
     browser.find_element(By.CSS_SELECTOR, "button.invite").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "done"))
+    settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "done"))
     assert "Invitation sent." in browser.find_element(By.ID, "done").text
     assert "sent, expires" in browser.find_element(By.ID, "invites").text
     shoot(browser, world, "office-resident")
@@ -121,13 +122,13 @@ def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedbac
 
     browser.delete_all_cookies()
     browser.get(link)
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "join-button"))
+    settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "join-button"))
     shoot(browser, world, "join")
     browser.find_element(By.ID, "username").send_keys("jane.brown")
     browser.find_element(By.ID, "password").send_keys("jane's own password")
     browser.find_element(By.ID, "password2").send_keys("jane's own password")
     browser.find_element(By.ID, "join-button").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.current_url.endswith(f"/family/residents/{rid}"))
+    settled_wait(browser, WAIT).until(lambda d: page_at(d, f"/family/residents/{rid}"))
     week = browser.find_element(By.ID, "week")
     days = week.find_elements(By.CSS_SELECTOR, "section.day")
     assert len(days) == 7
@@ -140,29 +141,29 @@ def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedbac
     shoot(browser, world, "family-week")
 
     browser.find_element(By.LINK_TEXT, "Feedback").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "feedback-form"))
+    settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "feedback-form"))
     browser.find_element(By.ID, "kind-compliment").click()
     browser.find_element(By.ID, "message").send_keys("Thank you for being so patient with Mum on Monday.")
     browser.find_element(By.ID, "send-feedback").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "sent"))
+    settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "sent"))
     assert "Thank you for being so patient" in browser.find_element(By.ID, "my-feedback").text
     shoot(browser, world, "family-feedback")
 
     # The office finds it in the queue and replies; the family sees the reply.
     login(browser, base, "coordinator")
     browser.get(f"{base}/feedback")
-    WebDriverWait(browser, WAIT).until(lambda d: "Thank you for being so patient" in text_of(d, "feedback-queue"))
+    settled_wait(browser, WAIT).until(lambda d: "Thank you for being so patient" in text_of(d, "feedback-queue"))
     shoot(browser, world, "office-queue")
     browser.find_element(By.CSS_SELECTOR, "#feedback-queue td.time a").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "reply-form"))
+    settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "reply-form"))
     Select(browser.find_element(By.ID, "status")).select_by_value("closed")
     browser.find_element(By.ID, "reply").send_keys("Thank you, we have passed this on to Wendy.")
     browser.find_element(By.ID, "save-reply").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "done"))
+    settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "done"))
     assert browser.find_element(By.ID, "fb-status").text == "Closed"
     shoot(browser, world, "office-feedback-item")
     browser.get(f"{base}/outreach")
-    WebDriverWait(browser, WAIT).until(lambda d: "R001" in text_of(d, "outreach"))
+    settled_wait(browser, WAIT).until(lambda d: "R001" in text_of(d, "outreach"))
     shoot(browser, world, "office-list")
     with world["factory"]() as s:
         (fb,) = s.scalars(select(Feedback))
@@ -170,7 +171,7 @@ def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedbac
 
     login(browser, base, "jane.brown", "jane's own password", lands="/family/residents/")
     browser.get(f"{base}/family/feedback")
-    WebDriverWait(browser, WAIT).until(lambda d: "passed this on" in text_of(d, "my-feedback"))
+    settled_wait(browser, WAIT).until(lambda d: "passed this on" in text_of(d, "my-feedback"))
     # Another resident's page, as this family user: not found.
     browser.get(f"{base}/family/residents/{rid + 1}")
     assert "Not found" in browser.find_element(By.TAG_NAME, "main").text
@@ -186,16 +187,16 @@ def test_commissioner_sees_the_funders_week_ahead_and_figures(world, browser):  
     Select(browser.find_element(By.NAME, "funder")).select_by_visible_text("Lewisham")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "form.stack button").click()
-    WebDriverWait(browser, WAIT).until(lambda d: "lewisham.council" in text_of(d, "commissioners"))
+    settled_wait(browser, WAIT).until(lambda d: "lewisham.council" in text_of(d, "commissioners"))
     login(browser, base, "lewisham.council", lands="/council")
     planned = browser.find_element(By.ID, "planned").text
     assert "Dan Black" in planned and "Cara White" not in planned
     shoot(browser, world, "council")
     browser.find_element(By.CSS_SELECTOR, "#planned a").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "resident-visits"))
+    settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "resident-visits"))
     shoot(browser, world, "council-resident")
     browser.get(f"{base}/council/figures")
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "figures"))
+    settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "figures"))
     assert "Missed visits" in browser.find_element(By.ID, "figures").text
     shoot(browser, world, "council-figures")
     browser.get(f"{base}/board")

@@ -92,3 +92,30 @@ def test_survey_hang_up_keeps_the_answers_given():
     assert isinstance(action, RecordSurvey)
     assert (action.answers, action.complete) == ((5, None, None), False)
     assert action.detail.startswith("ended at did_what_needed")
+
+
+def test_a_server_shutdown_mid_notice_records_it_and_hangs_up():
+    """The FastAGI server calls ``shut_down`` on every open call once its drain time is up;
+    an outbound dialog shares the check-in's driving, so it has one (it had none: AttributeError)."""
+    d = NoticeDialog()
+    assert d.start(env("notice?id=5")) == Command("ANSWER")
+    assert d.send(OK) == play("carecall/provider-name")
+    assert d.shut_down("server shutting down") is None  # a command is in flight: applied at the next
+    action = d.send(OK)  # instead of the next prompt, the outcome
+    assert action == RecordNotice(5, "error", "server shutting down")
+    end = d.send(None)
+    assert isinstance(end, Finished) and end.outcome == "error" and end.hang_up
+
+
+def test_a_server_shutdown_mid_survey_keeps_the_answers_given():
+    d = SurveyDialog(digit_timeout_ms=5000)
+    d.start(env("survey?id=3"))
+    action = d.send(OK)
+    while isinstance(action, Command) and action.verb != "GET DATA":
+        action = d.send(OK)
+    action = d.send(Result("4"))  # the first question answered
+    d.shut_down("server shutting down")
+    while isinstance(action, Command):
+        action = d.send(OK)
+    assert isinstance(action, RecordSurvey) and action.survey_id == 3 and action.answers[0] == 4
+    assert not action.complete

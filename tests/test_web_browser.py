@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -32,6 +32,7 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Visit
 from scheduler.models import Alert, AlertCheck
+from tests.browser import settled_wait, text_of
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
 from tests.webclient import PASSWORD, add_users, running_server
@@ -95,17 +96,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 # Never sleep, never hold an element across a page change: every wait is for a condition,
 # and an element found in a page that is being replaced (a form post, a live update) is
 # found again rather than read stale.
-SETTLE = (StaleElementReferenceException, NoSuchElementException)
-
-
 def wait(browser: webdriver.Chrome, timeout: float = 10) -> WebDriverWait:
-    return WebDriverWait(browser, timeout, ignored_exceptions=SETTLE)
-
-
-def text_of(browser: webdriver.Chrome, css: str) -> str | None:
-    """An element's text read in one script call (None when absent): cannot go stale in between."""
-    return browser.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
-                                  css)
+    return settled_wait(browser, timeout)
 
 
 def mark_page(browser: webdriver.Chrome) -> None:

@@ -22,7 +22,6 @@ from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
 from carecall.config import load_settings
@@ -33,6 +32,7 @@ from ivr.models import Attendance, AuditEntry, Resident, Visit, Worker
 from ivr.pins import load_or_create_key
 from ivr.sealed import Sealer
 from scheduler.models import Alert
+from tests.browser import settled_wait
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, context_for, factory_for, import_world, on_today, visit_row
 from tests.test_web_browser import chromium, click_to_new_page, login, mark_page, wait_new_page
@@ -103,11 +103,11 @@ def open_alert(world: dict[str, Any], browser: webdriver.Chrome) -> int:
             return s.scalar(select(Alert.id).where(Alert.kind == "no_departure",
                                                    Alert.visit_id == world["ids"]["N-NODEP"]))
 
-    WebDriverWait(browser, 30, poll_frequency=0.2).until(lambda d: raised())
+    settled_wait(browser, 30, poll_frequency=0.2).until(lambda d: raised())
     aid = raised()
     assert aid is not None
     browser.get(f"{world['base']}/alerts/{aid}")
-    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "people")))
+    settled_wait(browser, 10).until(EC.presence_of_element_located((By.ID, "people")))
     return aid
 
 
@@ -135,24 +135,24 @@ def test_no_departure_alert_shows_the_people_and_only_an_authorised_reveal_shows
         "t.value = document.querySelector('input[name=csrf_token]').value; f.appendChild(t);"
         "document.body.appendChild(f); f.submit();", world["ids"]["R003"])
     wait_new_page(browser)
-    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "error-message")))
+    settled_wait(browser, 10).until(EC.presence_of_element_located((By.ID, "error-message")))
     assert "403" in browser.title and CODE not in browser.page_source
     with unit_of_work(world["factory"]) as s:
         assert s.scalar(select(AuditEntry).where(AuditEntry.action == "keysafe_reveal")) is None
     # A manager with key-safe access: the button, the code, and the audit entry.
     login(browser, world["base"], "manager")
     browser.get(f"{world['base']}/alerts/{aid}")
-    button = WebDriverWait(browser, 10).until(EC.element_to_be_clickable((By.ID, "reveal-submit")))
+    button = settled_wait(browser, 10).until(EC.element_to_be_clickable((By.ID, "reveal-submit")))
     assert CODE not in browser.page_source  # not on the page until asked for
     click_to_new_page(browser, button)
-    WebDriverWait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "keysafe-code"), CODE))
+    settled_wait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "keysafe-code"), CODE))
     assert browser.current_url.endswith(f"/residents/{world['ids']['R003']}/keysafe/reveal")  # no code in it
     with unit_of_work(world["factory"]) as s:
         entries = [(e.actor, e.entity, e.entity_id) for e in
                    s.scalars(select(AuditEntry).where(AuditEntry.action == "keysafe_reveal"))]
     assert entries == [("manager", "resident", "R003")]
     click_to_new_page(browser, browser.find_element(By.LINK_TEXT, "Back"))
-    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "people")))
+    settled_wait(browser, 10).until(EC.presence_of_element_located((By.ID, "people")))
     assert browser.current_url.endswith(f"/alerts/{aid}")
 
 
@@ -174,9 +174,9 @@ def test_board_alerts_and_alert_pages_fit_the_screen_with_a_menu_button_on_a_pho
                  "resident": (f"/residents/{world['ids']['R003']}", "contacts")}
         for name, (path, marker) in pages.items():
             browser.get(world["base"] + path)
-            WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, marker)))
+            settled_wait(browser, 10).until(EC.presence_of_element_located((By.ID, marker)))
             if name == "board":  # the live stream has swapped the rows in at least once
-                WebDriverWait(browser, 10).until(lambda d: "live" in d.execute_script(
+                settled_wait(browser, 10).until(lambda d: "live" in d.execute_script(
                     "return document.getElementById('live').textContent;"))
             scroll, inner = no_horizontal_scroll(browser)
             assert inner == width and scroll <= inner, (name, scroll, inner)
@@ -190,15 +190,15 @@ def test_board_alerts_and_alert_pages_fit_the_screen_with_a_menu_button_on_a_pho
             browser.save_screenshot(str(SHOTS / f"{name}-people{suffix}.png"))
         if width < 700:
             browser.get(world["base"] + "/board")
-            button = WebDriverWait(browser, 10).until(EC.element_to_be_clickable((By.ID, "menu-button")))
+            button = settled_wait(browser, 10).until(EC.element_to_be_clickable((By.ID, "menu-button")))
             button.click()  # a CSS-only menu: no page change, the nav just shows
-            WebDriverWait(browser, 10, ignored_exceptions=(NoSuchElementException,)).until(
+            settled_wait(browser, 10, ignored_exceptions=(NoSuchElementException,)).until(
                 lambda d: d.find_element(By.ID, "main-nav").is_displayed())
             assert no_horizontal_scroll(browser)[0] <= width
             browser.save_screenshot(str(SHOTS / "menu-phone.png"))
         # The board's state words and counts agree on any screen: counts are the rows' own.
         browser.get(world["base"] + "/board")
-        WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "board-rows")))
+        settled_wait(browser, 10).until(EC.presence_of_element_located((By.ID, "board-rows")))
         counts, states = browser.execute_script(
             "const c = {}; document.querySelectorAll('[data-count]').forEach(e => c[e.dataset.count] = +e.textContent);"
             "return [c, [...document.querySelectorAll('#board-rows [data-state]')].map(e => e.dataset.state)];")

@@ -15,11 +15,12 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 from sqlalchemy import select
 
 from carecall.config import load_settings
 from scheduler.oncall_models import RotaEntry
+from tests.browser import page_at, settled_wait, text_of
 from tests.conftest import fresh_database
 from tests.helpers import factory_for, import_world
 from tests.webclient import PASSWORD, add_users, cli, running_server
@@ -68,7 +69,7 @@ def login(browser: webdriver.Chrome, base: str, user: str) -> None:
     browser.find_element(By.ID, "username").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login-button").click()
-    WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/board"))
+    settled_wait(browser, 10).until(lambda d: page_at(d, "/board"))
 
 
 def no_horizontal_scroll(browser: webdriver.Chrome) -> bool:
@@ -79,8 +80,8 @@ def no_horizontal_scroll(browser: webdriver.Chrome) -> bool:
 def test_the_board_warns_of_a_rota_gap_and_a_manager_fills_it_in(site, browser):
     browser.set_window_size(1366, 768)
     login(browser, site["base"], "manager")
-    banner = browser.find_element(By.ID, "oncall-banner")
-    assert "Nobody is on the on-call rota now" in banner.text
+    settled_wait(browser, 10).until(
+        lambda d: "Nobody is on the on-call rota now" in (text_of(d, "#oncall-banner") or ""))
     browser.set_window_size(400, 800)
     # The banner fits a phone (the board's own 400 px layout is issue 12 part A's).
     assert browser.execute_script("return document.getElementById('oncall-banner').getBoundingClientRect().right"
@@ -89,8 +90,9 @@ def test_the_board_warns_of_a_rota_gap_and_a_manager_fills_it_in(site, browser):
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SHOTS / "board-rota-gap-400.png"))
     browser.set_window_size(1366, 768)
-    banner.find_element(By.LINK_TEXT, "Fix the rota").click()
-    WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/oncall"))
+    # Found and clicked in one go, again if the live board replaced the banner in between.
+    settled_wait(browser, 10).until(lambda d: d.find_element(By.LINK_TEXT, "Fix the rota").click() or True)
+    settled_wait(browser, 10).until(lambda d: page_at(d, "/oncall"))
     form = browser.find_element(By.ID, "rota-form")
     Select(form.find_element(By.NAME, "user")).select_by_visible_text("coordinator")
     Select(form.find_element(By.NAME, "position")).select_by_visible_text("On call")
@@ -101,24 +103,23 @@ def test_the_board_warns_of_a_rota_gap_and_a_manager_fills_it_in(site, browser):
         "f.end.value = p(now.getHours()) + ':' + p(now.getMinutes());"  # same time = the next day, 24 h
         "f.note.value = 'covering';", form)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 10).until(lambda d: "done=added" in d.current_url)
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "now-first").text == "coordinator")
-    rota = browser.find_element(By.ID, "rota")
-    assert "coordinator" in rota.text and "covering" in rota.text
+    settled_wait(browser, 10).until(lambda d: page_at(d, "done=added"))
+    settled_wait(browser, 10).until(lambda d: text_of(d, "#now-first") == "coordinator")
+    rota = text_of(browser, "#rota") or ""
+    assert "coordinator" in rota and "covering" in rota
     with site["factory"]() as s:
         assert len(list(s.scalars(select(RotaEntry)))) == 1
     if site["engine"] == "sqlite":
         browser.save_screenshot(str(SHOTS / "oncall.png"))
     browser.set_window_size(400, 800)
     browser.get(site["base"] + "/oncall")
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "now-first").text == "coordinator")
+    settled_wait(browser, 10).until(lambda d: text_of(d, "#now-first") == "coordinator")
     assert no_horizontal_scroll(browser)
     if site["engine"] == "sqlite":
         browser.save_screenshot(str(SHOTS / "oncall-400.png"))
     # Covered for the next 24 h: the board now warns only of the gap after that.
     browser.get(site["base"] + "/board")
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "board-day"))
-    text = browser.find_element(By.ID, "oncall-banner").text
+    text = settled_wait(browser, 10).until(lambda d: text_of(d, "#oncall-banner"))
     assert "The on-call rota has a gap" in text and "Nobody is on the on-call rota now" not in text
     browser.set_window_size(1366, 768)
 
@@ -139,7 +140,7 @@ def test_an_alert_ringing_phones_with_nobody_on_it_is_red_on_the_alerts_page(sit
     read = ("const r = document.querySelector(`tr[data-alert='${arguments[0]}']`); if (!r) return null;"
             "const b = r.querySelector('.climbing'); if (!b) return null;"
             "return {cls: r.className, text: b.textContent.trim(), bg: getComputedStyle(b).backgroundColor};")
-    row = WebDriverWait(browser, 10).until(lambda d: d.execute_script(read, alert_id))
+    row = settled_wait(browser, 10).until(lambda d: d.execute_script(read, alert_id))
     assert "unaccepted" in row["cls"]
     assert row["text"] == "nobody has it: escalating (step 3)"
     assert row["bg"] == "rgb(176, 0, 32)"
@@ -147,7 +148,7 @@ def test_an_alert_ringing_phones_with_nobody_on_it_is_red_on_the_alerts_page(sit
         browser.save_screenshot(str(SHOTS / "alerts-climbing.png"))
     browser.set_window_size(400, 800)
     browser.get(site["base"] + f"/alerts/{alert_id}")
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "climbing"))
+    settled_wait(browser, 10).until(lambda d: d.find_element(By.ID, "climbing"))
     if site["engine"] == "sqlite":
         browser.save_screenshot(str(SHOTS / "alert-climbing-400.png"))
     browser.set_window_size(1366, 768)

@@ -21,13 +21,13 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
 from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Resident, Visit, Worker
 from scheduler.models import Alert, AlertKind
+from tests.browser import page_at, settled_wait, text_of
 from tests.conftest import fresh_database
 from tests.fakecamera import qr_y4m
 from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
@@ -87,7 +87,7 @@ def office(world: dict[str, Any]) -> Iterator[webdriver.Chrome]:
         driver.find_element(By.ID, "username").send_keys("coordinator")
         driver.find_element(By.ID, "password").send_keys(PASSWORD)
         driver.find_element(By.ID, "login-button").click()
-        WebDriverWait(driver, WAIT).until(lambda d: d.current_url.endswith("/board"))
+        settled_wait(driver, WAIT).until(lambda d: page_at(d, "/board"))
         yield driver
     finally:
         driver.quit()
@@ -99,14 +99,14 @@ def issue_tag(office: webdriver.Chrome, world: dict[str, Any], ref: str) -> str:
     office.get(f"{world['base']}/residents/{world['residents'][ref]}/tags")
     before = len(office.find_elements(By.CSS_SELECTOR, ".tag-url"))
     office.find_element(By.XPATH, "//button[text()='Issue a new tag']").click()
-    WebDriverWait(office, WAIT).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tag-url")) == before + 1)
+    settled_wait(office, WAIT).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tag-url")) == before + 1)
     return office.find_elements(By.CSS_SELECTOR, ".tag-url")[-1].text
 
 
 def enrolment_code(office: webdriver.Chrome, world: dict[str, Any], number: str) -> str:
     office.get(f"{world['base']}/workers/{world['workers'][number]}/phone")
     office.find_element(By.XPATH, "//button[text()='Issue an enrolment code']").click()
-    WebDriverWait(office, WAIT).until(lambda d: d.find_elements(By.ID, "enrol-code"))
+    settled_wait(office, WAIT).until(lambda d: d.find_elements(By.ID, "enrol-code"))
     return office.find_element(By.ID, "enrol-code").text
 
 
@@ -129,7 +129,7 @@ def phone(world: dict[str, Any], tags: dict[str, str]) -> Iterator[webdriver.Chr
 
 def until(driver: webdriver.Chrome, condition: Any) -> Any:
     try:
-        return WebDriverWait(driver, WAIT).until(condition)
+        return settled_wait(driver, WAIT).until(condition)
     except Exception:
         print("STATUS", status(driver), driver.current_url, driver.get_log("browser"),
               driver.execute_script("return localStorage.getItem('carecall.queue')"))
@@ -162,7 +162,7 @@ def test_a_wrong_enrolment_code_does_not_enrol_the_phone(world, phone, office):
     phone.find_element(By.NAME, "pin").send_keys("4567")
     phone.find_element(By.NAME, "enrolment_code").send_keys("12345678")
     phone.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(phone, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".error"))
+    settled_wait(phone, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".error"))
     assert "not right" in phone.find_element(By.CSS_SELECTOR, ".error").text
     assert phone.current_url.endswith("/w/login")
 
@@ -171,7 +171,7 @@ def test_worker_enrols_sees_the_roster_and_checks_in_by_qr_code_and_out_by_tag(w
     code = enrolment_code(office, world, "1004")
     office.get(world["base"] + "/board")
     vid = world["ids"]["P-TAG"]
-    WebDriverWait(office, WAIT).until(lambda d: board_state(d, vid) is not None)
+    settled_wait(office, WAIT).until(lambda d: board_state(d, vid) is not None)
     assert "on site" not in (board_state(office, vid) or "").lower()
 
     phone.get(world["base"] + "/w/login")
@@ -180,15 +180,14 @@ def test_worker_enrols_sees_the_roster_and_checks_in_by_qr_code_and_out_by_tag(w
     phone.find_element(By.NAME, "enrolment_code").send_keys(code)
     phone.find_element(By.NAME, "label").send_keys("test phone")
     phone.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(phone, WAIT).until(lambda d: d.find_elements(By.ID, f"visit-{vid}"))
-    row = phone.find_element(By.ID, f"visit-{vid}").text
+    row = settled_wait(phone, WAIT).until(lambda d: text_of(d, f"#visit-{vid}"))
     assert "Dan Black" in row and "4 Fir Walk" in row
     assert no_horizontal_scroll(phone)
     phone.save_screenshot(str(SHOTS / "worker-phone.png"))
 
     phone.find_element(By.ID, "scan-qr").click()
     try:
-        WebDriverWait(phone, WAIT).until(lambda d: "Arrival logged" in status(d))
+        settled_wait(phone, WAIT).until(lambda d: "Arrival logged" in status(d))
     except Exception:
         print("STATUS", status(phone), phone.get_log("browser"))
         phone.save_screenshot("/tmp/phone-debug.png")
@@ -197,11 +196,11 @@ def test_worker_enrols_sees_the_roster_and_checks_in_by_qr_code_and_out_by_tag(w
     assert att is not None and att.arrival_method == "tag" and att.arrival_verified
     assert att.arrival_entered_at is None
     # The office board turns without a reload.
-    WebDriverWait(office, WAIT).until(lambda d: "on site" in (board_state(d, vid) or "").lower())
+    settled_wait(office, WAIT).until(lambda d: "on site" in (board_state(d, vid) or "").lower())
 
     # Out through the tag URL, as Android opens it from an NFC tap.
     phone.get(world["base"] + "/t/" + tags["R004"].rsplit("/t/", 1)[1])
-    WebDriverWait(phone, WAIT).until(lambda d: "Departure logged" in status(d))
+    settled_wait(phone, WAIT).until(lambda d: "Departure logged" in status(d))
     att = attendance(world, "P-TAG")
     assert att is not None and att.departure_method == "tag" and att.departure_at is not None
 
@@ -213,7 +212,7 @@ def test_a_forged_or_altered_tag_is_refused(world, phone, tags):
         phone.get(world["base"] + "/w")
         phone.execute_script("document.getElementById('status').textContent = '';")
         phone.execute_script("location.hash = arguments[0];", "#tag=" + payload)
-        WebDriverWait(phone, WAIT).until(lambda d: "not one of ours" in status(d))
+        settled_wait(phone, WAIT).until(lambda d: "not one of ours" in status(d))
     assert attendance(world, "P-LATER") is None
     with unit_of_work(world["factory"]) as s:
         assert s.scalar(select(TagScan.id).where(TagScan.outcome == "forged")) is not None
@@ -221,7 +220,7 @@ def test_a_forged_or_altered_tag_is_refused(world, phone, tags):
 
 def test_a_scan_made_offline_is_queued_then_sent_and_flagged(world, phone, tags):
     phone.get(world["base"] + "/w")
-    WebDriverWait(phone, WAIT).until(lambda d: d.find_elements(By.ID, "scan-qr"))
+    settled_wait(phone, WAIT).until(lambda d: d.find_elements(By.ID, "scan-qr"))
     phone.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
     try:
         phone.execute_script("location.hash = arguments[0];", "#tag=" + tags["R002"])
@@ -240,11 +239,11 @@ def test_a_scan_made_offline_is_queued_then_sent_and_flagged(world, phone, tags)
 
 def test_the_alarm_raises_a_critical_alert_with_the_current_visit(world, phone):
     phone.get(world["base"] + "/w")
-    WebDriverWait(phone, WAIT).until(lambda d: d.find_elements(By.ID, "alarm"))
+    settled_wait(phone, WAIT).until(lambda d: d.find_elements(By.ID, "alarm"))
     phone.find_element(By.ID, "alarm").click()
-    WebDriverWait(phone, WAIT).until(lambda d: "Tap again" in d.find_element(By.ID, "alarm").text)
+    settled_wait(phone, WAIT).until(lambda d: "Tap again" in d.find_element(By.ID, "alarm").text)
     phone.find_element(By.ID, "alarm").click()
-    WebDriverWait(phone, WAIT).until(lambda d: "office has been alerted" in status(d))
+    settled_wait(phone, WAIT).until(lambda d: "office has been alerted" in status(d))
     with unit_of_work(world["factory"]) as s:
         alert = s.scalar(select(Alert).where(Alert.kind == AlertKind.ALARM))
         assert alert is not None and alert.severity == 6
@@ -255,23 +254,23 @@ def test_the_alarm_raises_a_critical_alert_with_the_current_visit(world, phone):
 def test_messages_go_both_ways_beside_the_visit(world, phone, office):
     """The worker writes from the phone; the office reads it on the visit they are at and answers there."""
     phone.get(world["base"] + "/w")
-    WebDriverWait(phone, WAIT).until(lambda d: d.find_elements(By.NAME, "body"))
+    settled_wait(phone, WAIT).until(lambda d: d.find_elements(By.NAME, "body"))
     phone.find_element(By.NAME, "body").send_keys("Resident has a fall alarm going off; staying on")
     phone.find_element(By.XPATH, "//button[text()='Send']").click()
-    WebDriverWait(phone, WAIT).until(lambda d: "fall alarm" in d.find_element(By.CSS_SELECTOR, ".messages").text)
+    settled_wait(phone, WAIT).until(lambda d: "fall alarm" in d.find_element(By.CSS_SELECTOR, ".messages").text)
 
     vid = world["ids"]["P-LATER"]  # where the worker is logged in (the queued arrival above)
     office.get(f"{world['base']}/visits/{vid}")
-    WebDriverWait(office, WAIT).until(lambda d: d.find_elements(By.ID, "visit-messages"))
+    settled_wait(office, WAIT).until(lambda d: d.find_elements(By.ID, "visit-messages"))
     assert "fall alarm" in office.find_element(By.ID, "visit-messages").text
     form = office.find_element(By.CSS_SELECTOR, "#messages form")
     form.find_element(By.NAME, "body").send_keys("Thanks, the on-call manager is ringing you now")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(office, WAIT).until(
+    settled_wait(office, WAIT).until(
         lambda d: "on-call manager" in d.find_element(By.ID, "visit-messages").text)
 
     phone.get(world["base"] + "/w")
-    WebDriverWait(phone, WAIT).until(lambda d: "on-call manager" in d.find_element(By.CSS_SELECTOR, ".messages").text)
+    settled_wait(phone, WAIT).until(lambda d: "on-call manager" in d.find_element(By.CSS_SELECTOR, ".messages").text)
 
 
 def test_the_office_types_in_a_device_and_its_seed_is_never_shown_again(world, office):
@@ -283,7 +282,7 @@ def test_the_office_types_in_a_device_and_its_seed_is_never_shown_again(world, o
     form.find_element(By.NAME, "serial").send_keys("TOK-TYPED")
     form.find_element(By.NAME, "secret").send_keys("not-a-seed")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(office, WAIT).until(lambda d: d.find_elements(By.ID, "device-error"))
+    settled_wait(office, WAIT).until(lambda d: d.find_elements(By.ID, "device-error"))
     assert "base32" in office.find_element(By.ID, "device-error").text
     with unit_of_work(world["factory"]) as s:
         assert s.scalar(select(VerificationDevice.id).where(VerificationDevice.serial == "TOK-TYPED")) is None
@@ -292,7 +291,7 @@ def test_the_office_types_in_a_device_and_its_seed_is_never_shown_again(world, o
     form.find_element(By.NAME, "serial").send_keys("TOK-TYPED")
     form.find_element(By.NAME, "secret").send_keys(seed)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(office, WAIT).until(lambda d: "TOK-TYPED" in d.find_element(By.ID, "device-list").text)
+    settled_wait(office, WAIT).until(lambda d: "TOK-TYPED" in d.find_element(By.ID, "device-list").text)
     assert seed not in office.page_source
     with unit_of_work(world["factory"]) as s:
         sealed = s.scalar(select(VerificationDevice.secret_sealed).where(VerificationDevice.serial == "TOK-TYPED"))
