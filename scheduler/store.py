@@ -8,7 +8,8 @@ loser learns it from a ``None``.
 :func:`run_pass` reads only the visits whose deadlines can fall in the look-back
 window (range scans on the indexed ``planned_start`` / ``planned_end`` and on the
 attendances' arrival and departure times), so its cost follows the day's activity,
-not the size of the visits table.
+not the size of the visits table. :func:`next_deadline` tells the scheduler when the
+next pass is due; both solve the one list of deadlines, :data:`RULE_DEADLINES`.
 """
 
 from __future__ import annotations
@@ -150,9 +151,10 @@ def next_deadline(session: Session, now: dt.datetime, rules: Rules, horizon: dt.
     """The earliest rule deadline in ``(now, now + horizon]``, or ``None``.
 
     One ``ORDER BY column LIMIT 1`` per :data:`RULE_DEADLINES` entry, on the column's index,
-    bounded by the horizon (the scheduler's safety-net interval: a deadline further out is
-    asked for again at the next pass), so it costs the same with a million visits as with
-    ten. It is the deadline of a *fact*, not of an alert: a visit whose worker has already
+    bounded by the horizon (the scheduler looks an hour ahead; a deadline further out is
+    found by a later pass), so it costs the same with a million visits as with ten.
+
+    It is the deadline of a *fact*, not of an alert: a visit whose worker has already
     arrived still has its "late" instant here, and the pass then finds nothing to write.
     So the answer is never later than the first alert the rules raise, and equal to it
     when that fact's condition holds.
