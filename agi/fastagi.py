@@ -48,7 +48,19 @@ from agi.scripts import ScriptRegistry, inbound_registry, registry_for
 from carecall.logobserver import CallLogger
 from ivr.callstore import CallStore
 from ivr.db import is_sqlite
-from ivr.dialog import Action, AppendJournal, CheckIn, Command, Dialog, DialogConfig, Finished, Wait, script_name
+from ivr.dialog import (
+    Action,
+    AppendJournal,
+    CheckedIn,
+    CheckIn,
+    Command,
+    Dialog,
+    DialogConfig,
+    Finished,
+    NoReplyRecorded,
+    Wait,
+    script_name,
+)
 from ivr.phone import mask
 
 log = CallLogger(namespace="carecall.agi")
@@ -321,6 +333,16 @@ class FastAGIProtocol(Protocol):
     def _effect_done(self, result: Any, token: int) -> None:
         if self._settle(token):
             self._act(self.dialog.send(result))
+            if isinstance(result, (CheckedIn, NoReplyRecorded)) and self.factory.publish is not None:
+                self._recorded(result)
+
+    def _recorded(self, result: CheckedIn | NoReplyRecorded) -> None:
+        """Tell the alert scheduler a fact is stored now (a departure may be a short visit at once),
+        without waiting for the call to end: it wakes on "recorded" (scheduler/service.py)."""
+        try:
+            self.factory.publish("recorded", {"call_record_id": result.call_record_id})  # type: ignore[misc]
+        except Exception:
+            log.failure("call {uniqueid}: a subscriber failed", uniqueid=self.dialog.uniqueid)
 
     def _effect_failed(self, failure: Failure, token: int) -> None:
         if not self._settle(token):

@@ -1,9 +1,10 @@
 """The ``[alerts]`` table, registered with :func:`carecall.config.register_table`.
 
-One table holds three owners' keys: ``enabled`` and ``interval_seconds`` (the
-scheduler), the rules' thresholds (:class:`scheduler.rules.Rules`) and the delivery
-settings (:class:`scheduler.delivery.DeliveryConfig`). Its fields are made from those
-two dataclasses, so a key added there is a key here, and its check runs their own
+One table holds three owners' keys: ``enabled``, ``interval_seconds`` and
+``pass_gap_seconds`` (the scheduler), the rules' thresholds
+(:class:`scheduler.rules.Rules`) and the delivery settings
+(:class:`scheduler.delivery.DeliveryConfig`). Its fields are made from those two
+dataclasses, so a key added there is a key here, and its check runs their own
 parsers, so each rule stays in one place. Validated once at start: an unknown key,
 ``late_minutes = -5`` or ``"thirty"`` is a line naming it, not a silent default or a
 stack trace.
@@ -20,7 +21,8 @@ from scheduler.rules import Rules, RulesConfigError
 
 SCHEDULER_KEYS: list[tuple[str, str, Any]] = [
     ("enabled", "bool", dataclasses.field(default=True)),  # false: no alert scheduler in this server
-    ("interval_seconds", "float", dataclasses.field(default=15.0)),  # how often a pass runs
+    ("interval_seconds", "float", dataclasses.field(default=15.0)),  # the safety-net pass
+    ("pass_gap_seconds", "float", dataclasses.field(default=0.5)),  # shortest rest between two passes
 ]
 _PLAIN = ("int", "float", "bool", "str")
 
@@ -45,6 +47,9 @@ def _check(self: Any) -> None:
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # as TOML gives them
     if values["interval_seconds"] <= 0:
         raise ConfigError(f"[alerts] interval_seconds must be positive, got {values['interval_seconds']!r}")
+    if not 0 <= values["pass_gap_seconds"] <= values["interval_seconds"]:
+        raise ConfigError(f"[alerts] pass_gap_seconds must be between 0 and interval_seconds, "
+                          f"got {values['pass_gap_seconds']!r}")
     try:
         Rules.from_section(values)
     except RulesConfigError as exc:

@@ -8,14 +8,15 @@ loser learns it from a ``None``.
 :func:`run_pass` reads only the visits whose deadlines can fall in the look-back
 window (range scans on the indexed ``planned_start`` / ``planned_end`` and on the
 attendances' arrival and departure times), so its cost follows the day's activity,
-not the size of the visits table.
+not the size of the visits table. :func:`next_deadline` tells the scheduler when the
+next pass is due; both solve the one list of deadlines, :data:`RULE_DEADLINES`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -101,39 +102,92 @@ def _open_alerts(session: Session) -> list[OpenAlert]:
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Deadline:
+    """One rule's deadline as a stored, indexed column plus a fixed offset: ``column + offset``.
+
+    The one definition the pass's narrow read (:func:`load_snapshot`: which rows can have
+    a deadline in the look-back window) and the scheduler's wake-up
+    (:func:`next_deadline`: when is the next one) both solve, so the two cannot disagree.
+    ``where`` narrows the rows the deadline applies to (time-critical visits, informational
+    attendances, the calls a rule counts).
+    """
+
+    name: str
+    column: Any
+    offset: Callable[[Rules], dt.timedelta]
+    where: Callable[[Rules], list[Any]] = lambda rules: []
+
+    def passed(self, since: dt.datetime, now: dt.datetime, rules: Rules) -> Any:
+        """Rows whose deadline is in ``[since, now]`` (the rules then keep ``(since, now]``)."""
+        off = self.offset(rules)
+        return and_(self.column >= since - off, self.column <= now - off, *self.where(rules))
+
+
+_NONE = dt.timedelta(0)
+# Failed logins and no-reply calls: the calls a rule counts (started_at is their deadline).
+CALL_COUNTED = or_(CallRecord.failed_pin_attempts > 0, CallRecord.outcome.in_(("failed_login", "no_reply", "no_visit")))
+
+VISIT_DEADLINES = (
+    Deadline("late", Visit.planned_start, lambda r: r.late_after(False), lambda r: [Visit.time_critical.is_(False)]),
+    Deadline("late (time-critical)", Visit.planned_start, lambda r: r.late_after(True),
+             lambda r: [Visit.time_critical.is_(True)]),
+    Deadline("missed", Visit.planned_end, lambda r: _NONE),
+    Deadline("no departure", Visit.planned_end, lambda r: r.no_departure_minutes * MINUTE),
+)
+ATTENDANCE_DEADLINES = (
+    Deadline("double-up apart", Attendance.arrival_at, lambda r: r.double_up_minutes * MINUTE),
+    Deadline("substitute / unscheduled", Attendance.arrival_at, lambda r: _NONE,
+             lambda r: [Attendance.kind.in_(AlertKind.INFORMATIONAL)]),
+    Deadline("short visit / departure", Attendance.departure_at, lambda r: _NONE),
+)
+CALL_DEADLINES = (
+    Deadline("no reply / failed login", CallRecord.started_at, lambda r: _NONE, lambda r: [CALL_COUNTED]),
+)
+RULE_DEADLINES = VISIT_DEADLINES + ATTENDANCE_DEADLINES + CALL_DEADLINES
+
+
+def next_deadline(session: Session, now: dt.datetime, rules: Rules, horizon: dt.timedelta) -> dt.datetime | None:
+    """The earliest rule deadline in ``(now, now + horizon]``, or ``None``.
+
+    One ``ORDER BY column LIMIT 1`` per :data:`RULE_DEADLINES` entry, on the column's index,
+    bounded by the horizon (the scheduler looks an hour ahead; a deadline further out is
+    found by a later pass), so it costs the same with a million visits as with ten.
+
+    It is the deadline of a *fact*, not of an alert: a visit whose worker has already
+    arrived still has its "late" instant here, and the pass then finds nothing to write.
+    So the answer is never later than the first alert the rules raise, and equal to it
+    when that fact's condition holds.
+    """
+    best: dt.datetime | None = None
+    for d in RULE_DEADLINES:
+        off = d.offset(rules)
+        at = session.scalar(select(d.column).where(d.column > now - off, d.column <= now + horizon - off,
+                                                   *d.where(rules)).order_by(d.column).limit(1))
+        if at is not None and (best is None or at + off < best):
+            best = at + off
+    return best
+
+
 def load_snapshot(session: Session, now: dt.datetime, rules: Rules) -> tuple[Snapshot, list[OpenAlert]]:
     """The visits, attendances and calls whose deadlines can fall in ``(now - lookback, now]``.
 
-    Each range below is one rule's deadline solved for the stored column, so a visit is read
-    only once one of its deadlines has passed (not while its worker is merely on the way or
-    on site): during a morning rush the pass stays as cheap as the alerts it can raise.
-    ``tests/test_alert_snapshot.py`` checks that this gives the same alerts as reading
-    everything.
+    Each range is one rule's deadline (:data:`VISIT_DEADLINES`, :data:`ATTENDANCE_DEADLINES`)
+    solved for the stored column, so a visit is read only once one of its deadlines has
+    passed (not while its worker is merely on the way or on site): during a morning rush
+    the pass stays as cheap as the alerts it can raise. ``tests/test_alert_snapshot.py``
+    checks that this gives the same alerts as reading everything.
     """
     since = now - rules.lookback
-    late_max = max(rules.late_minutes, rules.late_minutes_time_critical) * MINUTE
-    late_min = min(rules.late_minutes, rules.late_minutes_time_critical) * MINUTE
-    double_up = rules.double_up_minutes * MINUTE
     visit_ids: set[int] = set()
-    visit_ids.update(session.scalars(  # late: planned start + late_after ∈ window
-        select(Visit.id).where(Visit.planned_start >= since - late_max, Visit.planned_start <= now - late_min)))
-    visit_ids.update(session.scalars(
-        select(Visit.id).where(Visit.planned_end >= since - rules.no_departure_minutes * MINUTE,
-                               Visit.planned_end <= now)))
+    for d in VISIT_DEADLINES:
+        visit_ids.update(session.scalars(select(Visit.id).where(d.passed(since, now, rules))))
 
     open_alerts = _open_alerts(session)
     visit_ids.update(a.visit_id for a in open_alerts if a.visit_id is not None)
 
-    att_base = _attendance_query()
-    windowed = session.execute(att_base.where(or_(
-        # double-up apart: first arrival + double_up ∈ window
-        and_(Attendance.arrival_at >= since - double_up, Attendance.arrival_at <= now - double_up),
-        # substitute / unscheduled: due at the arrival
-        and_(Attendance.kind.in_(AlertKind.INFORMATIONAL), Attendance.arrival_at >= since,
-             Attendance.arrival_at <= now),
-        # short visit and informational without an arrival: due at the departure
-        and_(Attendance.departure_at >= since, Attendance.departure_at <= now),
-    ))).all()
+    windowed = session.execute(_attendance_query().where(
+        or_(*(d.passed(since, now, rules) for d in ATTENDANCE_DEADLINES)))).all()
     visit_ids.update(r.visit_id for r in windowed if r.visit_id is not None)
     return _snapshot(session, visit_ids, windowed, calls=_calls(session, since, now, rules)), open_alerts
 
@@ -148,9 +202,7 @@ def _calls(session: Session, since: dt.datetime, now: dt.datetime, rules: Rules)
             select(CallRecord.id, CallRecord.started_at, CallRecord.script, CallRecord.outcome, CallRecord.caller_e164,
                    CallRecord.worker_number_entered, CallRecord.worker_id, CallRecord.resident_id,
                    CallRecord.visit_id, CallRecord.failed_pin_attempts)
-            .where(CallRecord.started_at >= call_since, CallRecord.started_at <= now,
-                   or_(CallRecord.failed_pin_attempts > 0,
-                       CallRecord.outcome.in_(("failed_login", "no_reply", "no_visit")))))
+            .where(CallRecord.started_at >= call_since, CallRecord.started_at <= now, CALL_COUNTED))
     ]
 
 

@@ -104,6 +104,13 @@ def test_a_bad_alert_threshold_is_a_line_not_a_stack_trace(tmp_path, value, line
     assert (done.returncode, done.stderr) == (2, f"carecall: configuration error: {line}\n")
 
 
+@pytest.mark.parametrize("value", ["-1", "30"])
+def test_a_pass_gap_outside_zero_to_the_interval_is_a_line(tmp_path, value):
+    done = _carecall(tmp_path, f"[alerts]\npass_gap_seconds = {value}\n", "journal", "show")
+    assert (done.returncode, done.stderr) == (2, "carecall: configuration error: [alerts] pass_gap_seconds must be "
+                                                 f"between 0 and interval_seconds, got {float(value)!r}\n")
+
+
 def test_a_table_registered_by_a_feature_is_checked_with_the_rest():
     @register_table("_feature")
     @dataclasses.dataclass(frozen=True)

@@ -526,6 +526,8 @@ async def import_upload(ctx: Ctx) -> Response:
                          sealer=site_sealer(runtime.settings.secret_path))
     report = await deferToThreadPool(runtime.reactor, _import_pool(ctx.app), import_csv, runtime.factory, kind,
                                      data, ictx)
+    if report.ok:
+        runtime.events.publish("visits", {"kind": kind})  # deadlines may have moved: the alert pass re-reads
     view = {"ok": report.ok, "summary": report.summary(), "errors": [(e.line, e.message) for e in report.errors]}
     return await import_page(ctx, report=view, kind=kind, status=200 if report.ok else 400)
 

@@ -264,6 +264,7 @@ async def visit_correct(ctx: Ctx, id: str) -> Response:
         else:
             raise FormError({"action": "choose what to correct"})
         await ctx.db(work)
+        ctx.runtime.events.publish("visits", {"visit_id": visit_id})  # the alert pass re-reads it now
     except (FormError, CorrectionError) as exc:
         return await visit_page(ctx, id, error=str(exc), status=400, form=form)
     return redirect(f"/visits/{visit_id}?done={action}")

@@ -332,6 +332,7 @@ async def scan(ctx: Ctx) -> Response:
     payload = {"call_record_id": result.call_record_id, "attendance_id": result.attendance_id,
                "visit_id": result.visit_id, "outcome": result.direction, "uniqueid": call.uniqueid}
     ctx.runtime.events.publish("call", payload)
+    ctx.runtime.events.publish("recorded", {"call_record_id": result.call_record_id})  # the alert pass, now
     local = at.astimezone(ctx.runtime.settings.tz).strftime("%H:%M")
     word = "Arrival" if result.direction == "arrival" else "Departure"
     return json_response({"ok": True, "direction": result.direction, "at": at.isoformat(), "visit_id": result.visit_id,
@@ -363,6 +364,7 @@ async def alarm(ctx: Ctx) -> Response:
 
     alert_id = await ctx.db(work)
     ctx.runtime.events.publish("alert", {"id": alert_id, "kind": AlertKind.ALARM})
+    ctx.runtime.events.publish("recorded", {"alert_id": alert_id})  # its chain starts in the next pass, now
     return json_response({"ok": True, "message": "The office has been alerted. Stay safe; ring 999 if in danger."})
 
 
