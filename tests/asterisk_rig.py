@@ -351,10 +351,17 @@ class LocalCall:
         """The caller presses ``digits`` (as the carrier would deliver them: received on the channel)."""
         channel = self.wait_channel()
         for digit in digits:
+            start = len(self.rig.events)
             reply = self.rig.ami.action("PlayDTMF", Channel=channel, Digit=digit, Duration=str(duration_ms),
                                         Receive="true")
             if reply.get("Response") != "Success":
                 raise RuntimeError(f"PlayDTMF {digit!r} on {channel}: {reply.get('Message')}")
+            # The next key only once this one has ended on the channel: a PlayDTMF that arrives
+            # while the previous digit is still sounding cuts it short, and on a loaded machine
+            # AMI actions arrive in bursts (a PIN once reached the server one digit short).
+            self.rig.wait_event(lambda e, d=digit: e.get("Event") == "DTMFEnd" and e.get("Channel") == channel
+                                and e.get("Digit") == d, DEFAULT_TIMEOUT, f"key {digit} to end on {channel}",
+                                start=start)
 
     def wait_hangup(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, str]:
         return self.rig.wait_event(lambda e: e.get("Event") == "Hangup" and self._mine(e), timeout,

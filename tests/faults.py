@@ -104,14 +104,22 @@ class ServerProcess:
     log_path: Path
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the server *takes* calls, not only listens: the port is bound at start but
+        accepts once the effect workers are ready (agi/service.py, GatedListener). A probe
+        that connects and closes its side at once is answered by the server's close only
+        after it has accepted it; before, it waits in the listen backlog."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.agi_port), timeout=0.5):
-                return
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.agi_port),
+                                                                        timeout=0.5) as probe:
+                probe.shutdown(socket.SHUT_WR)
+                probe.settimeout(max(0.1, deadline - time.monotonic()))
+                if probe.recv(1) == b"":
+                    return
             time.sleep(0.05)
-        raise TimeoutError(f"server not listening after {timeout} s: {self.log()[-2000:]}")
+        raise TimeoutError(f"server not taking calls after {timeout} s: {self.log()[-2000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs (the crash the tests inject)."""
