@@ -71,6 +71,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -443,10 +444,25 @@ class AsteriskRig:
     def agi_dir(self) -> Path:
         return self.dir / "agi-bin"
 
+    @property
+    def run_dir(self) -> Path:
+        """Where Asterisk puts its control socket: ``{dir}/run`` when that path fits a Unix
+        socket's 107 bytes, else a short directory in /tmp. A deep test directory (a
+        pytest-xdist worker's, a long checkout name) made Asterisk start without its socket,
+        so every ``asterisk -rx`` failed with "Unable to connect to remote asterisk"."""
+        if getattr(self, "_run_dir", None) is None:
+            inside = self.dir / "run"
+            if len(str(inside / "asterisk.ctl").encode()) <= 100:
+                self._run_dir = inside
+            else:
+                self._run_dir = Path(tempfile.mkdtemp(prefix="ccast-", dir="/tmp"))
+        return self._run_dir
+
     def write_config(self, primary_port: int = 0, backup_port: int = 0) -> None:
         d = self.dir
-        for sub in ("etc", "run", "log", "spool", "lib", "cache", "agi-bin"):
+        for sub in ("etc", "log", "spool", "lib", "cache", "agi-bin"):
             (d / sub).mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.primary_port = primary_port or free_port()
         self.backup_port = backup_port or free_port()
         etc = self.etc
@@ -461,7 +477,7 @@ astkeydir => {d}/lib
 astdatadir => {self.data_dir}
 astagidir => {self.agi_dir}
 astspooldir => {d}/spool
-astrundir => {d}/run
+astrundir => {self.run_dir}
 astlogdir => {d}/log
 astsbindir => {self.binary.parent}
 
@@ -507,7 +523,7 @@ hideconnect = yes
         self.proc = subprocess.Popen([*self._cli(), "-f", "-n"], stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
-        ctl = self.dir / "run" / "asterisk.ctl"
+        ctl = self.run_dir / "asterisk.ctl"
         try:
             wait(lambda: ctl.exists() or self.proc.poll() is not None, timeout, "the Asterisk control socket")
             if self.proc.poll() is not None:
@@ -528,15 +544,16 @@ hideconnect = yes
         if self.ami is not None:
             self.ami.close()
             self.ami = None  # type: ignore[assignment]
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(Exception):
-            self.rx("core stop now", timeout=10)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self.rx("core stop now", timeout=10)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.run_dir != self.dir / "run":
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # ------------------------------------------------------------ commands
 

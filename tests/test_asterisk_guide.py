@@ -116,6 +116,7 @@ def test_walk_the_admin_guide_on_this_box(sandbox, tmp_path, settings):
         if carecall is not None:
             carecall.stop()
         subprocess.run([str(shim / "asterisk"), "-rx", "core stop now"], capture_output=True, timeout=60)
+        rig.stop()  # its short control-socket directory, if it needed one
 
 
 def localise_ports(rig: AsteriskRig, etc: Path, agi_port: int) -> None:
