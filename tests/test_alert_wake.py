@@ -2,7 +2,7 @@
 started, about one pass after its deadline — not up to one interval later.
 
 The safety-net interval here is 60 s, so only the service's own wake-ups (the next
-deadline read from the database, a recorded call) can meet the 1.5 s these tests allow.
+deadline read from the database, a recorded call) can meet the 4 s these tests allow.
 Waits are for conditions, with timeouts; the margins are for a loaded 2-core machine.
 """
 
@@ -29,7 +29,11 @@ from tests.helpers import add_visits, factory_for, import_world
 from tests.test_alerts_servers import SmtpServer
 from tests.test_alerts_world import world
 
-LIMIT = 1.5  # seconds from a deadline to the alert stored and its first delivery started
+# Seconds from a deadline to the alert stored and its first delivery started: the issue's
+# p99 target is 5 s and the interval-only scheduler took up to 60 s here. (1.5 s was seen
+# to be exceeded once, 1.73 s, in a clean-clone CI run of two xdist workers beside a
+# browser loop; the benchmark, not this test, measures the distribution.)
+LIMIT = 4.0
 ALL_DAY = ChainConfig(enabled=True, office_days=("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
                       office_start="00:00", office_end="23:59")
 
