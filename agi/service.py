@@ -42,7 +42,6 @@ class GatedListener(Service):
         self.description = description
         self.factory = factory
         self.port: Any = None
-        self.accepting = False
 
     def startService(self) -> None:
         super().startService()
@@ -54,14 +53,12 @@ class GatedListener(Service):
         self.port.stopReading()
 
     def open(self) -> None:
-        if self.port is not None and self.running and not self.accepting:
-            self.accepting = True
-            self.port.startReading()
+        if self.port is not None and self.running:
+            self.port.startReading()  # idempotent: the reactor keeps one registration per reader
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         port, self.port = self.port, None
-        self.accepting = False
         if port is None:
             return succeed(None)
         return maybeDeferred(port.stopListening)

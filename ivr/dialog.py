@@ -318,9 +318,6 @@ class DialogDriver:
     server shutdown or a refused command reaches that generator is decided here, once.
     """
 
-    hangup_outcome: str = CallOutcome.HANGUP
-    cut_outcome: str = CallOutcome.CUT
-    error_outcome: str = CallOutcome.ERROR
     # What a shutdown throws into the flow at its next command. The check-in catches
     # ServerShutdown (apologise, record a cut call); a flow without that handler gets a
     # DialogError, so it records its own error and hangs up like any broken call.
@@ -339,7 +336,6 @@ class DialogDriver:
 
     def _run(self, env: Mapping[str, str]) -> Generator[Any, Any, Finished]:  # pragma: no cover - each has its own
         raise NotImplementedError
-
 
     @property
     def finished(self) -> bool:
@@ -364,7 +360,7 @@ class DialogDriver:
         if self.finished:
             return self.pending
         if self._gen is None:
-            self.pending = Finished(self.hangup_outcome, self.stage)
+            self.pending = Finished(CallOutcome.HANGUP, self.stage)
             return self.pending
         if not isinstance(self.pending, Command):
             self._gone = self._gone or reason  # an effect is running: apply when it returns
@@ -382,7 +378,7 @@ class DialogDriver:
             return None
         self._cut = reason
         if self._gen is None:
-            self.pending = Finished(self.cut_outcome, self.stage)
+            self.pending = Finished(CallOutcome.CUT, self.stage)
             return self.pending
         return None
 
@@ -420,7 +416,7 @@ class DialogDriver:
                     action = stop.value
         except (CallerGone, DialogError) as exc:
             # Raised while already handling one (e.g. the error record itself failed).
-            action = Finished(self.recorded_outcome or self.error_outcome, self.stage, {"error": str(exc)})
+            action = Finished(self.recorded_outcome or CallOutcome.ERROR, self.stage, {"error": str(exc)})
         self.pending = action
         return action
 
@@ -433,7 +429,6 @@ class DialogDriver:
         if not isinstance(reply, Result):
             raise DialogError(f"unexpected reply to {verb}: {reply!r}")
         return reply
-
 
 
 class Dialog(DialogDriver):

@@ -65,11 +65,6 @@ class RecordSurvey:
     detail: str = ""
 
 
-# The shared driving's exceptions, by the names these flows were written with.
-_Gone = CallerGone
-_Broken = DialogError
-
-
 _Gen = Generator[Any, Any, Finished]
 
 
@@ -113,7 +108,7 @@ class _Outbound(DialogDriver):
             reply = yield from self._cmd("GET VARIABLE", self.variable)
             text = (reply.data or "").strip() if reply.result == "1" else ""
             if not text.isdigit() or len(text) >= 10:
-                raise _Broken(f"no {self.variable} on the channel")
+                raise DialogError(f"no {self.variable} on the channel")
             found = int(text)
         return found
 
@@ -125,7 +120,7 @@ class _Outbound(DialogDriver):
             return Finished("error", self.stage, {"error": f"not a {self.script} call"})
         try:
             self.record_id = yield from self._record_id(env)
-        except (_Gone, _Broken) as exc:
+        except (CallerGone, DialogError) as exc:
             return Finished("error", self.stage, {"error": str(exc)}, hang_up=True)
         return (yield from self._flow())
 
@@ -151,17 +146,17 @@ class NoticeDialog(_Outbound):
                 yield from self._play(p.running_late)
             self.stage = "goodbye"
             yield from self._play(p.goodbye)
-        except _Gone as gone:
+        except CallerGone as gone:
             heard = "" if self.stage in ("answer",) else f" during the {self.stage}"
             yield RecordNotice(self.record_id, "hung_up", f"the callee hung up{heard} ({gone})")
             return Finished("hangup", self.stage, {"notice_id": self.record_id})
-        except _Broken as exc:
+        except DialogError as exc:
             yield RecordNotice(self.record_id, "error", str(exc)[:300])
             return Finished("error", self.stage, {"error": str(exc)}, hang_up=True)
         detail = f"missing sound files: {', '.join(self.missing)}" if self.missing else ""
         yield RecordNotice(self.record_id, "played", detail)
         self.stage = "done"
-        with contextlib.suppress(_Gone, _Broken):
+        with contextlib.suppress(CallerGone, DialogError):
             yield from self._cmd("HANGUP")
         return Finished("played", self.stage, {"notice_id": self.record_id})
 
@@ -176,7 +171,7 @@ class SurveyDialog(_Outbound):
         for _ in range(2):
             reply = yield from self._cmd("GET DATA", prompt, str(self.digit_timeout_ms), "1")
             if reply.result == "-1":
-                raise _Gone("hang-up during GET DATA")
+                raise CallerGone("hang-up during GET DATA")
             if reply.result in ("1", "2", "3", "4", "5"):
                 return int(reply.result)
         return None
@@ -194,12 +189,12 @@ class SurveyDialog(_Outbound):
             for i, prompt in enumerate(p.survey_questions):
                 self.stage = QUESTIONS[i]
                 answers.append((yield from self._ask(prompt)))
-        except (_Gone, _Broken) as exc:
+        except (CallerGone, DialogError) as exc:
             padded = ([*answers, None, None, None])[:3]
             yield RecordSurvey(self.record_id, (padded[0], padded[1], padded[2]), False,
                                f"ended at {self.stage}: {exc}"[:300])
-            return Finished("hangup" if isinstance(exc, _Gone) else "error", self.stage,
-                            {"survey_id": self.record_id}, hang_up=isinstance(exc, _Broken))
+            return Finished("hangup" if isinstance(exc, CallerGone) else "error", self.stage,
+                            {"survey_id": self.record_id}, hang_up=isinstance(exc, DialogError))
         complete = all(a is not None for a in answers)
         yield RecordSurvey(self.record_id, (answers[0], answers[1], answers[2]), complete,
                            "" if complete else "a question was not answered with 1 to 5")
@@ -207,7 +202,7 @@ class SurveyDialog(_Outbound):
         try:
             yield from self._play(p.thanks)
             yield from self._cmd("HANGUP")
-        except (_Gone, _Broken):
+        except (CallerGone, DialogError):
             pass
         return Finished("answered", self.stage, {"survey_id": self.record_id})
 

@@ -54,7 +54,7 @@ from ivr.alert_dialog import SCRIPT as ALERT_SCRIPT
 from ivr.db import reading, unit_of_work
 from ivr.models import utcnow
 from outreach.calls import OutreachCalls
-from scheduler import chain, delivery
+from scheduler import alerts_table, chain, delivery  # noqa: F401 - alerts_table registers [alerts]
 from scheduler.chain import ChainConfig, Ring
 from scheduler.delivery import DeliveryConfig, Job
 from scheduler.models import Alert, AlertDelivery, AlertStatus, DeliveryStatus
@@ -353,17 +353,12 @@ class AlertService(Service):
 
 
 def make_service(runtime: Runtime) -> AlertService | None:
-    section = runtime.settings.section("alerts")
-    if section.get("enabled", True) is False:
+    table = runtime.settings.table("alerts")  # checked there (scheduler/alerts_table.py): the interval, the gap
+    if not table.enabled:
         return None
-    rules = Rules.from_section(section, runtime.settings.timezone)
+    rules = Rules.from_section(runtime.settings.section("alerts"), runtime.settings.timezone)
     cfg = DeliveryConfig.from_settings(runtime.settings)
-    interval = float(section.get("interval_seconds", 15))
-    pass_gap = float(section.get("pass_gap_seconds", 0.5))
-    if interval <= 0 or not 0 <= pass_gap <= interval:
-        from carecall.config import ConfigError
-
-        raise ConfigError("[alerts] interval_seconds must be positive, pass_gap_seconds between 0 and it")
+    interval, pass_gap = float(table.interval_seconds), float(table.pass_gap_seconds)
     chain_cfg = ChainConfig.from_settings(runtime.settings)
     ami: AmiConfig = runtime.settings.table("ami")
     service = AlertService(runtime, interval=interval, pass_gap=pass_gap, rules=rules, cfg=cfg, chain_cfg=chain_cfg,

@@ -65,6 +65,7 @@ the suite has 2 cores shared by many processes).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import re
@@ -444,19 +445,16 @@ class AsteriskRig:
     def agi_dir(self) -> Path:
         return self.dir / "agi-bin"
 
-    @property
+    @functools.cached_property
     def run_dir(self) -> Path:
         """Where Asterisk puts its control socket: ``{dir}/run`` when that path fits a Unix
         socket's 107 bytes, else a short directory in /tmp. A deep test directory (a
         pytest-xdist worker's, a long checkout name) made Asterisk start without its socket,
         so every ``asterisk -rx`` failed with "Unable to connect to remote asterisk"."""
-        if getattr(self, "_run_dir", None) is None:
-            inside = self.dir / "run"
-            if len(str(inside / "asterisk.ctl").encode()) <= 100:
-                self._run_dir = inside
-            else:
-                self._run_dir = Path(tempfile.mkdtemp(prefix="ccast-", dir="/tmp"))
-        return self._run_dir
+        inside = self.dir / "run"
+        if len(str(inside / "asterisk.ctl").encode()) <= 100:
+            return inside
+        return Path(tempfile.mkdtemp(prefix="ccast-", dir="/tmp"))
 
     def write_config(self, primary_port: int = 0, backup_port: int = 0) -> None:
         d = self.dir

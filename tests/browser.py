@@ -79,3 +79,10 @@ def page_at(driver: Any, fragment: str) -> bool:
     The URL changes when the new document is committed, before it is parsed: reading an
     element straight after a URL check can still meet the old page or an empty new one."""
     return fragment in driver.current_url and driver.execute_script("return document.readyState") == "complete"
+
+
+def state_of(driver: Any, visit_id: int) -> str | None:
+    """A board row's state word, read in one script call (the live board swaps its rows)."""
+    return driver.execute_script(
+        "const e = document.querySelector(`tr[data-visit='${arguments[0]}'] .state`);"
+        "return e ? e.textContent : null;", visit_id)

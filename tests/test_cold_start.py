@@ -22,10 +22,9 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol
 
 from agi.service import FastAGIService, GatedListener
 from agi.simulator import CallScript, simulate_blocking
-from ivr.importer import import_csv
 from tests.callhelpers import attendances, calls
 from tests.carecall_process import CarecallProcess
-from tests.helpers import VISITS_HEADER, context_for, factory_for, import_world, visit_row
+from tests.helpers import add_visits, factory_for, import_world
 
 
 class Hello(Protocol):
@@ -122,10 +121,7 @@ def test_the_first_call_after_carecall_run_starts_is_recorded_not_journalled(set
     factory = factory_for(settings)
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     import_world(settings, factory)
-    report = import_csv(factory, "visits", "\n".join([
-        VISITS_HEADER, visit_row("V1", "R001", now - dt.timedelta(minutes=5), 30, "1001", settings=settings)
-    ]) + "\n", context_for(settings))
-    assert report.ok
+    add_visits(settings, factory, ("V1", "R001", now - dt.timedelta(minutes=5), 30, "1001"))
     server = CarecallProcess(settings, tmp_path / "server", agi_effect_timeout=1.0).start()
     try:
         result = simulate_blocking("127.0.0.1", server.agi_port,

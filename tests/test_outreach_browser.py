@@ -24,7 +24,7 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Resident, ResidentContact, Visit, Worker
 from outreach.models import Feedback
-from tests.browser import page_at, settled_wait
+from tests.browser import page_at, settled_wait, text_of
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.test_alerts_servers import SmtpServer
@@ -91,12 +91,6 @@ def shoot(driver: webdriver.Chrome, world: dict[str, Any], name: str) -> None:
         driver.set_window_size(1366, 768)
 
 
-def text_of(driver: webdriver.Chrome, element_id: str) -> str:
-    """One script call: the page may be replaced between two WebDriver calls (form posts, redirects)."""
-    return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.textContent : '';",
-                                 element_id)
-
-
 def login(driver: webdriver.Chrome, base: str, user: str, password: str = PASSWORD, lands: str = "/board") -> None:
     driver.delete_all_cookies()
     driver.get(base + "/login")
@@ -152,7 +146,8 @@ def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedbac
     # The office finds it in the queue and replies; the family sees the reply.
     login(browser, base, "coordinator")
     browser.get(f"{base}/feedback")
-    settled_wait(browser, WAIT).until(lambda d: "Thank you for being so patient" in text_of(d, "feedback-queue"))
+    settled_wait(browser, WAIT).until(
+        lambda d: "Thank you for being so patient" in (text_of(d, "#feedback-queue") or ""))
     shoot(browser, world, "office-queue")
     browser.find_element(By.CSS_SELECTOR, "#feedback-queue td.time a").click()
     settled_wait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "reply-form"))
@@ -163,7 +158,7 @@ def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedbac
     assert browser.find_element(By.ID, "fb-status").text == "Closed"
     shoot(browser, world, "office-feedback-item")
     browser.get(f"{base}/outreach")
-    settled_wait(browser, WAIT).until(lambda d: "R001" in text_of(d, "outreach"))
+    settled_wait(browser, WAIT).until(lambda d: "R001" in (text_of(d, "#outreach") or ""))
     shoot(browser, world, "office-list")
     with world["factory"]() as s:
         (fb,) = s.scalars(select(Feedback))
@@ -171,7 +166,7 @@ def test_family_member_joins_from_the_invitation_sees_the_week_and_sends_feedbac
 
     login(browser, base, "jane.brown", "jane's own password", lands="/family/residents/")
     browser.get(f"{base}/family/feedback")
-    settled_wait(browser, WAIT).until(lambda d: "passed this on" in text_of(d, "my-feedback"))
+    settled_wait(browser, WAIT).until(lambda d: "passed this on" in (text_of(d, "#my-feedback") or ""))
     # Another resident's page, as this family user: not found.
     browser.get(f"{base}/family/residents/{rid + 1}")
     assert "Not found" in browser.find_element(By.TAG_NAME, "main").text
@@ -187,7 +182,7 @@ def test_commissioner_sees_the_funders_week_ahead_and_figures(world, browser):  
     Select(browser.find_element(By.NAME, "funder")).select_by_visible_text("Lewisham")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "form.stack button").click()
-    settled_wait(browser, WAIT).until(lambda d: "lewisham.council" in text_of(d, "commissioners"))
+    settled_wait(browser, WAIT).until(lambda d: "lewisham.council" in (text_of(d, "#commissioners") or ""))
     login(browser, base, "lewisham.council", lands="/council")
     planned = browser.find_element(By.ID, "planned").text
     assert "Dan Black" in planned and "Cara White" not in planned

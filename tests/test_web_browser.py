@@ -32,7 +32,7 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Visit
 from scheduler.models import Alert, AlertCheck
-from tests.browser import MIN_WAIT, settled_wait, text_of
+from tests.browser import MIN_WAIT, settled_wait, state_of, text_of
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
 from tests.webclient import PASSWORD, add_users, running_server
@@ -135,13 +135,6 @@ def login(browser: webdriver.Chrome, base: str, user: str) -> None:
         page = browser.execute_script("return document.body ? document.body.innerText : ''") or ""
         raise AssertionError(f"log-in as {user} did not reach the board: at {browser.current_url}: "
                              f"{page[:400]!r}") from None
-
-
-def state_of(browser: webdriver.Chrome, visit_id: int) -> str:
-    """Read in one script call: the live board may swap the rows between two WebDriver calls."""
-    return browser.execute_script(
-        "const e = document.querySelector(`tr[data-visit='${arguments[0]}'] .state`);"
-        "return e ? e.textContent : null;", visit_id)
 
 
 def state_colour(browser: webdriver.Chrome, visit_id: int) -> str:

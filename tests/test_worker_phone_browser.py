@@ -27,7 +27,7 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Resident, Visit, Worker
 from scheduler.models import Alert, AlertKind
-from tests.browser import page_at, settled_wait, text_of
+from tests.browser import page_at, settled_wait, state_of, text_of
 from tests.conftest import fresh_database
 from tests.fakecamera import qr_y4m
 from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
@@ -145,12 +145,6 @@ def attendance(world: dict[str, Any], ref: str) -> Attendance | None:
         return s.scalar(select(Attendance).where(Attendance.visit_id == world["ids"][ref]))
 
 
-def board_state(office: webdriver.Chrome, visit_id: int) -> str | None:
-    return office.execute_script(
-        "const e = document.querySelector(`tr[data-visit='${arguments[0]}'] .state`);"
-        "return e ? e.textContent : null;", visit_id)
-
-
 def no_horizontal_scroll(driver: webdriver.Chrome) -> bool:
     return driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth;")
 
@@ -171,8 +165,8 @@ def test_worker_enrols_sees_the_roster_and_checks_in_by_qr_code_and_out_by_tag(w
     code = enrolment_code(office, world, "1004")
     office.get(world["base"] + "/board")
     vid = world["ids"]["P-TAG"]
-    settled_wait(office, WAIT).until(lambda d: board_state(d, vid) is not None)
-    assert "on site" not in (board_state(office, vid) or "").lower()
+    settled_wait(office, WAIT).until(lambda d: state_of(d, vid) is not None)
+    assert "on site" not in (state_of(office, vid) or "").lower()
 
     phone.get(world["base"] + "/w/login")
     phone.find_element(By.NAME, "worker_number").send_keys("1004")
@@ -196,7 +190,7 @@ def test_worker_enrols_sees_the_roster_and_checks_in_by_qr_code_and_out_by_tag(w
     assert att is not None and att.arrival_method == "tag" and att.arrival_verified
     assert att.arrival_entered_at is None
     # The office board turns without a reload.
-    settled_wait(office, WAIT).until(lambda d: "on site" in (board_state(d, vid) or "").lower())
+    settled_wait(office, WAIT).until(lambda d: "on site" in (state_of(d, vid) or "").lower())
 
     # Out through the tag URL, as Android opens it from an NFC tap.
     phone.get(world["base"] + "/t/" + tags["R004"].rsplit("/t/", 1)[1])
