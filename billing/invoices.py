@@ -19,6 +19,7 @@ on the next invoice of the same purchase order.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections import defaultdict
@@ -27,17 +28,28 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing import rawio
+from billing import line_store, parallel, rawio, stored_csv
 from billing.accounts import CreditNote
 from billing.funders import BillTo, load_config
 from billing.models import BillingRun, ExtraMinutesApproval, Invoice, InvoiceLine, LineKind
-from billing.queries import BATCH, FunderPeriod, Unassigned, funders, package_bills, period_bills
+from billing.queries import (
+    BATCH,
+    FunderPeriod,
+    Unassigned,
+    funders,
+    package_bills,
+    period_bills,
+    resident_batches,
+    residents_in,
+)
 from billing.rules import (
     BillingConfig,
     Line,
     PackageBill,
+    PackageInfo,
     Period,
     from_pence,
     issue_dates,
@@ -49,8 +61,7 @@ from carecall.config import Settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, CarePackage, Resident, Visit, utcnow
 
-CSV_COLUMNS = ("invoice_number", "funder", "purchase_order", "resident_reference", "visit_ref", "worker_number",
-               "arrival", "departure", "method", "billable_minutes", "rate", "amount")
+CSV_COLUMNS = stored_csv.CSV_COLUMNS
 
 
 class BillingError(ValueError):
@@ -127,7 +138,10 @@ class Group:
 
 
 def group_of(bill: PackageBill, config: BillingConfig) -> Group:
-    p = bill.package
+    return group_for(bill.package, config)
+
+
+def group_for(p: PackageInfo, config: BillingConfig) -> Group:
     if config.for_funder(p.funder).private:
         return Group(f"private:{p.resident_reference}", p.funder, p.purchase_order, p.resident_id,
                      p.resident_reference)
@@ -280,11 +294,12 @@ class _DatabaseSink:
         names = (*self.header, "bill_to", "bill_to_email", "group_key", "funder", "purchase_order", "resident_id")
         self.insert_header = rawio.Query(conn, insert(table).values({n: bindparam(n, None) for n in names})
                                          .returning(table.c.id))
+        self.stage = line_store.LineStage(conn, period.start)
 
-    def _invoice_id(self, g: Group) -> int:
+    def _invoice_id(self, g: Group, bill_to: tuple[str, str] | None = None) -> int:
         iid = self.ids.get(g.key)
         if iid is None:
-            address, email = self.bill_to(g.funder, g.resident_id)
+            address, email = bill_to or self.bill_to(g.funder, g.resident_id)
             iid = self.insert_header.first(**self.header, bill_to=address, bill_to_email=email, group_key=g.key,
                                            funder=g.funder, purchase_order=g.purchase_order,
                                            resident_id=g.resident_id)[0]
@@ -301,6 +316,7 @@ class _DatabaseSink:
                 t.charged += 1
             if line.kind == LineKind.BILLED:
                 t.billed += line.billable_minutes
+        self.stage.flush()
         w = self.write_utc
         self.buffer.append((iid, line.kind, line.attendance_id, line.package_id, line.service_period_start,
                             line.resident_reference, line.visit_ref, line.worker_number, w(line.planned_start),
@@ -311,30 +327,30 @@ class _DatabaseSink:
             self.flush()
 
     def add_bill(self, group: Group, bill: PackageBill) -> None:
-        """A bill's lines straight from its tuples: no ``Line`` or ``DocLine`` objects, no ``Decimal``."""
-        iid = self._invoice_id(group)
+        self.add_compact(group, parallel.compact(bill))
+
+    def add_compact(self, group: Group, bill: parallel.CompactBill) -> None:
+        """A bill's lines staged from its tuples (:mod:`billing.line_store`): no objects, no ``Decimal``."""
+        package, cap, over_cap, visits, lines, bill_to = bill
+        iid = self._invoice_id(group, bill_to)
         t = self.totals[iid]
-        t.cap += bill.cap_minutes
-        t.over += bill.over_cap_minutes
-        t.visits += bill.visits
-        p = bill.package
-        pid, ref, sps, w = p.package_id, p.resident_reference, self.period_text, self.write_utc
-        append = self.buffer.append
-        for kind, row, method, minutes, over, rate_kind, rate, amount, reason in bill.raw_lines:
+        t.cap += cap
+        t.over += over_cap
+        t.visits += visits
+        pid = package.package_id
+        append = self.stage.rows.append
+        for kind, aid, method, minutes, over, rate_kind, rate, amount, reason in lines:
             if kind == "billed":  # the one ledger kind a bill has (LineKind.LEDGER)
                 t.pence += amount
                 t.billed += minutes
                 if minutes or amount:
                     t.charged += 1
-            stored = row.stored
-            if stored is None:
-                stored = (w(row.planned_start), w(row.planned_end), w(row.arrival_at), w(row.departure_at))
-            append((iid, kind, row.attendance_id, pid, sps, ref, row.visit_ref, row.worker_number, *stored, method,
-                    minutes, over, rate_kind, rate, amount, reason))
-        if len(self.buffer) >= 5000:
-            self.flush()
+            append((iid, kind, aid, pid, method, minutes, over, rate_kind, rate, amount, reason))
+        if len(self.stage.rows) >= line_store.CHUNK:
+            self.stage.flush()
 
     def flush(self) -> None:
+        self.stage.flush()  # staged lines first: line ids keep the order the lines were added in
         if self.buffer:
             rawio.insert_many(self.s.connection(), InvoiceLine.__table__, _LINE_COLUMNS, self.buffer)
             self.buffer = []
@@ -407,9 +423,13 @@ def _is_closed(closed: set[str], funder: str) -> bool:
 
 
 def _run(session: Session, config: BillingConfig, fp: FunderPeriod, sink: _Sink, unassigned: Unassigned,
-         now: dt.datetime) -> None:
-    for bill in period_bills(session, config, fp, unassigned):
-        sink.add_bill(group_of(bill, config), bill)
+         now: dt.datetime, workers: parallel.BillWorkers | None = None) -> None:
+    if workers is not None and isinstance(sink, _DatabaseSink):
+        for bill in workers.bills(fp, unassigned):
+            sink.add_compact(group_for(bill[0], config), bill)
+    else:
+        for b in period_bills(session, config, fp, unassigned):
+            sink.add_bill(group_of(b, config), b)
     for group, line in corrections(session, config, fp, now):
         sink.add(group, line)
 
@@ -561,16 +581,41 @@ class IssueResult:
 
 def issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.date, funder: str | None = None,
           *, now: dt.datetime | None = None, actor: str = "billing", with_lines: bool = True,
-          nil_returns: bool = False) -> IssueResult:
+          nil_returns: bool = False, workers: int | None = None) -> IssueResult:
     """Close the period for ``funder`` (default: every funder) and store its invoices, once.
 
     Re-issuing a closed period writes nothing and returns the stored documents, so a
     re-run prints the same invoices. ``with_lines=False`` returns headers only (for big runs).
     A purchase order with nothing to bill gets no invoice unless ``nil_returns``.
+
+    A run of :data:`PARALLEL_FROM` residents or more works its bills out in worker
+    processes (:mod:`billing.parallel`; ``[billing] workers``); ``workers`` given here
+    forces that many (0: none) whatever the size. The result is the same either way.
     """
-    now = now or utcnow()
+    try:
+        return _issue(factory, settings, period_start, funder, now=now or utcnow(), actor=actor,
+                      with_lines=with_lines, nil_returns=nil_returns, workers=workers)
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != "40001":
+            raise
+        # PostgreSQL: a visit of the period was changed while the run read it (REPEATABLE READ).
+        raise BillingError("a visit of this period was changed while the invoices were being issued; "
+                           "nothing was issued: issue the period again") from exc
+
+
+# A run this big (residents) is worth worker processes: below it, starting them costs
+# about as much as they save.
+PARALLEL_FROM = 4 * BATCH
+
+
+def _issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.date, funder: str | None, *,
+           now: dt.datetime, actor: str, with_lines: bool, nil_returns: bool, workers: int | None) -> IssueResult:
     unassigned = Unassigned()
     with unit_of_work(factory) as session:
+        if factory.kw["bind"].dialect.name == "postgresql":
+            # One snapshot for the whole run: the lines' copies (billing.line_store) and the
+            # workers' reads (billing.parallel) see exactly what the figures came from.
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         config = load_config(settings, session)
         bill_to = BillTo(session)
         scope = _scope(session, config, period_start, funder)
@@ -589,24 +634,32 @@ def issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
             # then each remaining funder is closed by name, so no funder is ever issued twice.
             label = funder or ("" if not closed else None)
             runs = ([(label, todo)] if label is not None else [(fp.funder, [fp]) for fp in todo])
-            for name, fps in runs:
-                run = BillingRun(period_start=period_start, funder=name, issued_at=now, issued_by=actor)
-                session.add(run)
-                session.flush()
-                totals: dict[int, _Totals] = {}
-                for fp in fps:
-                    issue_date, due = issue_dates(fp.period, fp.rules)
-                    sink = _DatabaseSink(session, run, fp.period, issue_date, due, bill_to)
-                    _run(session, config, fp, sink, unassigned, now)
-                    sink.flush()
-                    totals.update(sink.totals)
-                _finish_run(session, run, totals, nil_returns)
+            count = workers
+            if count is None:
+                big = sum(residents_in(session, fp.funder, fp.period) for fp in todo) >= PARALLEL_FROM
+                count = (parallel.default_workers() if config.workers is None else config.workers) if big else 0
+            plan = ((fp, ids) for _, fps in runs for fp in fps
+                    for ids in resident_batches(session, fp.funder, fp.period))
+            pool = parallel.BillWorkers(session, config, count, plan) if count else contextlib.nullcontext()
+            with pool as workers_or_none:
+                for name, fps in runs:
+                    run = BillingRun(period_start=period_start, funder=name, issued_at=now, issued_by=actor)
+                    session.add(run)
+                    session.flush()
+                    totals: dict[int, _Totals] = {}
+                    for fp in fps:
+                        issue_date, due = issue_dates(fp.period, fp.rules)
+                        sink = _DatabaseSink(session, run, fp.period, issue_date, due, bill_to)
+                        _run(session, config, fp, sink, unassigned, now, workers_or_none)
+                        sink.flush()
+                        totals.update(sink.totals)
+                    _finish_run(session, run, totals, nil_returns)
         names = [fp.funder for fp in scope]
         docs = _load_docs(session, config, period_start, names, with_lines=with_lines)
     return IssueResult(docs, bool(todo), len(unassigned.attendance_ids))
 
 
-def _doc_from_header(inv: Invoice, config: BillingConfig, ref: str, name: str = "",
+def _doc_from_header(inv: Any, config: BillingConfig, ref: str, name: str = "",
                      credit: int | None = None) -> InvoiceDoc:
     rules = config.for_funder(inv.funder)
     period = period_starting(inv.period_start, rules, config.tz)
@@ -620,23 +673,25 @@ def _doc_from_header(inv: Invoice, config: BillingConfig, ref: str, name: str = 
 def _load_docs(session: Session, config: BillingConfig, period_start: dt.date, funder_names: Iterable[str],
                with_lines: bool = True) -> list[InvoiceDoc]:
     names = list(funder_names)
+    # Header rows, not ORM objects: a big run loads thousands, and nothing here is changed.
     rows = session.execute(
-        select(Invoice, Resident.reference, Resident.name, CreditNote.number)
+        select(Invoice.__table__, Resident.reference.label("care_for_ref"), Resident.name.label("care_for_name"),
+               CreditNote.number.label("credit_number"))
         .outerjoin(Resident, Invoice.resident_id == Resident.id)
         .outerjoin(CreditNote, CreditNote.invoice_id == Invoice.id)
         .where(Invoice.period_start == period_start, Invoice.funder.in_(names)).order_by(Invoice.number)).all()
     docs = []
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     if not with_lines and rows:
-        ids = [row[0].id for row in rows]
+        ids = [row.id for row in rows]
         for i in range(0, len(ids), 500):
             for iid, kind, n in session.execute(
                     select(InvoiceLine.invoice_id, InvoiceLine.kind, func.count())
                     .where(InvoiceLine.invoice_id.in_(ids[i:i + 500]))
                     .group_by(InvoiceLine.invoice_id, InvoiceLine.kind)):
                 counts[iid][kind] = n
-    for inv, ref, name, credit in rows:
-        doc = _doc_from_header(inv, config, ref or "", name or "", credit)
+    for inv in rows:
+        doc = _doc_from_header(inv, config, inv.care_for_ref or "", inv.care_for_name or "", inv.credit_number)
         if with_lines:
             doc.lines = [DocLine.from_row(r) for r in session.scalars(
                 select(InvoiceLine).where(InvoiceLine.invoice_id == inv.id).order_by(InvoiceLine.id))]
@@ -731,32 +786,5 @@ def csv_rows(docs: Iterable[InvoiceDoc], config: BillingConfig) -> Iterator[list
 
 def stored_csv_rows(factory: sessionmaker[Session], settings: Settings, period_start: dt.date,
                     funder: str | None = None) -> Iterator[list[str]]:
-    """The CSV rows of a period's issued invoices, streamed from the database in one pass.
-
-    Raw rows (:mod:`billing.rawio`): no ORM objects, times formatted through a per-hour
-    cache without parsing, pence printed exactly; memory holds one fetch of rows at a time.
-    The invoice headers are read first (a few thousand), then each invoice's lines by the
-    ``(invoice_id, id)`` index, so the database never sorts the whole period's lines.
-    """
-    config = BillingConfig.from_settings(settings)
-    lines = InvoiceLine.__table__.c
-    inv = Invoice.__table__.c
-    with factory() as session:
-        names = [funder] if funder else funders(session)
-        conn = session.connection()
-        local = rawio.LocalClock(config.tz).stored_minutes(conn.dialect.name)
-        pence = rawio.pence_text
-        headers = session.execute(
-            select(inv.id, inv.number, inv.funder, inv.purchase_order)
-            .where(inv.period_start == period_start, inv.funder.in_(names)).order_by(inv.number)).all()
-        query = rawio.Query(conn, select(
-            lines.resident_reference, lines.visit_ref, lines.worker_number, lines.arrival_at, lines.departure_at,
-            lines.method, lines.billable_minutes, lines.rate_pence, lines.amount_pence)
-            .where(lines.invoice_id == bindparam("iid", 0), lines.kind.in_(LineKind.LEDGER),
-                   (lines.billable_minutes != 0) | (lines.amount_pence != 0))
-            .order_by(lines.id))
-        for iid, number, f, po in headers:
-            label = config.invoice_number(number)
-            for ref, visit, worker, arrival, departure, method, minutes, rate, amount in query.rows(iid=iid):
-                yield [label, f, po, ref, visit, worker, local(arrival), local(departure), method, str(minutes),
-                       pence(rate), pence(amount)]
+    """The CSV rows of a period's issued invoices, streamed from the frozen lines (:mod:`billing.stored_csv`)."""
+    return stored_csv.rows(factory, settings, period_start, funder)

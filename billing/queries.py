@@ -63,6 +63,12 @@ def resident_batches(session: Session, funder: str, period: Period, batch: int =
         last = ids[-1]
 
 
+def residents_in(session: Session, funder: str, period: Period) -> int:
+    """How many residents have a package of ``funder`` active in the period (the size of its run)."""
+    return session.scalar(select(func.count(CarePackage.resident_id.distinct()))
+                          .where(CarePackage.funder == funder, _overlaps(period))) or 0
+
+
 def packages_for(session: Session, resident_ids: Iterable[int], period: Period) -> dict[int, list[PackageInfo]]:
     rows = session.execute(
         select(CarePackage, Resident.reference).join(Resident, CarePackage.resident_id == Resident.id)
@@ -95,7 +101,7 @@ def attendances_for(session: Session, resident_ids: Iterable[int], period: Perio
     for (aid, ref, rid, number, ps, pe, arr, arr_m, arr_e, dep, dep_m, dep_e, arr_u, dep_u) in rawio.stream(conn, stmt):
         yield new(row, (aid, ref, rid, number, read(ps), read(pe), read(arr), arr_m,
                         None if arr_e is None else read(arr_e), read(dep), dep_m,
-                        None if dep_e is None else read(dep_e), bool(arr_u), bool(dep_u), (ps, pe, arr, dep)))
+                        None if dep_e is None else read(dep_e), bool(arr_u), bool(dep_u)))
 
 
 def approved_minutes(session: Session, package_ids: Iterable[int], period: Period) -> dict[int, int]:

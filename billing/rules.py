@@ -111,6 +111,8 @@ class BillingConfig:
     invoice_prefix: str = "INV-"
     credit_note_prefix: str = "CN-"
     provider: Provider = dataclasses.field(default_factory=Provider)  # letterhead and bank details
+    # Processes that work out a big issue run's bills (billing.parallel); None: one per spare core.
+    workers: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:
@@ -127,8 +129,12 @@ class BillingConfig:
             if not isinstance(table, dict):
                 raise ConfigError(f"[billing.funders.{name}] must be a table")
             funders[name] = _apply(funders.get(name, default), table, f"[billing.funders.{name}]")
+        workers = section.get("workers", "auto")
+        if workers != "auto" and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
+            raise ConfigError('[billing] workers must be "auto" or a whole number, 0 for none')
         return cls(tz, default, funders, str(section.get("invoice_prefix", "INV-")),
-                   str(section.get("credit_note_prefix", "CN-")), provider or Provider())
+                   str(section.get("credit_note_prefix", "CN-")), provider or Provider(),
+                   None if workers == "auto" else workers)
 
     def for_funder(self, funder: str) -> FunderRules:
         return self.funders.get(funder, self.default)
@@ -287,9 +293,7 @@ def late_manual_entry(method: str | None, entered_at: dt.datetime | None, planne
 class AttendanceRow(NamedTuple):
     """What billing needs to know about one attendance (already linked to a visit).
 
-    A named tuple, not a dataclass: the invoice run builds one per attendance. ``stored``
-    is the driver's own values of planned start/end, arrival and departure when the row
-    was read from the database, so the run writes them back into its lines unconverted.
+    A named tuple, not a dataclass: the invoice run builds one per attendance.
     """
 
     attendance_id: int
@@ -306,7 +310,6 @@ class AttendanceRow(NamedTuple):
     departure_entered_at: dt.datetime | None
     arrival_unanswered: bool = False
     departure_unanswered: bool = False
-    stored: tuple[Any, Any, Any, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -487,6 +490,7 @@ def _billing_fields() -> list[tuple[str, str, Any]]:
         ("credit_note_prefix", "str", dataclasses.field(default="CN-")),
         ("private_funders", "Any", dataclasses.field(default_factory=lambda: ["Private"])),
         ("funders", "Any", dataclasses.field(default_factory=dict)),  # [billing.funders."Name"] tables
+        ("workers", "Any", dataclasses.field(default="auto")),
     ]
     for f in dataclasses.fields(FunderRules):
         out.append((f.name, "Any", dataclasses.field(default=f.default)))  # _coerce checks each

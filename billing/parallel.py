@@ -1,0 +1,166 @@
+"""Working a big invoice run's bills out in worker processes while the run's own process writes.
+
+Why: one process can read a period's attendances, apply the rules and write the lines at
+about 16 µs an attendance; 350,000 attendances took 5.8 s, and the run's CSV another
+2 s. Reading and computing need no write lock, so they can go to other cores: each worker
+takes one batch of residents (:data:`billing.queries.BATCH`) at a time and returns its
+bills in :func:`compact` form, while the run's process stages the lines of the batches
+already done (:mod:`billing.line_store`). The rules are the same functions either way
+(:func:`billing.queries.package_bills`); only where they run changes.
+
+What the workers read is what the run would have read itself:
+
+- SQLite: the run's transaction took the write lock at ``BEGIN IMMEDIATE`` before any
+  batch was handed out, so no connection can commit until the run does; each worker's read
+  sees the database as the run sees it (the run's own writes are to tables the workers do
+  not read).
+- PostgreSQL: the run's transaction is REPEATABLE READ and exports its snapshot
+  (``pg_export_snapshot``); each worker's transaction imports it (``SET TRANSACTION
+  SNAPSHOT``), as ``pg_dump --jobs`` does.
+
+Results come back in batch order, so line ids and invoice numbers are exactly those of a
+run in one process; at most ``2 × workers`` batches are in flight, so memory stays flat.
+Workers are forked when the calling process has one thread (the CLI: no start-up cost)
+and come from a fork server otherwise (the web server's threads make a plain fork unsafe).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing.queries import FunderPeriod, Unassigned, package_bills
+from billing.rules import BillingConfig, PackageBill, PackageInfo
+
+# (package, cap minutes, over-cap minutes, distinct visits billed, lines, bill-to), a line being
+# (kind, attendance id, method, minutes, over-cap minutes, rate kind, rate pence, amount pence, reason);
+# bill-to is a private client's (address, e-mail) when a worker looked it up, else None.
+CompactBill = tuple[PackageInfo, int, int, int, list[tuple[Any, ...]], tuple[str, str] | None]
+
+
+def compact(bill: PackageBill, bill_to: tuple[str, str] | None = None) -> CompactBill:
+    """A bill as the invoice sink stores it and a worker sends it: the figures, not the attendance rows."""
+    return (bill.package, bill.cap_minutes, bill.over_cap_minutes, bill.visits,
+            [(kind, row.attendance_id, method, minutes, over, rate_kind, rate, amount, reason)
+             for kind, row, method, minutes, over, rate_kind, rate, amount, reason in bill.raw_lines], bill_to)
+
+
+def default_workers() -> int:
+    """One worker per core, at most four: the run's own process spends much of its time in
+    SQLite's C code and waiting for results (measured on two cores: two workers 3.6 s, one 4.2 s)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def database_url(conn: Connection) -> str:
+    """The URL a worker connects with (the password too: it is the run's own database)."""
+    return conn.engine.url.render_as_string(hide_password=False)
+
+
+def process_pool(workers: int, initializer: Callable[..., None],
+                 initargs: tuple[Any, ...]) -> concurrent.futures.ProcessPoolExecutor:
+    """Worker processes, forked if this process has one thread, else from a fork server.
+
+    A fork copies the run's process as it is, so the workers start at once with every
+    module imported; with other threads running (the web server's) a fork could copy a
+    lock some thread holds, so a clean fork server starts them instead. A forked worker
+    never touches the connections it inherits: it opens its own (``initializer``).
+    """
+    methods = multiprocessing.get_all_start_methods()
+    method = ("fork" if threading.active_count() == 1 and "fork" in methods
+              else "forkserver" if "forkserver" in methods else "spawn")
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                                  initializer=initializer, initargs=initargs)
+
+
+# --- inside a worker process -----------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(url: str, config: BillingConfig, snapshot: str | None) -> None:
+    from ivr.db import make_engine, session_factory
+
+    engine = make_engine(url, pool_size=1, max_overflow=0) if snapshot else make_engine(url)
+    _worker.update(factory=session_factory(engine), config=config, snapshot=snapshot)
+
+
+def _batch(fp: FunderPeriod, resident_ids: list[int]) -> tuple[list[CompactBill], list[int]]:
+    from billing.funders import BillTo
+    from ivr.db import reading
+
+    factory: sessionmaker[Session] = _worker["factory"]
+    config: BillingConfig = _worker["config"]
+    unassigned = Unassigned()
+    snapshot = _worker["snapshot"]
+    with (reading(factory) if snapshot is None else factory()) as session:
+        if snapshot is not None:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            session.execute(text(f"SET TRANSACTION SNAPSHOT '{_quote(snapshot)}'"))
+        # A private client's invoice is addressed to them (or their representative): looked up
+        # here, beside the bill, so the run's own process does one query less per client.
+        bill_to = BillTo(session) if config.for_funder(fp.funder).private else None
+        bills = [compact(b, bill_to(fp.funder, b.package.resident_id) if bill_to else None)
+                 for b in package_bills(session, config, fp, resident_ids, unassigned)]
+        session.rollback()
+    return bills, sorted(unassigned.attendance_ids)
+
+
+def _quote(snapshot: str) -> str:
+    # pg_export_snapshot() returns e.g. "00000003-0000001B-1"; SET TRANSACTION SNAPSHOT takes no bind parameter.
+    if not all(c.isalnum() or c == "-" for c in snapshot):
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    return snapshot
+
+
+# --- in the run's process ----------------------------------------------------------------------
+
+
+class BillWorkers:
+    """A pool of bill workers for one issue run (a context manager: the processes end with it).
+
+    ``plan`` is every (funder period, batch of resident ids) of the run in the order the
+    run asks for them (:meth:`bills`, one funder period after another); the pool works
+    ahead along it, across funder periods, so no worker waits while the run finishes one.
+    """
+
+    def __init__(self, session: Session, config: BillingConfig, workers: int,
+                 plan: Iterable[tuple[FunderPeriod, list[int]]]) -> None:
+        conn = session.connection()
+        snapshot = None
+        if conn.dialect.name == "postgresql":
+            snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+        self.pool = process_pool(workers, _start_worker, (database_url(conn), config, snapshot))
+        self.plan = iter(plan)
+        self.ahead = 2 * workers
+        self.window: collections.deque[tuple[FunderPeriod, concurrent.futures.Future[Any]]] = collections.deque()
+
+    def __enter__(self) -> BillWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fill(self) -> None:
+        while len(self.window) < self.ahead:
+            step = next(self.plan, None)
+            if step is None:
+                return
+            fp, ids = step
+            self.window.append((fp, self.pool.submit(_batch, fp, ids)))
+
+    def bills(self, fp: FunderPeriod, unassigned: Unassigned) -> Iterator[CompactBill]:
+        """The bills of every batch of ``fp`` in the plan, in batch order."""
+        self._fill()
+        while self.window and self.window[0][0] is fp:
+            bills, missing = self.window.popleft()[1].result()
+            self._fill()
+            unassigned.attendance_ids.update(missing)
+            yield from bills

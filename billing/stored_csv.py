@@ -1,0 +1,210 @@
+"""The CSV of a period's issued invoices, read from the frozen lines: in one process, or in several.
+
+Why here and not in :mod:`billing.invoices`: the same reading is run by the web (streamed
+into one response) and by worker processes (each writes a piece of a big file), and
+neither needs the issue run's machinery.
+
+Rows are read raw (:mod:`billing.rawio`): no ORM objects, times formatted through a
+per-hour cache without parsing, pence printed exactly. Each invoice's lines are read by
+the ``(invoice_id, id)`` index, so the database never sorts the whole period's lines.
+
+A big file (:func:`write`, :data:`PARALLEL_FROM` lines or more) is cut into pieces of
+about :data:`PIECE` lines, invoice by invoice in number order (an invoice bigger than a
+piece is cut by line id); worker processes each format a piece through the same
+:class:`LineReader` and the same formula-safe writer, and the pieces are written out in
+order, at most two a worker in flight, so the file is byte for byte the one a single
+process writes and memory holds a few pieces at most. Issued lines never change, so the
+workers need no shared snapshot.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import io
+import itertools
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing import parallel, rawio
+from billing.models import Invoice, InvoiceLine, LineKind
+from billing.queries import funders
+from billing.rules import BillingConfig
+from carecall.config import Settings
+from ivr import csvsafe
+
+CSV_COLUMNS = ("invoice_number", "funder", "purchase_order", "resident_reference", "visit_ref", "worker_number",
+               "arrival", "departure", "method", "billable_minutes", "rate", "amount")
+PIECE = 20_000  # lines a worker formats at a time
+PARALLEL_FROM = 4 * PIECE  # below this many lines one process is as quick
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """Lines ``after < id <= upto`` (None: unbounded) of one invoice, printed under its number."""
+
+    invoice_id: int
+    label: str
+    funder: str
+    purchase_order: str
+    after: int | None = None
+    upto: int | None = None
+
+
+def _in_csv(lines: Any) -> Any:
+    """The lines the CSV lists: ledger lines with minutes or money (exceptions are on the PDF only)."""
+    return lines.kind.in_(LineKind.LEDGER) & ((lines.billable_minutes != 0) | (lines.amount_pence != 0))
+
+
+class LineReader:
+    """The CSV rows of one piece, read raw on ``conn``."""
+
+    def __init__(self, conn: Connection, config: BillingConfig) -> None:
+        lines = InvoiceLine.__table__.c
+        self.local = rawio.LocalClock(config.tz).stored_minutes(conn.dialect.name)
+        self.query = rawio.Query(conn, select(
+            lines.resident_reference, lines.visit_ref, lines.worker_number, lines.arrival_at, lines.departure_at,
+            lines.method, lines.billable_minutes, lines.rate_pence, lines.amount_pence)
+            .where(lines.invoice_id == bindparam("iid", 0), _in_csv(lines),
+                   lines.id > bindparam("after", 0), lines.id <= bindparam("upto", 0))
+            .order_by(lines.id))
+
+    def rows(self, piece: Piece) -> Iterator[list[str]]:
+        local, pence = self.local, rawio.pence_text
+        label, f, po = piece.label, piece.funder, piece.purchase_order
+        after = -1 if piece.after is None else piece.after
+        upto = 2**62 if piece.upto is None else piece.upto
+        for ref, visit, worker, arrival, departure, method, minutes, rate, amount in self.query.rows(
+                iid=piece.invoice_id, after=after, upto=upto):
+            yield [label, f, po, ref, visit, worker, local(arrival), local(departure), method, str(minutes),
+                   pence(rate), pence(amount)]
+
+
+def _invoices(session: Session, config: BillingConfig, period_start: dt.date,
+              funder: str | None) -> list[Piece]:
+    """One whole-invoice piece per issued invoice of the period, in number order."""
+    inv = Invoice.__table__.c
+    names = [funder] if funder else funders(session)
+    return [Piece(iid, config.invoice_number(number), f, po) for iid, number, f, po in session.execute(
+        select(inv.id, inv.number, inv.funder, inv.purchase_order)
+        .where(inv.period_start == period_start, inv.funder.in_(names)).order_by(inv.number))]
+
+
+def rows(factory: sessionmaker[Session], settings: Settings, period_start: dt.date,
+         funder: str | None = None) -> Iterator[list[str]]:
+    """Every CSV row of the period's issued invoices, streamed in one process (memory: one fetch)."""
+    config = BillingConfig.from_settings(settings)
+    with factory() as session:
+        reader = LineReader(session.connection(), config)
+        for piece in _invoices(session, config, period_start, funder):
+            yield from reader.rows(piece)
+
+
+def _pieces(session: Session, whole: list[Piece]) -> tuple[list[list[Piece]], int]:
+    """The invoices cut into tasks of about PIECE lines (big invoices cut by line id), and the line count."""
+    lines = InvoiceLine.__table__.c
+    counts: dict[int, int] = {}
+    ids = [p.invoice_id for p in whole]
+    for i in range(0, len(ids), 500):
+        counts.update(session.execute(
+            select(lines.invoice_id, func.count()).where(lines.invoice_id.in_(ids[i:i + 500]), _in_csv(lines))
+            .group_by(lines.invoice_id)).tuples().all())
+    nth = rawio.Query(session.connection(), select(lines.id).where(lines.invoice_id == bindparam("iid", 0),
+                                                                   _in_csv(lines))
+                      .order_by(lines.id).limit(1).offset(bindparam("skip", 0)))
+    tasks: list[list[Piece]] = []
+    task: list[Piece] = []
+    size = 0
+    for p in whole:
+        n = counts.get(p.invoice_id, 0)
+        if n > PIECE:
+            if task:
+                tasks.append(task)
+                task, size = [], 0
+            # The ids at every PIECE-th line cut this invoice; each cut is one index probe.
+            cuts = [nth.first(iid=p.invoice_id, skip=k - 1)[0] for k in range(PIECE, n, PIECE)]
+            bounds = [None, *cuts, None]
+            tasks.extend([dataclasses.replace(p, after=lo, upto=hi)] for lo, hi in itertools.pairwise(bounds))
+            continue
+        task.append(p)
+        size += n
+        if size >= PIECE:
+            tasks.append(task)
+            task, size = [], 0
+    if task:
+        tasks.append(task)
+    return tasks, sum(counts.values())
+
+
+def write(factory: sessionmaker[Session], settings: Settings, period_start: dt.date, out: TextIO,
+          funder: str | None = None, *, workers: int | None = None) -> int:
+    """The period's issued-invoice CSV (header and rows) to ``out``; returns the number of rows.
+
+    ``workers``: processes that format pieces (None: ``[billing] workers``, used for
+    :data:`PARALLEL_FROM` lines or more; a number given here is used whatever the size, 0: none).
+    """
+    config = BillingConfig.from_settings(settings)
+    writer = csvsafe.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    with factory() as session:
+        whole = _invoices(session, config, period_start, funder)
+        tasks, total = _pieces(session, whole)
+        count = workers
+        if count is None:
+            count = ((parallel.default_workers() if config.workers is None else config.workers)
+                     if total >= PARALLEL_FROM else 0)
+        if not count:
+            reader = LineReader(session.connection(), config)
+            n = 0
+            for piece in whole:
+                for row in reader.rows(piece):
+                    writer.writerow(row)
+                    n += 1
+            return n
+        url = parallel.database_url(session.connection())
+    n = 0
+    with parallel.process_pool(count, _start_worker, (url, config)) as pool:
+        window: collections.deque[concurrent.futures.Future[tuple[str, int]]] = collections.deque()
+        todo = iter(tasks)
+        while True:
+            while len(window) < 2 * count:
+                task = next(todo, None)
+                if task is None:
+                    break
+                window.append(pool.submit(_format, task))
+            if not window:
+                return n
+            text, rows_in_piece = window.popleft().result()
+            out.write(text)
+            n += rows_in_piece
+
+
+# --- inside a worker process -----------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(url: str, config: BillingConfig) -> None:
+    from ivr.db import make_engine, session_factory
+
+    _worker.update(factory=session_factory(make_engine(url)), config=config)
+
+
+def _format(task: list[Piece]) -> tuple[str, int]:
+    from ivr.db import reading
+
+    buf = io.StringIO()
+    writer = csvsafe.writer(buf)
+    n = 0
+    with reading(_worker["factory"]) as session:
+        reader = LineReader(session.connection(), _worker["config"])
+        for piece in task:
+            for row in reader.rows(piece):
+                writer.writerow(row)
+                n += 1
+    return buf.getvalue(), n
