@@ -93,7 +93,8 @@ class LineStage:
                  "visit_ref", "worker_number", "planned_start", "planned_end", "arrival_at", "departure_at",
                  "method", "billable_minutes", "over_cap_minutes", "rate_kind", "rate_pence", "amount_pence",
                  "reason")
-        self.copy = insert(InvoiceLine.__table__).from_select(names, copied)
+        # preserve_rowcount: psycopg's cursor forgets the count once SQLAlchemy closes it.
+        self.copy = insert(InvoiceLine.__table__).from_select(names, copied).execution_options(preserve_rowcount=True)
 
     def flush(self) -> None:
         """Stage the buffered lines, copy them into the invoice lines in staging order, empty the stage.

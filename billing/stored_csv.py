@@ -67,20 +67,24 @@ class LineReader:
     def __init__(self, conn: Connection, config: BillingConfig) -> None:
         lines = InvoiceLine.__table__.c
         self.local = rawio.LocalClock(config.tz).stored_minutes(conn.dialect.name)
-        self.query = rawio.Query(conn, select(
-            lines.resident_reference, lines.visit_ref, lines.worker_number, lines.arrival_at, lines.departure_at,
-            lines.method, lines.billable_minutes, lines.rate_pence, lines.amount_pence)
-            .where(lines.invoice_id == bindparam("iid", 0), _in_csv(lines),
-                   lines.id > bindparam("after", 0), lines.id <= bindparam("upto", 0))
-            .order_by(lines.id))
+        whole = (select(lines.resident_reference, lines.visit_ref, lines.worker_number, lines.arrival_at,
+                        lines.departure_at, lines.method, lines.billable_minutes, lines.rate_pence, lines.amount_pence)
+                 .where(lines.invoice_id == bindparam("iid", 0), _in_csv(lines)).order_by(lines.id))
+        # Ids are positive, so "after 0" is the whole invoice; an upper bound only for a cut piece.
+        self.open = rawio.Query(conn, whole.where(lines.id > bindparam("after", 0)))
+        self.closed = rawio.Query(conn, whole.where(lines.id > bindparam("after", 0),
+                                                    lines.id <= bindparam("upto", 0)))
+
+    def _lines(self, piece: Piece) -> Iterator[Any]:
+        after = piece.after or 0
+        if piece.upto is None:
+            return self.open.rows(iid=piece.invoice_id, after=after)
+        return self.closed.rows(iid=piece.invoice_id, after=after, upto=piece.upto)
 
     def rows(self, piece: Piece) -> Iterator[list[str]]:
         local, pence = self.local, rawio.pence_text
         label, f, po = piece.label, piece.funder, piece.purchase_order
-        after = -1 if piece.after is None else piece.after
-        upto = 2**62 if piece.upto is None else piece.upto
-        for ref, visit, worker, arrival, departure, method, minutes, rate, amount in self.query.rows(
-                iid=piece.invoice_id, after=after, upto=upto):
+        for ref, visit, worker, arrival, departure, method, minutes, rate, amount in self._lines(piece):
             yield [label, f, po, ref, visit, worker, local(arrival), local(departure), method, str(minutes),
                    pence(rate), pence(amount)]
 
