@@ -327,27 +327,19 @@ class _DatabaseSink:
             self.flush()
 
     def add_bill(self, group: Group, bill: PackageBill) -> None:
-        self.add_compact(group, parallel.compact(bill))
+        self.add_staged(group, line_store.staged(bill))
 
-    def add_compact(self, group: Group, bill: parallel.CompactBill) -> None:
-        """A bill's lines staged from its tuples (:mod:`billing.line_store`): no objects, no ``Decimal``."""
-        package, cap, over_cap, visits, lines, bill_to = bill
-        iid = self._invoice_id(group, bill_to)
+    def add_staged(self, group: Group, bill: line_store.StagedBill) -> None:
+        """A bill's lines staged as they came (:mod:`billing.line_store`), its totals added to its invoice's."""
+        iid = self._invoice_id(group, bill.bill_to)
         t = self.totals[iid]
-        t.cap += cap
-        t.over += over_cap
-        t.visits += visits
-        pid = package.package_id
-        append = self.stage.rows.append
-        for kind, aid, method, minutes, over, rate_kind, rate, amount, reason in lines:
-            if kind == "billed":  # the one ledger kind a bill has (LineKind.LEDGER)
-                t.pence += amount
-                t.billed += minutes
-                if minutes or amount:
-                    t.charged += 1
-            append((iid, kind, aid, pid, method, minutes, over, rate_kind, rate, amount, reason))
-        if len(self.stage.rows) >= line_store.CHUNK:
-            self.stage.flush()
+        t.cap += bill.cap_minutes
+        t.over += bill.over_cap_minutes
+        t.visits += bill.visits
+        t.pence += bill.pence
+        t.billed += bill.billed_minutes
+        t.charged += bill.charged
+        self.stage.add(bill, iid)
 
     def flush(self) -> None:
         self.stage.flush()  # staged lines first: line ids keep the order the lines were added in
@@ -426,7 +418,7 @@ def _run(session: Session, config: BillingConfig, fp: FunderPeriod, sink: _Sink,
          now: dt.datetime, workers: parallel.BillWorkers | None = None) -> None:
     if workers is not None and isinstance(sink, _DatabaseSink):
         for bill in workers.bills(fp, unassigned):
-            sink.add_compact(group_for(bill[0], config), bill)
+            sink.add_staged(group_for(bill.package, config), bill)
     else:
         for b in period_bills(session, config, fp, unassigned):
             sink.add_bill(group_of(b, config), b)

@@ -24,7 +24,7 @@ whole.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -44,14 +44,14 @@ from sqlalchemy.schema import CreateTable
 
 from billing import rawio
 from billing.models import InvoiceLine
+from billing.rules import PackageBill, PackageInfo
 from ivr.models import Attendance, CarePackage, Resident, Visit, Worker
 
-# Not part of the migrated schema: a connection's own scratch table, emptied after each chunk.
+# Not part of the migrated schema: a connection's own scratch tables, emptied as they are used.
 _stage_metadata = MetaData()
 STAGE = Table(
     "billing_line_stage", _stage_metadata,
     Column("seq", Integer, primary_key=True),  # SQLite's rowid; PostgreSQL's serial
-    Column("invoice_id", Integer, nullable=False),
     Column("kind", String(12), nullable=False),
     Column("attendance_id", Integer, nullable=False),
     Column("package_id", Integer, nullable=False),
@@ -64,9 +64,50 @@ STAGE = Table(
     Column("reason", Text, nullable=False),
     prefixes=["TEMPORARY"],
 )
-# The order of a staged tuple (what the invoice sink appends per billed line).
+# Which invoice each package's lines go on (one package is on one invoice: billing.invoices.group_for).
+STAGE_INVOICES = Table(
+    "billing_line_stage_invoices", _stage_metadata,
+    Column("package_id", Integer, primary_key=True, autoincrement=False),
+    Column("invoice_id", Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+# The order of a staged line's tuple.
 STAGE_COLUMNS = tuple(c.name for c in STAGE.c if c.name != "seq")
 CHUNK = 5000
+
+
+class StagedBill(NamedTuple):
+    """A bill as the invoice sink stores it and a worker sends it: its figures, not its attendance rows.
+
+    ``lines`` are staged as they are (:data:`STAGE_COLUMNS`), and the totals the invoice
+    header needs come summed, so the run's own process touches no line one by one.
+    """
+
+    package: PackageInfo
+    cap_minutes: int
+    over_cap_minutes: int
+    visits: int
+    lines: list[tuple[Any, ...]]
+    pence: int  # the billed lines' amounts
+    billed_minutes: int
+    charged: int  # ledger lines with minutes or money: an invoice with none is a nil return
+    bill_to: tuple[str, str] | None = None  # a private client's (address, e-mail), if looked up already
+
+
+def staged(bill: PackageBill, bill_to: tuple[str, str] | None = None) -> StagedBill:
+    pid = bill.package.package_id
+    lines: list[tuple[Any, ...]] = []
+    append = lines.append
+    pence = billed = charged = 0
+    for kind, row, method, minutes, over, rate_kind, rate, amount, reason in bill.raw_lines:
+        if kind == "billed":  # the one ledger kind a bill has (LineKind.LEDGER)
+            pence += amount
+            billed += minutes
+            if minutes or amount:
+                charged += 1
+        append((kind, row.attendance_id, pid, method, minutes, over, rate_kind, rate, amount, reason))
+    return StagedBill(bill.package, bill.cap_minutes, bill.over_cap_minutes, bill.visits, lines, pence, billed,
+                      charged, bill_to)
 
 
 class LineStage:
@@ -74,18 +115,22 @@ class LineStage:
 
     def __init__(self, conn: Connection, service_period_start: dt.date) -> None:
         self.conn = conn
-        conn.execute(CreateTable(STAGE, if_not_exists=True))
-        conn.execute(STAGE.delete())  # a connection reused after a failed run starts empty
+        for table in (STAGE, STAGE_INVOICES):
+            conn.execute(CreateTable(table, if_not_exists=True))
+            conn.execute(table.delete())  # a connection reused after a failed run starts empty
         self.rows: list[tuple[Any, ...]] = []
+        self.invoices: dict[int, int] = {}
+        self.new_invoices: list[tuple[int, int]] = []
         self.period = service_period_start
-        s, a, v, w, p, r = (STAGE.c, Attendance.__table__.c, Visit.__table__.c, Worker.__table__.c,
-                            CarePackage.__table__.c, Resident.__table__.c)
+        s, m, a, v, w, p, r = (STAGE.c, STAGE_INVOICES.c, Attendance.__table__.c, Visit.__table__.c,
+                               Worker.__table__.c, CarePackage.__table__.c, Resident.__table__.c)
         copied = select(
-            s.invoice_id, s.kind, s.attendance_id, s.package_id, bindparam("sps", type_=Date), r.reference,
+            m.invoice_id, s.kind, s.attendance_id, s.package_id, bindparam("sps", type_=Date), r.reference,
             v.visit_ref, w.worker_number, v.planned_start, v.planned_end, a.arrival_at, a.departure_at, s.method,
             s.billable_minutes, s.over_cap_minutes, s.rate_kind, s.rate_pence, s.amount_pence, s.reason,
         ).select_from(
-            STAGE.join(Attendance.__table__, a.id == s.attendance_id).join(Visit.__table__, v.id == a.visit_id)
+            STAGE.join(STAGE_INVOICES, m.package_id == s.package_id)
+            .join(Attendance.__table__, a.id == s.attendance_id).join(Visit.__table__, v.id == a.visit_id)
             .join(Worker.__table__, w.id == a.worker_id).join(CarePackage.__table__, p.id == s.package_id)
             .join(Resident.__table__, r.id == p.resident_id)
         ).order_by(s.seq)
@@ -96,12 +141,24 @@ class LineStage:
         # preserve_rowcount: psycopg's cursor forgets the count once SQLAlchemy closes it.
         self.copy = insert(InvoiceLine.__table__).from_select(names, copied).execution_options(preserve_rowcount=True)
 
+    def add(self, bill: StagedBill, invoice_id: int) -> None:
+        pid = bill.package.package_id
+        if pid not in self.invoices:
+            self.invoices[pid] = invoice_id
+            self.new_invoices.append((pid, invoice_id))
+        self.rows.extend(bill.lines)
+        if len(self.rows) >= CHUNK:
+            self.flush()
+
     def flush(self) -> None:
         """Stage the buffered lines, copy them into the invoice lines in staging order, empty the stage.
 
         A chunk at a time, not once at the end: the copy of one chunk overlaps the workers
         computing the next (billing.parallel), and memory holds one chunk.
         """
+        if self.new_invoices:
+            rawio.insert_many(self.conn, STAGE_INVOICES, ("package_id", "invoice_id"), self.new_invoices)
+            self.new_invoices = []
         if not self.rows:
             return
         rawio.insert_many(self.conn, STAGE, STAGE_COLUMNS, self.rows)

@@ -4,7 +4,7 @@ Why: one process can read a period's attendances, apply the rules and write the 
 about 16 µs an attendance; 350,000 attendances took 5.8 s, and the run's CSV another
 2 s. Reading and computing need no write lock, so they can go to other cores: each worker
 takes one batch of residents (:data:`billing.queries.BATCH`) at a time and returns its
-bills in :func:`compact` form, while the run's process stages the lines of the batches
+bills in staged form (:class:`billing.line_store.StagedBill`), while the run's process stages the lines of the batches
 already done (:mod:`billing.line_store`). The rules are the same functions either way
 (:func:`billing.queries.package_bills`); only where they run changes.
 
@@ -37,20 +37,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing.line_store import StagedBill, staged
 from billing.queries import FunderPeriod, Unassigned, package_bills
-from billing.rules import BillingConfig, PackageBill, PackageInfo
-
-# (package, cap minutes, over-cap minutes, distinct visits billed, lines, bill-to), a line being
-# (kind, attendance id, method, minutes, over-cap minutes, rate kind, rate pence, amount pence, reason);
-# bill-to is a private client's (address, e-mail) when a worker looked it up, else None.
-CompactBill = tuple[PackageInfo, int, int, int, list[tuple[Any, ...]], tuple[str, str] | None]
-
-
-def compact(bill: PackageBill, bill_to: tuple[str, str] | None = None) -> CompactBill:
-    """A bill as the invoice sink stores it and a worker sends it: the figures, not the attendance rows."""
-    return (bill.package, bill.cap_minutes, bill.over_cap_minutes, bill.visits,
-            [(kind, row.attendance_id, method, minutes, over, rate_kind, rate, amount, reason)
-             for kind, row, method, minutes, over, rate_kind, rate, amount, reason in bill.raw_lines], bill_to)
+from billing.rules import BillingConfig
 
 
 def default_workers() -> int:
@@ -92,7 +81,7 @@ def _start_worker(url: str, config: BillingConfig, snapshot: str | None) -> None
     _worker.update(factory=session_factory(engine), config=config, snapshot=snapshot)
 
 
-def _batch(fp: FunderPeriod, resident_ids: list[int]) -> tuple[list[CompactBill], list[int]]:
+def _batch(fp: FunderPeriod, resident_ids: list[int]) -> tuple[list[StagedBill], list[int]]:
     from billing.funders import BillTo
     from ivr.db import reading
 
@@ -107,7 +96,7 @@ def _batch(fp: FunderPeriod, resident_ids: list[int]) -> tuple[list[CompactBill]
         # A private client's invoice is addressed to them (or their representative): looked up
         # here, beside the bill, so the run's own process does one query less per client.
         bill_to = BillTo(session) if config.for_funder(fp.funder).private else None
-        bills = [compact(b, bill_to(fp.funder, b.package.resident_id) if bill_to else None)
+        bills = [staged(b, bill_to(fp.funder, b.package.resident_id) if bill_to else None)
                  for b in package_bills(session, config, fp, resident_ids, unassigned)]
         session.rollback()
     return bills, sorted(unassigned.attendance_ids)
@@ -156,7 +145,7 @@ class BillWorkers:
             fp, ids = step
             self.window.append((fp, self.pool.submit(_batch, fp, ids)))
 
-    def bills(self, fp: FunderPeriod, unassigned: Unassigned) -> Iterator[CompactBill]:
+    def bills(self, fp: FunderPeriod, unassigned: Unassigned) -> Iterator[StagedBill]:
         """The bills of every batch of ``fp`` in the plan, in batch order."""
         self._fill()
         while self.window and self.window[0][0] is fp:

@@ -63,6 +63,7 @@ def utc_writer(dialect_name: str) -> Callable[[dt.datetime | None], Any]:
 
 
 _HOUR = dt.timedelta(hours=1)
+MINUTE_TEXTS = 100_000
 _SPLIT = object()  # an hour the per-hour cache cannot answer: converted exactly, every time
 
 
@@ -81,6 +82,8 @@ class LocalClock:
         self.tz = tz
         self._days: dict[int, Any] = {}
         self._heads: dict[Any, Any] = {}
+        self._hour_texts: dict[str, Any] = {}  # stored_minutes: "YYYY-MM-DD HH" -> local head or _SPLIT
+        self._minute_texts: dict[str, str] = {}  # stored_minutes: "YYYY-MM-DD HH:MM" -> local text
 
     def _hour(self, top: dt.datetime) -> tuple[Any, Any]:
         """(local date, "YYYY-MM-DD HH:" text) for the UTC hour starting at ``top``, or _SPLIT for both."""
@@ -131,18 +134,24 @@ class LocalClock:
     def stored_minutes(self, dialect_name: str) -> Callable[[Any], str]:
         """:meth:`minutes` for a driver value of a ``UTCDateTime`` column, read without parsing where it can be.
 
-        SQLite's text ``YYYY-MM-DD HH:MM:…`` is cached by its first 13 characters (the UTC
-        hour) and the minutes are sliced from it: no ``datetime`` is built for most rows.
+        SQLite's text ``YYYY-MM-DD HH:MM:…`` is looked up by its first 16 characters (the
+        UTC minute), and a new minute by its first 13 (the hour): no ``datetime`` is built
+        for most rows. The clock keeps both caches for every caller; the minutes' is
+        emptied when it passes :data:`MINUTE_TEXTS` (about two months of minutes), so it
+        stays bounded in a long-running server. A minute of an hour the per-hour rule
+        cannot answer is converted exactly every time.
         """
         read = utc_reader(dialect_name)
         if dialect_name != "sqlite":
             return lambda value: self.minutes(read(value))
-        heads: dict[str, Any] = {}
-        minutes = self.minutes
+        texts, heads, minutes = self._minute_texts, self._hour_texts, self.minutes
 
         def from_text(value: Any) -> str:
             if value is None:
                 return ""
+            text = texts.get(value[:16])
+            if text is not None:
+                return text
             head = heads.get(value[:13])
             if head is None:
                 instant = read(value)
@@ -150,7 +159,10 @@ class LocalClock:
                 head = heads[value[:13]] = self._hour(instant.replace(minute=0, second=0, microsecond=0))[1]
             if head is _SPLIT:
                 return minutes(read(value))
-            return head + value[14:16]
+            if len(texts) >= MINUTE_TEXTS:
+                texts.clear()
+            text = texts[value[:16]] = head + value[14:16]
+            return text
 
         return from_text
 

@@ -34,12 +34,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing import parallel, rawio
 from billing.models import Invoice, InvoiceLine, LineKind
 from billing.queries import funders
-from billing.rules import BillingConfig
+from billing.rules import BillingConfig, local_clock
 from carecall.config import Settings
 from ivr import csvsafe
 
 CSV_COLUMNS = ("invoice_number", "funder", "purchase_order", "resident_reference", "visit_ref", "worker_number",
                "arrival", "departure", "method", "billable_minutes", "rate", "amount")
+DATA_COLUMNS = (3, 4, 5)  # resident_reference, visit_ref, worker_number: text from imports and forms
 PIECE = 20_000  # lines a worker formats at a time
 PARALLEL_FROM = 4 * PIECE  # below this many lines one process is as quick
 
@@ -66,7 +67,7 @@ class LineReader:
 
     def __init__(self, conn: Connection, config: BillingConfig) -> None:
         lines = InvoiceLine.__table__.c
-        self.local = rawio.LocalClock(config.tz).stored_minutes(conn.dialect.name)
+        self.local = local_clock(config.tz).stored_minutes(conn.dialect.name)  # one cache per process
         whole = (select(lines.resident_reference, lines.visit_ref, lines.worker_number, lines.arrival_at,
                         lines.departure_at, lines.method, lines.billable_minutes, lines.rate_pence, lines.amount_pence)
                  .where(lines.invoice_id == bindparam("iid", 0), _in_csv(lines)).order_by(lines.id))
@@ -81,12 +82,31 @@ class LineReader:
             return self.open.rows(iid=piece.invoice_id, after=after)
         return self.closed.rows(iid=piece.invoice_id, after=after, upto=piece.upto)
 
-    def rows(self, piece: Piece) -> Iterator[list[str]]:
+    def rows(self, piece: Piece, label: str | None = None, funder: str | None = None,
+             purchase_order: str | None = None) -> Iterator[list[str]]:
+        """The piece's rows as printed (the first three cells may be given, already made safe)."""
         local, pence = self.local, rawio.pence_text
-        label, f, po = piece.label, piece.funder, piece.purchase_order
+        label = piece.label if label is None else label
+        f = piece.funder if funder is None else funder
+        po = piece.purchase_order if purchase_order is None else purchase_order
         for ref, visit, worker, arrival, departure, method, minutes, rate, amount in self._lines(piece):
             yield [label, f, po, ref, visit, worker, local(arrival), local(departure), method, str(minutes),
                    pence(rate), pence(amount)]
+
+    def write(self, piece: Piece, writer: csvsafe.SafeWriter) -> int:
+        """The piece's rows through ``writer``; returns how many.
+
+        Only the cells that come from data are tested on every row (resident, visit and
+        worker references, :data:`DATA_COLUMNS`); the piece's invoice number, funder and
+        purchase order are tested once, and the rest (times, minutes, money, the method)
+        are this module's own text.
+        """
+        safe = csvsafe.safe_cell
+        n = 0
+        for row in self.rows(piece, safe(piece.label), safe(piece.funder), safe(piece.purchase_order)):
+            writer.writerow_checking(row, DATA_COLUMNS)
+            n += 1
+        return n
 
 
 def _invoices(session: Session, config: BillingConfig, period_start: dt.date,
@@ -164,12 +184,7 @@ def write(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
                      if total >= PARALLEL_FROM else 0)
         if not count:
             reader = LineReader(session.connection(), config)
-            n = 0
-            for piece in whole:
-                for row in reader.rows(piece):
-                    writer.writerow(row)
-                    n += 1
-            return n
+            return sum(reader.write(piece, writer) for piece in whole)
         url = parallel.database_url(session.connection())
     n = 0
     with parallel.process_pool(count, _start_worker, (url, config)) as pool:
@@ -207,8 +222,5 @@ def _format(task: list[Piece]) -> tuple[str, int]:
     n = 0
     with reading(_worker["factory"]) as session:
         reader = LineReader(session.connection(), _worker["config"])
-        for piece in task:
-            for row in reader.rows(piece):
-                writer.writerow(row)
-                n += 1
+        n = sum(reader.write(piece, writer) for piece in task)
     return buf.getvalue(), n

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
@@ -50,6 +50,17 @@ class SafeWriter:
         # the full test of safe_cell.
         cells = [v if v.__class__ is str and v[:1] not in first else safe_cell(v) for v in row]
         return self._writer.writerow(cells)
+
+    def writerow_checking(self, row: list[Any], columns: Sequence[int]) -> Any:
+        """``writerow`` for a row whose cells outside ``columns`` the caller made safe already.
+
+        For the biggest exports (the invoice CSV): cells the code itself produced (numbers,
+        times, its own labels) or settled once for many rows need no second look, and only
+        the cells that come from data (references, names) are tested, each in full.
+        """
+        for i in columns:
+            row[i] = safe_cell(row[i])
+        return self._writer.writerow(row)
 
     def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
         for row in rows:
