@@ -237,6 +237,8 @@ class _Totals:
     visits: int = 0
     pence: int = 0
     charged: int = 0  # ledger lines with minutes or money: none means a nil return
+    ledger: int = 0  # ledger lines, with or without minutes (InvoiceDoc.charged_count)
+    exceptions: int = 0  # exception and rejected lines (InvoiceDoc.exception_count)
 
 
 class _MemorySink:
@@ -312,10 +314,13 @@ class _DatabaseSink:
         t = self.totals[iid]
         if line.counts_in_total:
             t.pence += amount
+            t.ledger += 1
             if line.billable_minutes or amount:
                 t.charged += 1
             if line.kind == LineKind.BILLED:
                 t.billed += line.billable_minutes
+        else:
+            t.exceptions += 1
         self.stage.flush()
         w = self.write_utc
         self.buffer.append((iid, line.kind, line.attendance_id, line.package_id, line.service_period_start,
@@ -339,6 +344,8 @@ class _DatabaseSink:
         t.pence += bill.pence
         t.billed += bill.billed_minutes
         t.charged += bill.charged
+        t.ledger += len(bill.lines) - bill.exceptions
+        t.exceptions += bill.exceptions
         self.stage.add(bill, iid)
 
     def flush(self) -> None:
@@ -621,6 +628,7 @@ def _issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.
                                "has not ended yet: invoices are issued in arrears")
         closed = _closed_funders(session, period_start)
         todo = [fp for fp in scope if not _is_closed(closed, fp.funder)]
+        known: dict[int, _Totals] = {}  # this run's invoices: their line counts need no query
         if todo:
             # One run closes the period for "" (every funder) unless some were closed one by one:
             # then each remaining funder is closed by name, so no funder is ever issued twice.
@@ -646,8 +654,9 @@ def _issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.
                         sink.flush()
                         totals.update(sink.totals)
                     _finish_run(session, run, totals, nil_returns)
+                    known.update(totals)
         names = [fp.funder for fp in scope]
-        docs = _load_docs(session, config, period_start, names, with_lines=with_lines)
+        docs = _load_docs(session, config, period_start, names, with_lines=with_lines, known=known)
     return IssueResult(docs, bool(todo), len(unassigned.attendance_ids))
 
 
@@ -663,7 +672,7 @@ def _doc_from_header(inv: Any, config: BillingConfig, ref: str, name: str = "",
 
 
 def _load_docs(session: Session, config: BillingConfig, period_start: dt.date, funder_names: Iterable[str],
-               with_lines: bool = True) -> list[InvoiceDoc]:
+               with_lines: bool = True, known: dict[int, _Totals] | None = None) -> list[InvoiceDoc]:
     names = list(funder_names)
     # Header rows, not ORM objects: a big run loads thousands, and nothing here is changed.
     rows = session.execute(
@@ -674,8 +683,11 @@ def _load_docs(session: Session, config: BillingConfig, period_start: dt.date, f
         .where(Invoice.period_start == period_start, Invoice.funder.in_(names)).order_by(Invoice.number)).all()
     docs = []
     counts: dict[int, dict[str, int]] = defaultdict(dict)
+    known = known or {}
+    for iid, t in known.items():
+        counts[iid] = {LineKind.EXCEPTION: t.exceptions, LineKind.BILLED: t.ledger}
     if not with_lines and rows:
-        ids = [row.id for row in rows]
+        ids = [row.id for row in rows if row.id not in known]
         for i in range(0, len(ids), 500):
             for iid, kind, n in session.execute(
                     select(InvoiceLine.invoice_id, InvoiceLine.kind, func.count())

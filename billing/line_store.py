@@ -7,7 +7,7 @@ per line, 350,000 lines. Here a billed line is *staged* with only the figures th
 produced (invoice, kind, attendance, package, method, minutes, rate, amount, reason) and
 one ``INSERT … SELECT`` per chunk copies it into ``billing_invoice_lines`` together with
 the attendance's times, its visit's reference and planned times, the worker's number and
-the package's resident reference, joined by primary key inside the database. Lines keep
+the resident's reference, joined by primary key inside the database. Lines keep
 the order they were staged in (``ORDER BY seq``), so line ids still follow each invoice.
 
 The copies are what the figures were computed from only if nothing changes them between
@@ -45,7 +45,7 @@ from sqlalchemy.schema import CreateTable
 from billing import rawio
 from billing.models import InvoiceLine
 from billing.rules import PackageBill, PackageInfo
-from ivr.models import Attendance, CarePackage, Resident, Visit, Worker
+from ivr.models import Attendance, Resident, Visit, Worker
 
 # Not part of the migrated schema: a connection's own scratch tables, emptied as they are used.
 _stage_metadata = MetaData()
@@ -91,6 +91,7 @@ class StagedBill(NamedTuple):
     pence: int  # the billed lines' amounts
     billed_minutes: int
     charged: int  # ledger lines with minutes or money: an invoice with none is a nil return
+    exceptions: int  # lines not billed (times missing, a rule refused them)
     bill_to: tuple[str, str] | None = None  # a private client's (address, e-mail), if looked up already
 
 
@@ -98,16 +99,18 @@ def staged(bill: PackageBill, bill_to: tuple[str, str] | None = None) -> StagedB
     pid = bill.package.package_id
     lines: list[tuple[Any, ...]] = []
     append = lines.append
-    pence = billed = charged = 0
+    pence = billed = charged = exceptions = 0
     for kind, row, method, minutes, over, rate_kind, rate, amount, reason in bill.raw_lines:
         if kind == "billed":  # the one ledger kind a bill has (LineKind.LEDGER)
             pence += amount
             billed += minutes
             if minutes or amount:
                 charged += 1
+        else:
+            exceptions += 1
         append((kind, row.attendance_id, pid, method, minutes, over, rate_kind, rate, amount, reason))
     return StagedBill(bill.package, bill.cap_minutes, bill.over_cap_minutes, bill.visits, lines, pence, billed,
-                      charged, bill_to)
+                      charged, exceptions, bill_to)
 
 
 class LineStage:
@@ -122,8 +125,8 @@ class LineStage:
         self.invoices: dict[int, int] = {}
         self.new_invoices: list[tuple[int, int]] = []
         self.period = service_period_start
-        s, m, a, v, w, p, r = (STAGE.c, STAGE_INVOICES.c, Attendance.__table__.c, Visit.__table__.c,
-                               Worker.__table__.c, CarePackage.__table__.c, Resident.__table__.c)
+        s, m, a, v, w, r = (STAGE.c, STAGE_INVOICES.c, Attendance.__table__.c, Visit.__table__.c,
+                            Worker.__table__.c, Resident.__table__.c)
         copied = select(
             m.invoice_id, s.kind, s.attendance_id, s.package_id, bindparam("sps", type_=Date), r.reference,
             v.visit_ref, w.worker_number, v.planned_start, v.planned_end, a.arrival_at, a.departure_at, s.method,
@@ -131,8 +134,10 @@ class LineStage:
         ).select_from(
             STAGE.join(STAGE_INVOICES, m.package_id == s.package_id)
             .join(Attendance.__table__, a.id == s.attendance_id).join(Visit.__table__, v.id == a.visit_id)
-            .join(Worker.__table__, w.id == a.worker_id).join(CarePackage.__table__, p.id == s.package_id)
-            .join(Resident.__table__, r.id == p.resident_id)
+            .join(Worker.__table__, w.id == a.worker_id)
+            # The package was chosen among the visit's resident's (billing.queries.package_bills),
+            # so the visit's resident is the package's: one lookup fewer per line.
+            .join(Resident.__table__, r.id == v.resident_id)
         ).order_by(s.seq)
         names = ("invoice_id", "kind", "attendance_id", "package_id", "service_period_start", "resident_reference",
                  "visit_ref", "worker_number", "planned_start", "planned_end", "arrival_at", "departure_at",
