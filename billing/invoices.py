@@ -640,7 +640,7 @@ def _issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.
                 count = (parallel.default_workers() if config.workers is None else config.workers) if big else 0
             plan = ((fp, ids) for _, fps in runs for fp in fps
                     for ids in resident_batches(session, fp.funder, fp.period))
-            pool = parallel.BillWorkers(session, config, count, plan) if count else contextlib.nullcontext()
+            pool = parallel.BillWorkers(session, config, count, todo, plan) if count else contextlib.nullcontext()
             with pool as workers_or_none:
                 for name, fps in runs:
                     run = BillingRun(period_start=period_start, funder=name, issued_at=now, issued_by=actor)
