@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from billing import invoices, timesheets
+from billing import invoices, stored_csv, timesheets
 from billing.render import render_html, render_pdf, write_csv
 from billing.rules import BillingConfig, period_containing
 from carecall.config import Settings
@@ -153,9 +153,10 @@ def cmd_invoice(args: argparse.Namespace, settings: Settings) -> int:
                 path = out / f"invoices-{period}{'-' + _safe(args.funder) if args.funder else ''}" \
                              f"{'' if issued else '-draft'}.csv"
                 with path.open("w", encoding="utf-8", newline="") as fh:
-                    rows = (invoices.stored_csv_rows(factory, settings, period, args.funder) if issued
-                            else invoices.csv_rows(wanted, config))
-                    n = write_csv(invoices.CSV_COLUMNS, rows, fh)
+                    if issued:  # from the frozen lines, in worker processes when big (billing.stored_csv)
+                        n = stored_csv.write(factory, settings, period, fh, args.funder)
+                    else:
+                        n = write_csv(invoices.CSV_COLUMNS, invoices.csv_rows(wanted, config), fh)
                 print(f"{path}: {n} rows")
             else:
                 for path in _write_docs(wanted, args.format, out, config):

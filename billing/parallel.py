@@ -63,11 +63,16 @@ def process_pool(workers: int, initializer: Callable[..., None],
     lock some thread holds, so a clean fork server starts them instead. A forked worker
     never touches the connections it inherits: it opens its own (``initializer``).
     """
-    methods = multiprocessing.get_all_start_methods()
-    method = ("fork" if threading.active_count() == 1 and "fork" in methods
-              else "forkserver" if "forkserver" in methods else "spawn")
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method()),
                                                   initializer=initializer, initargs=initargs)
+
+
+def start_method() -> str:
+    """"fork" while this process has one thread, else "forkserver" (or "spawn" where there is none)."""
+    methods = multiprocessing.get_all_start_methods()
+    if threading.active_count() == 1 and "fork" in methods:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 # --- inside a worker process -----------------------------------------------------------------
