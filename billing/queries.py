@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -98,8 +99,16 @@ def attendances_for(session: Session, resident_ids: Iterable[int], period: Perio
             .where(Visit.resident_id.in_(list(resident_ids)), Visit.planned_start >= write(period.start_utc),
                    Visit.planned_start < write(period.end_utc)))
     new, row = tuple.__new__, AttendanceRow  # tuple.__new__: no Python-level __new__ per row
+    # A rota repeats its times (07:00, 07:30 …): each planned time is parsed once a batch.
+    planned: dict[Any, dt.datetime] = {}
     for (aid, ref, rid, number, ps, pe, arr, arr_m, arr_e, dep, dep_m, dep_e, arr_u, dep_u) in rawio.stream(conn, stmt):
-        yield new(row, (aid, ref, rid, number, read(ps), read(pe), read(arr), arr_m,
+        start = planned.get(ps)
+        if start is None:
+            start = planned[ps] = read(ps)
+        end = planned.get(pe)
+        if end is None:
+            end = planned[pe] = read(pe)
+        yield new(row, (aid, ref, rid, number, start, end, read(arr), arr_m,
                         None if arr_e is None else read(arr_e), read(dep), dep_m,
                         None if dep_e is None else read(dep_e), bool(arr_u), bool(dep_u)))
 

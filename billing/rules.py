@@ -62,7 +62,7 @@ class FunderRules:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(FunderRules)}
-_GLOBAL_ONLY = {"invoice_prefix", "credit_note_prefix", "private_funders", "funders"}
+_GLOBAL_ONLY = {"invoice_prefix", "credit_note_prefix", "private_funders", "funders", "workers"}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -40,7 +40,6 @@ from ivr import csvsafe
 
 CSV_COLUMNS = ("invoice_number", "funder", "purchase_order", "resident_reference", "visit_ref", "worker_number",
                "arrival", "departure", "method", "billable_minutes", "rate", "amount")
-DATA_COLUMNS = (3, 4, 5)  # resident_reference, visit_ref, worker_number: text from imports and forms
 PIECE = 10_000  # lines a worker formats at a time
 PARALLEL_FROM = 4 * PIECE  # below this many lines one process is as quick
 
@@ -62,6 +61,12 @@ def _in_csv(lines: Any) -> Any:
     return lines.kind.in_(LineKind.LEDGER) & ((lines.billable_minutes != 0) | (lines.amount_pence != 0))
 
 
+class _Pence(dict[int, str]):
+    def __missing__(self, pence: int) -> str:
+        text = self[pence] = rawio.pence_text(pence)
+        return text
+
+
 class LineReader:
     """The CSV rows of one piece, read raw on ``conn``."""
 
@@ -75,6 +80,8 @@ class LineReader:
         self.open = rawio.Query(conn, whole.where(lines.id > bindparam("after", 0)))
         self.closed = rawio.Query(conn, whole.where(lines.id > bindparam("after", 0),
                                                     lines.id <= bindparam("upto", 0)))
+        self.data = csvsafe.Cells()  # references, names and methods repeat: each printed once
+        self.money = _Pence()
 
     def _lines(self, piece: Piece) -> Iterator[Any]:
         after = piece.after or 0
@@ -93,20 +100,27 @@ class LineReader:
             yield [label, f, po, ref, visit, worker, local(arrival), local(departure), method, str(minutes),
                    pence(rate), pence(amount)]
 
-    def write(self, piece: Piece, writer: csvsafe.SafeWriter) -> int:
-        """The piece's rows through ``writer``; returns how many.
+    def write(self, piece: Piece, out: TextIO) -> int:
+        """The piece's rows as CSV text to ``out``; returns how many.
 
-        Only the cells that come from data are tested on every row (resident, visit and
-        worker references, :data:`DATA_COLUMNS`); the piece's invoice number, funder and
-        purchase order are tested once, and the rest (times, minutes, money, the method)
-        are this module's own text.
+        Each line is built as text: the cells that come from data (references, funder,
+        purchase order, method) through ``csvsafe.cell_text``, worked out once per value,
+        the visit reference (unique) on every row; times, minutes and money are this
+        module's own text, which neither the formula guard nor csv's quoting would change.
+        ``tests/test_billing_parallel.py`` checks the file against the csv writer's.
         """
-        safe = csvsafe.safe_cell
-        n = 0
-        for row in self.rows(piece, safe(piece.label), safe(piece.funder), safe(piece.purchase_order)):
-            writer.writerow_checking(row, DATA_COLUMNS)
-            n += 1
-        return n
+        local, data, money = self.local, self.data, self.money
+        cell, first, quoted = csvsafe.cell_text, csvsafe.FIRST, csvsafe.QUOTED
+        head = f"{cell(piece.label)},{cell(piece.funder)},{cell(piece.purchase_order)},"
+        text: list[str] = []
+        append = text.append
+        for ref, visit, worker, arrival, departure, method, minutes, rate, amount in self._lines(piece):
+            if visit.__class__ is not str or visit[:1] in first or not quoted.isdisjoint(visit):
+                visit = cell(visit)
+            append(f"{head}{data[ref]},{visit},{data[worker]},{local(arrival)},{local(departure)},{data[method]},"
+                   f"{minutes},{money[rate]},{money[amount]}\n")
+        out.write("".join(text))
+        return len(text)
 
 
 def _invoices(session: Session, config: BillingConfig, period_start: dt.date,
@@ -187,7 +201,7 @@ def write(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
                      if total >= PARALLEL_FROM else 0)
         if not count:
             reader = LineReader(session.connection(), config)
-            return sum(reader.write(piece, writer) for piece in whole)
+            return sum(reader.write(piece, out) for piece in whole)
         url = parallel.database_url(session.connection())
     n = 0
     with parallel.process_pool(count, _start_worker, (url, config)) as pool:
@@ -221,9 +235,7 @@ def _format(task: list[Piece]) -> tuple[str, int]:
     from ivr.db import reading
 
     buf = io.StringIO()
-    writer = csvsafe.writer(buf)
-    n = 0
     with reading(_worker["factory"]) as session:
         reader = LineReader(session.connection(), _worker["config"])
-        n = sum(reader.write(piece, writer) for piece in task)
+        n = sum(reader.write(piece, buf) for piece in task)
     return buf.getvalue(), n

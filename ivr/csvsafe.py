@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
@@ -36,6 +36,34 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
+# The characters for which csv.QUOTE_MINIMAL quotes a cell in this module's dialect
+# (delimiter ",", quote '"', line terminator "\n"; "\r" always).
+_QUOTED = frozenset(',"\r\n')
+FIRST, QUOTED = _FIRST, _QUOTED  # for a caller that settles plain cells inline (billing.stored_csv)
+
+
+def cell_text(value: Any) -> str:
+    """One cell exactly as :class:`SafeWriter` prints it: neutralised, then quoted if csv would.
+
+    For exports that build their lines as text (the invoice CSV, 350,000 rows): the rule
+    is still :func:`safe_cell`, and ``tests/test_csvsafe.py`` checks this against the
+    writer's own output for hostile and ordinary cells.
+    """
+    value = safe_cell(value)
+    text = "" if value is None else str(value)
+    if _QUOTED.isdisjoint(text):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+class Cells(dict[Any, str]):
+    """``cells[value]``: :func:`cell_text` of a value, worked out once (references, names repeat)."""
+
+    def __missing__(self, value: Any) -> str:
+        text = self[value] = cell_text(value)
+        return text
+
+
 class SafeWriter:
     """``csv.writer`` with every cell through :func:`safe_cell` (same ``writerow``/``writerows``)."""
 
@@ -50,17 +78,6 @@ class SafeWriter:
         # the full test of safe_cell.
         cells = [v if v.__class__ is str and v[:1] not in first else safe_cell(v) for v in row]
         return self._writer.writerow(cells)
-
-    def writerow_checking(self, row: list[Any], columns: Sequence[int]) -> Any:
-        """``writerow`` for a row whose cells outside ``columns`` the caller made safe already.
-
-        For the biggest exports (the invoice CSV): cells the code itself produced (numbers,
-        times, its own labels) or settled once for many rows need no second look, and only
-        the cells that come from data (references, names) are tested, each in full.
-        """
-        for i in columns:
-            row[i] = safe_cell(row[i])
-        return self._writer.writerow(row)
 
     def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
         for row in rows:

@@ -30,8 +30,9 @@ from billing import invoices, parallel, stored_csv
 from billing.models import Invoice, InvoiceLine
 from billing.render import csv_text
 from carecall.config import Settings, load_settings
+from ivr import csvsafe
 from ivr.db import make_engine, session_factory
-from ivr.models import Attendance, CarePackage, ContactRelation, ResidentContact, Visit
+from ivr.models import Attendance, CarePackage, ContactRelation, Resident, ResidentContact, Visit, Worker
 from tests.conftest import fresh_database
 
 P1, P2 = dt.date(2026, 1, 5), dt.date(2026, 2, 2)
@@ -61,6 +62,11 @@ def _world(url: str) -> sessionmaker[Session]:
                           weekly_hours=Decimal(12), hourly_rate=Decimal("22.10"), weekend_rate=Decimal("24.00"),
                           bank_holiday_rate=Decimal("33.00"), start_date=dt.date(2026, 1, 16), end_date=None))
         s.execute(update(CarePackage).where(CarePackage.id == 7).values(end_date=dt.date(2026, 1, 10)))
+        # Text a spreadsheet would run, or csv must quote, in every data column of the CSV.
+        s.execute(update(Resident).where(Resident.id == 12).values(reference='=HYPERLINK("x"),1'))
+        s.execute(update(CarePackage).where(CarePackage.id == 13).values(purchase_order='PO, "13"'))
+        s.execute(update(Worker).where(Worker.id == 14).values(worker_number="+4,4"))
+        s.execute(update(Visit).where(Visit.resident_id == 15).values(visit_ref=Visit.visit_ref + ' "a",\n@b'))
         # Resident 20 is a private client (every tenth is) with a representative who pays.
         s.add(ResidentContact(resident_id=20, position=1, name="Dana Payer", relation=ContactRelation.REPRESENTATIVE,
                               email="dana@example.org", billing_address="1 Bill Street; Lewisham; SE13 1AA"))
@@ -99,6 +105,27 @@ def _counts(result: invoices.IssueResult) -> list[tuple[str, int | None, int | N
 def _csv(factory: sessionmaker[Session], settings: Settings, period: dt.date, workers: int | None) -> str:
     out = io.StringIO()
     stored_csv.write(factory, settings, period, out, workers=workers)
+    return out.getvalue()
+
+
+def _oracle(factory: sessionmaker[Session], settings: Settings, period: dt.date) -> str:
+    """The CSV worked out the plain way: ORM rows, astimezone, Decimal, the csv module's writer."""
+    config = invoices.BillingConfig.from_settings(settings)
+    out = io.StringIO()
+    w = csvsafe.writer(out)
+    w.writerow(invoices.CSV_COLUMNS)
+
+    def local(t: dt.datetime | None) -> str:
+        return t.astimezone(config.tz).strftime("%Y-%m-%d %H:%M") if t else ""
+
+    with factory() as s:
+        for inv in s.scalars(select(Invoice).where(Invoice.period_start == period).order_by(Invoice.number)):
+            for ln in s.scalars(select(InvoiceLine).where(InvoiceLine.invoice_id == inv.id).order_by(InvoiceLine.id)):
+                if ln.kind in ("billed", "reversal", "adjustment") and (ln.billable_minutes or ln.amount_pence):
+                    w.writerow([config.invoice_number(inv.number), inv.funder, inv.purchase_order,
+                                ln.resident_reference, ln.visit_ref, ln.worker_number, local(ln.arrival_at),
+                                local(ln.departure_at), ln.method, str(ln.billable_minutes),
+                                f"{Decimal(ln.rate_pence) / 100:.2f}", f"{Decimal(ln.amount_pence) / 100:.2f}"])
     return out.getvalue()
 
 
@@ -141,6 +168,9 @@ def test_a_run_in_worker_processes_stores_and_prints_what_one_process_does(
     assert any(h[3] == "PO-NEW-5" for h in headers)
     assert any(h[13].startswith("Dana Payer\n1 Bill Street") and h[14] == "dana@example.org" for h in headers)
     assert len(lines) > RESIDENTS * 30
+    p1 = _csv(serial, serial_settings, P1, workers=0)
+    for hostile in ('"\'=HYPERLINK(""x""),1"', '"PO, ""13"""', '"\'+4,4"', ' ""a"",\n@b"'):
+        assert hostile in p1, hostile
     # The counts the CLI prints come from the run's totals; the same as counted from the lines.
     for r_one, r_many in zip(one, many, strict=True):
         assert _counts(r_many) == _counts(r_one)
@@ -156,6 +186,7 @@ def test_a_run_in_worker_processes_stores_and_prints_what_one_process_does(
     monkeypatch.setattr(stored_csv, "PIECE", 7)
     for period in (P1, P2):
         expected = _csv(serial, serial_settings, period, workers=0)
+        assert expected == _oracle(serial, serial_settings, period)
         assert _csv(par, par_settings, period, workers=2) == expected
         assert csv_text(invoices.CSV_COLUMNS, invoices.stored_csv_rows(par, par_settings, period)) == expected
     # Period 2 has no visits: its CSV is the correction alone, the old line reversed and the new one.
@@ -235,3 +266,20 @@ def test_a_visit_changed_while_the_run_reads_is_never_half_billed(
     # The minutes are those of the stored times (billing.rules: minute rounding, half up).
     elapsed = ((line.departure_at - line.arrival_at) // dt.timedelta(microseconds=1) + 30_000_000) // 60_000_000
     assert line.billable_minutes + line.over_cap_minutes == elapsed
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", None), (0, 0), (3, 3)])
+def test_billing_workers_setting(value: object, expected: int | None) -> None:
+    from zoneinfo import ZoneInfo
+
+    assert invoices.BillingConfig.from_section({"workers": value}, ZoneInfo("Europe/London")).workers == expected
+
+
+@pytest.mark.parametrize("value", [-1, "two", True, 1.5])
+def test_a_bad_billing_workers_setting_is_refused_with_its_reason(value: object) -> None:
+    from zoneinfo import ZoneInfo
+
+    from carecall.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r'\[billing\] workers must be "auto" or a whole number, 0 for none'):
+        invoices.BillingConfig.from_section({"workers": value}, ZoneInfo("Europe/London"))

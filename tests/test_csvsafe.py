@@ -54,3 +54,17 @@ def test_every_csv_writer_in_the_project_is_the_safe_one():
                  for p in (root / pkg).rglob("*.py")
                  if p.name != "csvsafe.py" and ("csv.writer(" in p.read_text() or "csv.DictWriter(" in p.read_text())]
     assert offenders == []
+
+
+def test_a_cell_built_as_text_is_the_cell_the_writer_prints():
+    """``cell_text`` (the invoice CSV builds its lines as text) must print exactly what the writer does."""
+    from ivr.csvsafe import Cells, cell_text
+
+    cells = [*HOSTILE, "plain", "", "a,b", 'say "hi"', "two\nlines", "cr\rhere", "  spaced ", "-12.50", "+3",
+             "V-1", "＝1", "'quoted'", "tab\tinside", "=a,\"b\"\n", None, 7, Decimal("-4.00"), "ümlaut,ß"]
+    for cell in cells:
+        buf = io.StringIO()
+        writer(buf).writerow(["x", cell, "y"])
+        assert buf.getvalue() == f"x,{cell_text(cell)},y\n", repr(cell)
+    cache = Cells()
+    assert [cache[c] for c in ("a,b", "a,b", "=1")] == ['"a,b"', '"a,b"', "'=1"] and len(cache) == 2
