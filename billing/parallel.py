@@ -118,6 +118,23 @@ def _quote(snapshot: str) -> str:
 # --- in the run's process ----------------------------------------------------------------------
 
 
+def _ramp(plan: Iterator[tuple[FunderPeriod, list[int]]], parts: int) -> Iterator[tuple[FunderPeriod, list[int]]]:
+    """The plan with its first batches cut small (the first in ``parts``, the next in half as many …).
+
+    Why: the run's process then has lines to write as soon as a few residents are done,
+    not a whole batch each worker (it waited 0.3 s of 3.7 s at 350,000). Batches are only
+    lists of residents in order, so the bills, and the lines, are the same.
+    """
+    for fp, ids in plan:
+        size = max(1, -(-len(ids) // parts))
+        for i in range(0, len(ids), size):
+            yield fp, ids[i:i + size]
+        if parts == 1:
+            break
+        parts //= 2
+    yield from plan
+
+
 class BillWorkers:
     """A pool of bill workers for one issue run (a context manager: the processes end with it).
 
@@ -140,8 +157,8 @@ class BillWorkers:
         if conn.dialect.name == "postgresql":
             snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
         self.pool = process_pool(workers, _start_worker, (database_url(conn), config, snapshot))
-        self.plan = iter(plan)
         self.ahead = 2 * workers
+        self.plan = _ramp(iter(plan), self.ahead)
         self.window: collections.deque[tuple[FunderPeriod, concurrent.futures.Future[Any]]] = collections.deque()
 
     def __enter__(self) -> BillWorkers:
