@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import re
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,11 @@ def cmd_invoice(args: argparse.Namespace, settings: Settings) -> int:
     except invoices.BillingError as exc:
         print(f"carecall invoice: {exc}", file=sys.stderr)
         return 2
+    except BrokenProcessPool:
+        # The CSV's worker processes (billing.stored_csv); the invoices themselves are issued.
+        print("carecall invoice: a worker process writing the CSV stopped; the file is incomplete: "
+              "run the same command again (the issued invoices are unchanged)", file=sys.stderr)
+        return 1
     finally:
         engine.dispose()
     if unassigned:

@@ -24,6 +24,7 @@ import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -594,6 +595,10 @@ def issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
     try:
         return _issue(factory, settings, period_start, funder, now=now or utcnow(), actor=actor,
                       with_lines=with_lines, nil_returns=nil_returns, workers=workers)
+    except BrokenProcessPool as exc:
+        # A worker process died (killed, out of memory): the run's transaction is rolled back.
+        raise BillingError("a billing worker process stopped before the run was done; nothing was issued: "
+                           "issue the period again (or set [billing] workers = 0)") from exc
     except OperationalError as exc:
         if getattr(exc.orig, "pgcode", None) != "40001":
             raise

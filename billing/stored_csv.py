@@ -4,17 +4,19 @@ Why here and not in :mod:`billing.invoices`: the same reading is run by the web 
 into one response) and by worker processes (each writes a piece of a big file), and
 neither needs the issue run's machinery.
 
-Rows are read raw (:mod:`billing.rawio`): no ORM objects, times formatted through a
-per-hour cache without parsing, pence printed exactly. Each invoice's lines are read by
-the ``(invoice_id, id)`` index, so the database never sorts the whole period's lines.
+Rows are read raw (:mod:`billing.rawio`): no ORM objects, local times sliced from the
+stored text through a per-process cache of minutes, pence printed exactly. Each
+invoice's lines are read by the ``(invoice_id, id)`` index, so the database never sorts
+the whole period's lines. :func:`write` builds each line as text, every cell that comes
+from data through ``ivr.csvsafe.cell_text`` (the formula guard, then csv's quoting);
+:func:`rows` yields the same cells for a caller's own writer (the web's download).
 
-A big file (:func:`write`, :data:`PARALLEL_FROM` lines or more) is cut into pieces of
-about :data:`PIECE` lines, invoice by invoice in number order (an invoice bigger than a
-piece is cut by line id); worker processes each format a piece through the same
-:class:`LineReader` and the same formula-safe writer, and the pieces are written out in
-order, at most two a worker in flight, so the file is byte for byte the one a single
-process writes and memory holds a few pieces at most. Issued lines never change, so the
-workers need no shared snapshot.
+The file is cut into pieces of about :data:`PIECE` lines, invoice by invoice in number
+order (an invoice bigger than a piece is cut by line id), so memory holds a piece at a
+time. From :data:`PARALLEL_FROM` lines, worker processes format the pieces through the
+same :class:`LineReader` and the pieces are written out in order, at most two a worker in
+flight: the file is byte for byte the one a single process writes. Issued lines never
+change, so the workers need no shared snapshot.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from billing.queries import funders
 from billing.rules import BillingConfig, local_clock
 from carecall.config import Settings
 from ivr import csvsafe
+from ivr.db import make_engine, reading, session_factory
 
 CSV_COLUMNS = ("invoice_number", "funder", "purchase_order", "resident_reference", "visit_ref", "worker_number",
                "arrival", "departure", "method", "billable_minutes", "rate", "amount")
@@ -201,7 +204,7 @@ def write(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
                      if total >= PARALLEL_FROM else 0)
         if not count:
             reader = LineReader(session.connection(), config)
-            return sum(reader.write(piece, out) for piece in whole)
+            return sum(reader.write(piece, out) for task in tasks for piece in task)
         url = parallel.database_url(session.connection())
     n = 0
     with parallel.process_pool(count, _start_worker, (url, config)) as pool:
@@ -226,14 +229,11 @@ _worker: dict[str, Any] = {}
 
 
 def _start_worker(url: str, config: BillingConfig) -> None:
-    from ivr.db import make_engine, session_factory
-
+    parallel.worker_signals()
     _worker.update(factory=session_factory(make_engine(url)), config=config)
 
 
 def _format(task: list[Piece]) -> tuple[str, int]:
-    from ivr.db import reading
-
     buf = io.StringIO()
     with reading(_worker["factory"]) as session:
         reader = LineReader(session.connection(), _worker["config"])

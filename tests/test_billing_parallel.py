@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.billing_run import build
@@ -283,3 +284,34 @@ def test_a_bad_billing_workers_setting_is_refused_with_its_reason(value: object)
 
     with pytest.raises(ConfigError, match=r'\[billing\] workers must be "auto" or a whole number, 0 for none'):
         invoices.BillingConfig.from_section({"workers": value}, ZoneInfo("Europe/London"))
+
+
+def _die_on_batch_three(fp: Any, resident_ids: list[int]) -> Any:
+    if 201 in resident_ids:
+        os._exit(1)  # a worker killed mid-run (out of memory, say)
+    return real_batch(fp, resident_ids)
+
+
+real_batch = parallel._batch
+
+
+def test_a_worker_that_dies_mid_run_issues_nothing_and_says_so(
+        two_databases: tuple[tuple[sessionmaker[Session], Settings], ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    (factory, settings), _ = two_databases
+    monkeypatch.setattr(parallel, "start_method", lambda: "fork")  # the child runs this module's patched code
+    monkeypatch.setattr(parallel, "_batch", _die_on_batch_three)
+    with pytest.raises(invoices.BillingError, match=r"worker process stopped .* nothing was issued"):
+        invoices.issue(factory, settings, P1, now=NOW1, with_lines=False, workers=2)
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(Invoice)) == 0
+        assert s.scalar(select(func.count()).select_from(InvoiceLine)) == 0
+    monkeypatch.setattr(parallel, "_batch", real_batch)
+    result = invoices.issue(factory, settings, P1, now=NOW1, with_lines=False, workers=2)
+    assert result.newly_issued and len(result.invoices) == RESIDENTS + 1
+
+
+def test_the_module_run_by_python_m_does_nothing_when_a_worker_imports_it() -> None:
+    """A fork server or spawned worker imports the main module as ``__mp_main__``: no second CLI run."""
+    import runpy
+
+    runpy.run_module("carecall.__main__", run_name="__mp_main__")  # would raise SystemExit if it ran main()
