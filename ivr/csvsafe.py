@@ -15,6 +15,7 @@ that are not strings (int, Decimal, float) are numbers and written as they are.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -36,9 +37,23 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
-# The characters for which csv.QUOTE_MINIMAL quotes a cell in this module's dialect
-# (delimiter ",", quote '"', line terminator "\n"; "\r" always).
-_QUOTED = frozenset(',"\r\n')
+def _quoted_by_csv() -> frozenset[str]:
+    """The characters for which the csv module quotes a cell in this module's dialect.
+
+    Asked of csv itself rather than written down: which of "\r" and "\n" it quotes
+    depends on the Python version and the line terminator (3.11 quotes only the
+    terminator's; later versions both). Nothing else makes QUOTE_MINIMAL quote.
+    """
+    quoted = set()
+    for c in ',"\r\n':
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([f"a{c}b"])
+        if buf.getvalue().startswith('"'):
+            quoted.add(c)
+    return frozenset(quoted)
+
+
+_QUOTED = _quoted_by_csv()
 FIRST, QUOTED = _FIRST, _QUOTED  # for a caller that settles plain cells inline (billing.stored_csv)
 
 

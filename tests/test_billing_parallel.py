@@ -67,7 +67,7 @@ def _world(url: str) -> sessionmaker[Session]:
         s.execute(update(Resident).where(Resident.id == 12).values(reference='=HYPERLINK("x"),1'))
         s.execute(update(CarePackage).where(CarePackage.id == 13).values(purchase_order='PO, "13"'))
         s.execute(update(Worker).where(Worker.id == 14).values(worker_number="+4,4"))
-        s.execute(update(Visit).where(Visit.resident_id == 15).values(visit_ref=Visit.visit_ref + ' "a",\n@b'))
+        s.execute(update(Visit).where(Visit.resident_id == 15).values(visit_ref=Visit.visit_ref + ' "a",\n@b\rc'))
         # Resident 20 is a private client (every tenth is) with a representative who pays.
         s.add(ResidentContact(resident_id=20, position=1, name="Dana Payer", relation=ContactRelation.REPRESENTATIVE,
                               email="dana@example.org", billing_address="1 Bill Street; Lewisham; SE13 1AA"))
@@ -170,7 +170,7 @@ def test_a_run_in_worker_processes_stores_and_prints_what_one_process_does(
     assert any(h[13].startswith("Dana Payer\n1 Bill Street") and h[14] == "dana@example.org" for h in headers)
     assert len(lines) > RESIDENTS * 30
     p1 = _csv(serial, serial_settings, P1, workers=0)
-    for hostile in ('"\'=HYPERLINK(""x""),1"', '"PO, ""13"""', '"\'+4,4"', ' ""a"",\n@b"'):
+    for hostile in ('"\'=HYPERLINK(""x""),1"', '"PO, ""13"""', '"\'+4,4"', ' ""a"",\n@b\rc"'):
         assert hostile in p1, hostile
     # The counts the CLI prints come from the run's totals; the same as counted from the lines.
     for r_one, r_many in zip(one, many, strict=True):
