@@ -315,3 +315,29 @@ def test_the_module_run_by_python_m_does_nothing_when_a_worker_imports_it() -> N
     import runpy
 
     runpy.run_module("carecall.__main__", run_name="__mp_main__")  # would raise SystemExit if it ran main()
+
+
+class _SerializationFailure(Exception):
+    pgcode = "40001"  # what psycopg's errors carry for "could not serialize access"
+
+
+def test_a_postgresql_serialization_failure_issues_nothing_and_says_to_issue_again(
+        two_databases: tuple[tuple[sessionmaker[Session], Settings], ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not provoked for real (a concurrent change to a visit does not conflict: see the test above), so
+    the driver's error is raised where the copy runs; the run must roll back and tell the office why."""
+    from sqlalchemy.exc import OperationalError
+
+    from billing import line_store
+
+    (factory, settings), _ = two_databases
+
+    def failing(self: line_store.LineStage) -> None:
+        raise OperationalError("INSERT INTO billing_invoice_lines …", {}, _SerializationFailure())
+
+    monkeypatch.setattr(line_store.LineStage, "flush", failing)
+    with pytest.raises(invoices.BillingError, match="changed while the invoices were being issued; nothing"):
+        invoices.issue(factory, settings, P1, now=NOW1, with_lines=False, workers=0)
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(Invoice)) == 0
+    monkeypatch.undo()
+    assert invoices.issue(factory, settings, P1, now=NOW1, with_lines=False, workers=0).newly_issued
