@@ -8,6 +8,9 @@ missing elements and asks again; values a test asserts on are read in one script
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from selenium.common.exceptions import (
@@ -19,6 +22,21 @@ from selenium.common.exceptions import (
 from selenium.webdriver.support.ui import WebDriverWait
 
 SETTLE = (StaleElementReferenceException, NoSuchElementException)
+
+
+def _screenshot_dir() -> Path:
+    """Where browser tests save the pages they render at 1366 and 400 px.
+
+    ``CARECALL_SCREENSHOT_DIR=docs/screenshots`` refreshes the pictures the docs show;
+    otherwise a temporary folder, so that a test run leaves the checkout as it found it.
+    """
+    named = os.environ.get("CARECALL_SCREENSHOT_DIR")
+    path = Path(named) if named else Path(tempfile.gettempdir()) / f"carecall-screenshots-{os.getuid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+SHOTS = _screenshot_dir()
 
 # The least any wait gives its condition. On the 2-core machine with other suites running,
 # a log-in (a password hash, then the board's first query on a fresh PostgreSQL database)

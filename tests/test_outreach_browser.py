@@ -24,11 +24,11 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Resident, ResidentContact, Visit, Worker
 from outreach.models import Feedback
-from tests.browser import page_at, settled_wait, text_of
+from tests.browser import SHOTS, page_at, settled_wait, text_of
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, visit_row
 from tests.test_alerts_servers import SmtpServer
-from tests.test_web_browser import SHOTS, browser  # noqa: F401 - the module's one Chromium
+from tests.test_web_browser import browser  # noqa: F401 - the module's one Chromium
 from tests.webclient import PASSWORD, add_users, cli, running_server
 
 pytestmark = pytest.mark.browser

@@ -1,21 +1,19 @@
 """A manager in a real (headless Chromium) browser: reveals a worker's NI number, reads a
 resident's view log, downloads nothing by accident, erases with the typed confirmation.
-Set CARECALL_SCREENSHOT_DIR to keep the 1366×768 and 400 px screenshots (docs/privacy.md)."""
+Screenshots at 1366×768 and 400 px go to tests/browser.SHOTS (docs/privacy.md)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from tests.browser import page_at, settled_wait, text_of
+from tests.browser import SHOTS, page_at, settled_wait, text_of
 from tests.privacy_world import plant
 from tests.test_web_browser import login
 from tests.webclient import add_users, running_server
@@ -40,14 +38,11 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def shoot(browser: webdriver.Chrome, name: str) -> None:
-    out = os.environ.get("CARECALL_SCREENSHOT_DIR")
-    if not out:
-        return
     for width, height, suffix in ((1366, 768, ""), (400, 900, "-narrow")):
         browser.set_window_size(width, height)
         full = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(width, min(max(full, height), 2400))
-        browser.save_screenshot(str(Path(out) / f"{name}{suffix}.png"))
+        browser.save_screenshot(str(SHOTS / f"{name}{suffix}.png"))
     browser.set_window_size(1366, 768)
 
 

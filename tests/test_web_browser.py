@@ -5,7 +5,7 @@ reload when a worker rings in (a real FastAGI call to the server's AGI port); a 
 call must put its alert on the alerts page without a reload, where it is acknowledged and
 its checklist ticked; the correction form must land in the audit log; a bad CSV must list
 its errors.
-Screenshots go to docs/screenshots/ for the docs.
+Screenshots go to tests/browser.SHOTS (docs/screenshots/ with CARECALL_SCREENSHOT_DIR=docs/screenshots).
 """
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Visit
 from scheduler.models import Alert, AlertCheck
-from tests.browser import MIN_WAIT, settled_wait, state_of, text_of
+from tests.browser import MIN_WAIT, SHOTS, settled_wait, state_of, text_of
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
 from tests.webclient import PASSWORD, add_users, running_server
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

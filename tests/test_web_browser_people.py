@@ -7,7 +7,7 @@ address, phones, contacts and the worker's name and mobile; a coordinator withou
 key-safe access cannot reveal the code (403, nothing shown); a manager's reveal shows
 it and is in the audit log. At 400 px wide (and at 1366×768) the board, alerts list,
 alert page, visit and resident pages have no horizontal scroll, and the nav is a menu
-button. Screenshots go to docs/screenshots/.
+button. Screenshots go to tests/browser.SHOTS (CARECALL_SCREENSHOT_DIR=docs/screenshots for the docs).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ivr.models import Attendance, AuditEntry, Resident, Visit, Worker
 from ivr.pins import load_or_create_key
 from ivr.sealed import Sealer
 from scheduler.models import Alert
-from tests.browser import settled_wait
+from tests.browser import SHOTS, settled_wait
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, context_for, factory_for, import_world, on_today, visit_row
 from tests.test_web_browser import chromium, click_to_new_page, login, mark_page, wait_new_page
@@ -41,7 +41,6 @@ from web.models import User
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "docs" / "screenshots"
 CODE = "4821"
 CONTACTS = """resident_reference,name,relation,relation_note,phone,phone2,email,notify_missed
 R003,Paula White,next of kin,daughter,07911 123101,020 8698 1101,paula.white@example.org,yes

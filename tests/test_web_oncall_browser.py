@@ -1,6 +1,7 @@
 """The on-call page in real headless Chromium: a manager fills the rota in; it fits a 400 px phone.
 
-Screenshots for docs/alerts.md go to docs/screenshots/ (oncall.png, oncall-400.png, board-rota-gap-400.png).
+Screenshots for docs/alerts.md (oncall.png, oncall-400.png, board-rota-gap-400.png) go to tests/browser.SHOTS:
+CARECALL_SCREENSHOT_DIR=docs/screenshots refreshes the docs' copies.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +20,12 @@ from sqlalchemy import select
 
 from carecall.config import load_settings
 from scheduler.oncall_models import RotaEntry
-from tests.browser import page_at, settled_wait, text_of
+from tests.browser import SHOTS, page_at, settled_wait, text_of
 from tests.conftest import fresh_database
 from tests.helpers import factory_for, import_world
 from tests.webclient import PASSWORD, add_users, cli, running_server
 
 pytestmark = pytest.mark.browser
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

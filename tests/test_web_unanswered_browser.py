@@ -13,9 +13,10 @@ from agi.simulator import CallScript, simulate_blocking
 from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Worker
+from tests.browser import SHOTS
 from tests.conftest import fresh_database
 from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
-from tests.test_web_browser import SHOTS, chromium, login, wait
+from tests.test_web_browser import chromium, login, wait
 from tests.webclient import add_users, running_server
 
 pytestmark = pytest.mark.browser

@@ -27,7 +27,7 @@ from carecall.config import load_settings
 from ivr.db import unit_of_work
 from ivr.models import Attendance, Resident, Visit, Worker
 from scheduler.models import Alert, AlertKind
-from tests.browser import page_at, settled_wait, state_of, text_of
+from tests.browser import SHOTS, page_at, settled_wait, state_of, text_of
 from tests.conftest import fresh_database
 from tests.fakecamera import qr_y4m
 from tests.helpers import VISITS_HEADER, factory_for, import_world, on_today, visit_row
@@ -36,7 +36,6 @@ from web.worker_models import TagScan
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "docs" / "screenshots"
 WAIT = 20
 
 
