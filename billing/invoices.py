@@ -791,9 +791,3 @@ def csv_rows(docs: Iterable[InvoiceDoc], config: BillingConfig) -> Iterator[list
         for line in doc.lines:
             if line.counts_in_total and (line.billable_minutes or line.amount):
                 yield csv_row(doc.number, doc.funder, doc.purchase_order, line, config)
-
-
-def stored_csv_rows(factory: sessionmaker[Session], settings: Settings, period_start: dt.date,
-                    funder: str | None = None) -> Iterator[list[str]]:
-    """The CSV rows of a period's issued invoices, streamed from the frozen lines (:mod:`billing.stored_csv`)."""
-    return stored_csv.rows(factory, settings, period_start, funder)

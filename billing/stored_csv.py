@@ -1,15 +1,15 @@
 """The CSV of a period's issued invoices, read from the frozen lines: in one process, or in several.
 
-Why here and not in :mod:`billing.invoices`: the same reading is run by the web (streamed
-into one response) and by worker processes (each writes a piece of a big file), and
-neither needs the issue run's machinery.
+Why here and not in :mod:`billing.invoices`: the same reading is run by the CLI, the web
+(into one response) and worker processes (each writes a piece of a big file), and none
+needs the issue run's machinery.
 
 Rows are read raw (:mod:`billing.rawio`): no ORM objects, local times sliced from the
 stored text through a per-process cache of minutes, pence printed exactly. Each
 invoice's lines are read by the ``(invoice_id, id)`` index, so the database never sorts
 the whole period's lines. :func:`write` builds each line as text, every cell that comes
-from data through ``ivr.csvsafe.cell_text`` (the formula guard, then csv's quoting);
-:func:`rows` yields the same cells for a caller's own writer (the web's download).
+from data through ``ivr.csvsafe.cell_text`` (the formula guard, then csv's quoting).
+The CLI and the web's download both use it.
 
 The file is cut into pieces of about :data:`PIECE` lines, invoice by invoice in number
 order (an invoice bigger than a piece is cut by line id), so memory holds a piece at a
@@ -92,17 +92,6 @@ class LineReader:
             return self.open.rows(iid=piece.invoice_id, after=after)
         return self.closed.rows(iid=piece.invoice_id, after=after, upto=piece.upto)
 
-    def rows(self, piece: Piece, label: str | None = None, funder: str | None = None,
-             purchase_order: str | None = None) -> Iterator[list[str]]:
-        """The piece's rows as printed (the first three cells may be given, already made safe)."""
-        local, pence = self.local, rawio.pence_text
-        label = piece.label if label is None else label
-        f = piece.funder if funder is None else funder
-        po = piece.purchase_order if purchase_order is None else purchase_order
-        for ref, visit, worker, arrival, departure, method, minutes, rate, amount in self._lines(piece):
-            yield [label, f, po, ref, visit, worker, local(arrival), local(departure), method, str(minutes),
-                   pence(rate), pence(amount)]
-
     def write(self, piece: Piece, out: TextIO) -> int:
         """The piece's rows as CSV text to ``out``; returns how many.
 
@@ -134,16 +123,6 @@ def _invoices(session: Session, config: BillingConfig, period_start: dt.date,
     return [Piece(iid, config.invoice_number(number), f, po) for iid, number, f, po in session.execute(
         select(inv.id, inv.number, inv.funder, inv.purchase_order)
         .where(inv.period_start == period_start, inv.funder.in_(names)).order_by(inv.number))]
-
-
-def rows(factory: sessionmaker[Session], settings: Settings, period_start: dt.date,
-         funder: str | None = None) -> Iterator[list[str]]:
-    """Every CSV row of the period's issued invoices, streamed in one process (memory: one fetch)."""
-    config = BillingConfig.from_settings(settings)
-    with factory() as session:
-        reader = LineReader(session.connection(), config)
-        for piece in _invoices(session, config, period_start, funder):
-            yield from reader.rows(piece)
 
 
 def _pieces(session: Session, whole: list[Piece]) -> tuple[list[list[Piece]], int]:

@@ -409,6 +409,13 @@ def test_invoices_preview_then_issue_with_confirmation_and_download(site):
     assert "script-src" not in csp and "default-src 'none'" in csp  # a document may style itself, never script
     csv_rows = c.get("/invoices/2?format=csv").text.splitlines()
     assert csv_rows[1].startswith("INV-000002,Lewisham,PO-1001,R001,V-PAST,1001,")
+    # The issued period's CSV, from the frozen lines (billing.stored_csv), as the CLI writes it.
+    period_rows = c.get(f"/invoices/csv?period={period}&funder=Lewisham").text.splitlines()
+    assert period_rows[0].startswith("invoice_number,funder,purchase_order,resident_reference,visit_ref")
+    assert [r for r in period_rows if r.startswith("INV-000002,")] == [
+        r for r in csv_rows if r.startswith("INV-000002,")]
+    assert any(r.startswith("INV-000002,Lewisham,PO-1001,R001,V-PAST,1001,") and r.endswith(",45,21.50,16.13")
+               for r in period_rows)
     assert c.get("/invoices/999").status == 404
     # Issuing again changes nothing; the frozen one is what everyone downloads.
     r = c.post("/invoices/issue", {"csrf_token": token, "period": period, "funder": "Lewisham", "confirm": "yes"})

@@ -18,13 +18,14 @@ style only.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from billing import invoices, timesheets
+from billing import invoices, stored_csv, timesheets
 from billing.invoices import BillingError, InvoiceDoc
 from billing.queries import funders as billing_funders
 from billing.render import csv_text, render_html, render_pdf
@@ -280,7 +281,9 @@ async def period_csv(ctx: Ctx) -> Response:
     def work() -> str:
         docs = invoices.preview(factory, settings, period, funder, now=now)
         if docs and all(d.issued for d in docs):
-            return csv_text(invoices.CSV_COLUMNS, invoices.stored_csv_rows(factory, settings, period, funder))
+            out = io.StringIO()  # from the frozen lines, in this thread (billing.stored_csv)
+            stored_csv.write(factory, settings, period, out, funder, workers=0)
+            return out.getvalue()
         return csv_text(invoices.CSV_COLUMNS, invoices.csv_rows(docs, config))
 
     try:
