@@ -227,6 +227,9 @@ class AnsweringSipPhone:
         from tests.asterisk_rig import free_udp_port
 
         self.lines: list[str] = []
+        self.rig = rig
+        # This test's call is the only one from here on: its prompts are looked for after this point.
+        self.since = rig.log_offset()
         argv = [str(rig.pjsua), "--null-audio", "--no-tcp", f"--local-port={rig.registrar_port}",
                 f"--rtp-port={free_udp_port() & ~1}", "--auto-answer=200", "--max-calls=1", "--clock-rate=8000",
                 "--no-vad", "--log-level=3", "--app-log-level=3"]
@@ -251,10 +254,13 @@ class AnsweringSipPhone:
         self.proc.stdin.flush()
 
     def _keys(self) -> None:
-        # Like the Local phones: listen, key 1 while the facts are read, then the PIN in the PIN prompt.
-        time.sleep(3)
+        # Like a person: key 1 once the question is being asked (1 is an escape digit while it
+        # plays), then the PIN once its prompt plays (GET DATA collects from then on). Waiting
+        # for Asterisk's own "Playing" lines, not for time: on a loaded machine the call's
+        # facts can take longer than any fixed pause.
+        self.rig.wait_log(r"Playing 'if-correct-press", 60, self.since)
         self._send("#\n1\n")
-        time.sleep(1.5)
+        self.rig.wait_log(r"Playing 'agent-pass", 60, self.since)
         self._send(f"#\n{self.pin}\n")
 
     def stop(self) -> None:
