@@ -20,10 +20,10 @@ What the workers read is what the run would have read itself:
 
 Results come back in batch order, so line ids and invoice numbers are exactly those of a
 run in one process (``tests/test_billing_parallel.py``); at most ``2 × workers`` batches
-are in flight, so memory stays flat. Workers are forked when the calling process has one
-thread (the CLI: no start-up cost, every module already imported, the period's
-bank-holiday classes already worked out) and come from a fork server otherwise (the web
-server's threads make a plain fork unsafe).
+wait beyond the one being stored (:func:`in_order`), so memory stays flat. Workers are
+forked when the calling process has one thread (the CLI: no start-up cost, every module
+already imported, the period's bank-holiday classes already worked out) and come from a
+fork server otherwise (the web server's threads make a plain fork unsafe).
 """
 
 from __future__ import annotations
@@ -54,6 +54,16 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def worker_count(requested: int | None, config: BillingConfig, big: Callable[[], bool]) -> int:
+    """The worker processes to start: as many as asked (0: none), else ``[billing] workers``
+    for a big job and none for a small one (``big`` is asked only then: it may query)."""
+    if requested is not None:
+        return requested
+    if not big():
+        return 0
+    return default_workers() if config.workers is None else config.workers
+
+
 def database_url(conn: Connection) -> str:
     """The URL a worker connects with (the password too: it is the run's own database)."""
     return conn.engine.url.render_as_string(hide_password=False)
@@ -78,6 +88,34 @@ def start_method() -> str:
     if threading.active_count() == 1 and "fork" in methods:
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
+
+
+_END = object()
+
+
+def in_order(pool: concurrent.futures.Executor, fn: Callable[..., Any], items: Iterable[tuple[Any, ...]],
+             ahead: int) -> Iterator[tuple[tuple[Any, ...], concurrent.futures.Future[Any]]]:
+    """``fn(*item)`` for every item on ``pool``, handed back as (item, future) in the items' order.
+
+    At most ``ahead`` items wait in the pool beyond the one handed back, so a fast pool
+    never piles results up in memory; the next item is submitted before the caller waits
+    for this one. The caller may look at an item before waiting for its result (the
+    issue run does, to see where one funder period ends).
+    """
+    window: collections.deque[tuple[tuple[Any, ...], concurrent.futures.Future[Any]]] = collections.deque()
+    todo = iter(items)
+
+    def submit() -> None:
+        item = next(todo, _END)
+        if item is not _END:
+            window.append((item, pool.submit(fn, *item)))
+
+    for _ in range(ahead):
+        submit()
+    while window:
+        step = window.popleft()
+        submit()
+        yield step
 
 
 # --- inside a worker process -----------------------------------------------------------------
@@ -169,9 +207,9 @@ class BillWorkers:
         if conn.dialect.name == "postgresql":
             snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
         self.pool = process_pool(workers, _start_worker, (database_url(conn), config, snapshot))
-        self.ahead = 2 * workers
-        self.plan = _ramp(iter(plan), self.ahead)
-        self.window: collections.deque[tuple[FunderPeriod, concurrent.futures.Future[Any]]] = collections.deque()
+        ahead = 2 * workers
+        self.steps = in_order(self.pool, _batch, _ramp(iter(plan), ahead), ahead)
+        self.next_step: tuple[tuple[Any, ...], concurrent.futures.Future[Any]] | None = None
 
     def __enter__(self) -> BillWorkers:
         return self
@@ -179,19 +217,15 @@ class BillWorkers:
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _fill(self) -> None:
-        while len(self.window) < self.ahead:
-            step = next(self.plan, None)
-            if step is None:
-                return
-            fp, ids = step
-            self.window.append((fp, self.pool.submit(_batch, fp, ids)))
-
     def bills(self, fp: FunderPeriod, unassigned: Unassigned) -> Iterator[StagedBill]:
         """The bills of every batch of ``fp`` in the plan, in batch order."""
-        self._fill()
-        while self.window and self.window[0][0] is fp:
-            bills, missing = self.window.popleft()[1].result()
-            self._fill()
+        while True:
+            if self.next_step is None:
+                self.next_step = next(self.steps, None)
+            # The next batch belongs to a later funder period: that period's turn has not come.
+            if self.next_step is None or self.next_step[0][0] is not fp:
+                return
+            bills, missing = self.next_step[1].result()
+            self.next_step = None
             unassigned.attendance_ids.update(missing)
             yield from bills

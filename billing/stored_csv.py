@@ -14,15 +14,13 @@ The CLI and the web's download both use it.
 The file is cut into pieces of about :data:`PIECE` lines, invoice by invoice in number
 order (an invoice bigger than a piece is cut by line id), so memory holds a piece at a
 time. From :data:`PARALLEL_FROM` lines, worker processes format the pieces through the
-same :class:`LineReader` and the pieces are written out in order, at most two a worker in
-flight: the file is byte for byte the one a single process writes. Issued lines never
-change, so the workers need no shared snapshot.
+same :class:`LineReader` and the pieces are written out in order, at most two a worker
+waiting (``parallel.in_order``): the file is byte for byte the one a single process
+writes. Issued lines never change, so the workers need no shared snapshot.
 """
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
 import datetime as dt
 import io
@@ -97,19 +95,17 @@ class LineReader:
 
         Each line is built as text: the cells that come from data (references, funder,
         purchase order, method) through ``csvsafe.cell_text``, worked out once per value,
-        the visit reference (unique) on every row; times, minutes and money are this
+        the visit reference (unique) once per row; times, minutes and money are this
         module's own text, which neither the formula guard nor csv's quoting would change.
         ``tests/test_billing_parallel.py`` checks the file against the csv writer's.
         """
         local, data, money = self.local, self.data, self.money
-        cell, first, quoted = csvsafe.cell_text, csvsafe.FIRST, csvsafe.QUOTED
+        cell = csvsafe.cell_text
         head = f"{cell(piece.label)},{cell(piece.funder)},{cell(piece.purchase_order)},"
         text: list[str] = []
         append = text.append
         for ref, visit, worker, arrival, departure, method, minutes, rate, amount in self._lines(piece):
-            if visit.__class__ is not str or visit[:1] in first or not quoted.isdisjoint(visit):
-                visit = cell(visit)
-            append(f"{head}{data[ref]},{visit},{data[worker]},{local(arrival)},{local(departure)},{data[method]},"
+            append(f"{head}{data[ref]},{cell(visit)},{data[worker]},{local(arrival)},{local(departure)},{data[method]},"
                    f"{minutes},{money[rate]},{money[amount]}\n")
         out.write("".join(text))
         return len(text)
@@ -177,29 +173,18 @@ def write(factory: sessionmaker[Session], settings: Settings, period_start: dt.d
     with factory() as session:
         whole = _invoices(session, config, period_start, funder)
         tasks, total = _pieces(session, whole)
-        count = workers
-        if count is None:
-            count = ((parallel.default_workers() if config.workers is None else config.workers)
-                     if total >= PARALLEL_FROM else 0)
+        count = parallel.worker_count(workers, config, lambda: total >= PARALLEL_FROM)
         if not count:
             reader = LineReader(session.connection(), config)
             return sum(reader.write(piece, out) for task in tasks for piece in task)
         url = parallel.database_url(session.connection())
     n = 0
     with parallel.process_pool(count, _start_worker, (url, config)) as pool:
-        window: collections.deque[concurrent.futures.Future[tuple[str, int]]] = collections.deque()
-        todo = iter(tasks)
-        while True:
-            while len(window) < 2 * count:
-                task = next(todo, None)
-                if task is None:
-                    break
-                window.append(pool.submit(_format, task))
-            if not window:
-                return n
-            text, rows_in_piece = window.popleft().result()
+        for _, formatted in parallel.in_order(pool, _format, ((task,) for task in tasks), 2 * count):
+            text, rows_in_piece = formatted.result()
             out.write(text)
             n += rows_in_piece
+    return n
 
 
 # --- inside a worker process -----------------------------------------------------------------
