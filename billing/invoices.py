@@ -324,6 +324,7 @@ class _DatabaseSink:
             t.exceptions += 1
         self.stage.flush()
         w = self.write_utc
+        # A whole line, in line_store.LINE_COLUMNS order.
         self.buffer.append((iid, line.kind, line.attendance_id, line.package_id, line.service_period_start,
                             line.resident_reference, line.visit_ref, line.worker_number, w(line.planned_start),
                             w(line.planned_end), w(line.arrival_at), w(line.departure_at), line.method,
@@ -352,14 +353,9 @@ class _DatabaseSink:
     def flush(self) -> None:
         self.stage.flush()  # staged lines first: line ids keep the order the lines were added in
         if self.buffer:
-            rawio.insert_many(self.s.connection(), InvoiceLine.__table__, _LINE_COLUMNS, self.buffer)
+            rawio.insert_many(self.s.connection(), InvoiceLine.__table__, line_store.LINE_COLUMNS, self.buffer)
             self.buffer = []
 
-
-# The stored line's columns, in the order _DatabaseSink.add builds its tuples.
-_LINE_COLUMNS = ("invoice_id", "kind", "attendance_id", "package_id", "service_period_start", "resident_reference",
-                 "visit_ref", "worker_number", "planned_start", "planned_end", "arrival_at", "departure_at", "method",
-                 "billable_minutes", "over_cap_minutes", "rate_kind", "rate_pence", "amount_pence", "reason")
 
 
 def _finish_run(session: Session, run: BillingRun, totals: dict[int, _Totals], nil_returns: bool = False) -> None:
@@ -639,10 +635,8 @@ def _issue(factory: sessionmaker[Session], settings: Settings, period_start: dt.
             # then each remaining funder is closed by name, so no funder is ever issued twice.
             label = funder or ("" if not closed else None)
             runs = ([(label, todo)] if label is not None else [(fp.funder, [fp]) for fp in todo])
-            count = workers
-            if count is None:
-                big = sum(residents_in(session, fp.funder, fp.period) for fp in todo) >= PARALLEL_FROM
-                count = (parallel.default_workers() if config.workers is None else config.workers) if big else 0
+            count = parallel.worker_count(workers, config, lambda: sum(
+                residents_in(session, fp.funder, fp.period) for fp in todo) >= PARALLEL_FROM)
             plan = ((fp, ids) for _, fps in runs for fp in fps
                     for ids in resident_batches(session, fp.funder, fp.period))
             pool = parallel.BillWorkers(session, config, count, todo, plan) if count else contextlib.nullcontext()

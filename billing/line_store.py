@@ -4,8 +4,9 @@ Why: an invoice line keeps its own copy of what it billed (resident, visit, work
 four times), so an issued invoice never changes when a visit is corrected later. Sending
 those copies back from Python cost more than working the bill out: nineteen values bound
 per line, 350,000 lines. Here a billed line is *staged* with only the figures the rules
-produced (invoice, kind, attendance, package, method, minutes, rate, amount, reason) and
-one ``INSERT … SELECT`` per chunk copies it into ``billing_invoice_lines`` together with
+produced (kind, attendance, package, method, minutes, rate, amount, reason; the invoice
+comes from its package) and one ``INSERT … SELECT`` per chunk copies it into
+``billing_invoice_lines`` together with
 the attendance's times, its visit's reference and planned times, the worker's number and
 the resident's reference, joined by primary key inside the database. Lines keep
 the order they were staged in (``ORDER BY seq``), so line ids still follow each invoice.
@@ -73,6 +74,10 @@ STAGE_INVOICES = Table(
 )
 # The order of a staged line's tuple.
 STAGE_COLUMNS = tuple(c.name for c in STAGE.c if c.name != "seq")
+# A stored line's columns, in the order the copy selects them (and billing.invoices writes a whole line).
+LINE_COLUMNS = ("invoice_id", "kind", "attendance_id", "package_id", "service_period_start", "resident_reference",
+                "visit_ref", "worker_number", "planned_start", "planned_end", "arrival_at", "departure_at", "method",
+                "billable_minutes", "over_cap_minutes", "rate_kind", "rate_pence", "amount_pence", "reason")
 CHUNK = 5000
 
 
@@ -122,8 +127,8 @@ class LineStage:
             conn.execute(CreateTable(table, if_not_exists=True))
             conn.execute(table.delete())  # a connection reused after a failed run starts empty
         self.rows: list[tuple[Any, ...]] = []
-        self.invoices: dict[int, int] = {}
-        self.new_invoices: list[tuple[int, int]] = []
+        self.mapped: set[int] = set()  # packages whose invoice is in the stage's map
+        self.new_invoices: list[tuple[int, int]] = []  # (package, invoice) not yet in it
         self.period = service_period_start
         s, m, a, v, w, r = (STAGE.c, STAGE_INVOICES.c, Attendance.__table__.c, Visit.__table__.c,
                             Worker.__table__.c, Resident.__table__.c)
@@ -139,17 +144,14 @@ class LineStage:
             # so the visit's resident is the package's: one lookup fewer per line.
             .join(Resident.__table__, r.id == v.resident_id)
         ).order_by(s.seq)
-        names = ("invoice_id", "kind", "attendance_id", "package_id", "service_period_start", "resident_reference",
-                 "visit_ref", "worker_number", "planned_start", "planned_end", "arrival_at", "departure_at",
-                 "method", "billable_minutes", "over_cap_minutes", "rate_kind", "rate_pence", "amount_pence",
-                 "reason")
         # preserve_rowcount: psycopg's cursor forgets the count once SQLAlchemy closes it.
-        self.copy = insert(InvoiceLine.__table__).from_select(names, copied).execution_options(preserve_rowcount=True)
+        self.copy = (insert(InvoiceLine.__table__).from_select(LINE_COLUMNS, copied)
+                     .execution_options(preserve_rowcount=True))
 
     def add(self, bill: StagedBill, invoice_id: int) -> None:
         pid = bill.package.package_id
-        if pid not in self.invoices:
-            self.invoices[pid] = invoice_id
+        if pid not in self.mapped:
+            self.mapped.add(pid)
             self.new_invoices.append((pid, invoice_id))
         self.rows.extend(bill.lines)
         if len(self.rows) >= CHUNK:

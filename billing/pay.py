@@ -224,7 +224,7 @@ def worker_lines(visits: Iterable[PayVisit], config: PayConfig, tz: ZoneInfo,
                 travel = 0 if same_home else min(gap, config.max_travel_minutes)
                 miles = _NO_MILES
                 if travel and distances:
-                    miles = distances.get(frozenset((prev.resident_reference, v.resident_reference)), Decimal("0"))
+                    miles = distances.get(frozenset((prev.resident_reference, v.resident_reference)), _NO_MILES)
                 if travel:
                     yield PayLine("travel", prev.departure_at, v.arrival_at, travel, "travel",
                                   resident_reference=v.resident_reference, miles=miles)

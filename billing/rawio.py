@@ -204,7 +204,6 @@ class Query:
         finally:
             cursor.close()
 
-
     def first(self, **values: Any) -> Any:
         """The first row (an ``INSERT … RETURNING``'s, say), the cursor closed at once."""
         rows = self.rows(1, **values)

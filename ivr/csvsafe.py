@@ -54,7 +54,6 @@ def _quoted_by_csv() -> frozenset[str]:
 
 
 _QUOTED = _quoted_by_csv()
-FIRST, QUOTED = _FIRST, _QUOTED  # for a caller that settles plain cells inline (billing.stored_csv)
 
 
 def cell_text(value: Any) -> str:
@@ -64,6 +63,8 @@ def cell_text(value: Any) -> str:
     is still :func:`safe_cell`, and ``tests/test_csvsafe.py`` checks this against the
     writer's own output for hostile and ordinary cells.
     """
+    if value.__class__ is str and value[:1] not in _FIRST and _QUOTED.isdisjoint(value):
+        return value  # nearly every cell of a big export: nothing to neutralise, nothing to quote
     value = safe_cell(value)
     text = "" if value is None else str(value)
     if _QUOTED.isdisjoint(text):
